@@ -1,0 +1,82 @@
+/* Byte slices and growable buffers: how bytes travel through Cruder.
+ *
+ * A `struct slice` borrows bytes it does not own (a parser points into the
+ * caller's buffer instead of copying). A `struct buf` owns a growable,
+ * always NUL-terminated byte array; appends abort on allocation failure. */
+#ifndef CORE_SLICE_H
+#define CORE_SLICE_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <string.h>
+
+struct slice {
+    const char *ptr;
+    size_t len;
+};
+
+#define SLICE_LIT(s) ((struct slice){(s), sizeof(s) - 1})
+#define SLICE_NULL ((struct slice){NULL, 0})
+/* printf("%.*s", SLICE_FMT(s)) */
+#define SLICE_FMT(s) (int)(s).len, (s).ptr
+
+static inline struct slice slice_make(const char *p, size_t n)
+{
+    return (struct slice){p, n};
+}
+
+static inline struct slice slice_cstr(const char *s)
+{
+    return (struct slice){s, s ? strlen(s) : 0};
+}
+
+static inline bool slice_eq(struct slice a, struct slice b)
+{
+    return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
+}
+
+static inline bool slice_eq_cstr(struct slice a, const char *s)
+{
+    return slice_eq(a, slice_cstr(s));
+}
+
+bool slice_case_eq(struct slice a, struct slice b);
+bool slice_starts_with(struct slice s, struct slice prefix);
+struct slice slice_trim(struct slice s);
+/* Parses a whole slice as a non-negative decimal; -1 on anything else or overflow. */
+long long slice_to_uint(struct slice s);
+
+struct buf {
+    char *ptr; /* NUL-terminated whenever cap > 0 */
+    size_t len;
+    size_t cap;
+};
+
+#define BUF_INIT ((struct buf){NULL, 0, 0})
+
+void buf_reserve(struct buf *b, size_t extra);
+void buf_append(struct buf *b, const void *p, size_t n);
+void buf_append_slice(struct buf *b, struct slice s);
+void buf_append_cstr(struct buf *b, const char *s);
+void buf_append_char(struct buf *b, char c);
+__attribute__((format(printf, 2, 3))) void buf_appendf(struct buf *b, const char *fmt, ...);
+void buf_vappendf(struct buf *b, const char *fmt, va_list ap);
+/* Drops the first n bytes, keeping the rest. */
+void buf_consume(struct buf *b, size_t n);
+static inline void buf_reset(struct buf *b)
+{
+    b->len = 0;
+    if (b->cap)
+        b->ptr[0] = '\0';
+}
+static inline struct slice buf_slice(const struct buf *b)
+{
+    return (struct slice){b->ptr, b->len};
+}
+/* Frees the storage; the buffer is empty and reusable afterwards. */
+void buf_free(struct buf *b);
+/* Hands the storage to the caller (free() it); the buffer is empty afterwards. */
+char *buf_steal(struct buf *b);
+
+#endif

@@ -1,0 +1,164 @@
+/* Collections and their fields: the schema of every record, in PocketBase's
+ * shapes. A collection is immutable once built; a change builds a new one and
+ * publishes a new schema snapshot (schema.h), so readers never lock.
+ *
+ * Every name that reaches SQL (collection and field names) is checked here
+ * against [A-Za-z_][A-Za-z0-9_]{0,63} and is always quoted by the store. */
+#ifndef DOMAIN_COLLECTION_H
+#define DOMAIN_COLLECTION_H
+
+#include <jansson.h>
+#include <regex.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/slice.h"
+
+enum field_type {
+    FIELD_TEXT,
+    FIELD_NUMBER,
+    FIELD_BOOL,
+    FIELD_EMAIL,
+    FIELD_URL,
+    FIELD_DATE,
+    FIELD_SELECT,
+    FIELD_JSON,
+    FIELD_AUTODATE,
+    FIELD_PASSWORD, /* auth collections only: stored as an Argon2id hash, never output */
+};
+
+struct field {
+    char *id;   /* stable across renames, e.g. "text3208210256" */
+    char *name; /* validated identifier */
+    enum field_type type;
+    bool system;
+    bool hidden;
+    bool presentable;
+    bool required;
+    union {
+        struct {
+            int64_t min, max; /* characters; 0 = no limit */
+            char *pattern;    /* POSIX ERE, NULL if none */
+            regex_t re;
+            bool primary_key; /* the "id" field */
+            char *autogenerate_pattern;
+        } text;
+        struct {
+            bool has_min, has_max;
+            double min, max;
+            bool only_int;
+        } number;
+        struct {
+            char **values;
+            size_t nvalues;
+            int64_t max_select; /* 1 = single value, >1 = multiple (JSON array) */
+        } select;
+        struct {
+            int64_t max_size; /* bytes of the JSON text; 0 = default 1 MiB */
+        } json;
+        struct {
+            bool on_create, on_update;
+        } autodate;
+        struct {
+            char **only_domains, **except_domains;
+            size_t nonly, nexcept;
+        } email_url;
+        struct {
+            char *min, *max; /* PocketBase datetime text, NULL if unbounded */
+        } date;
+        struct {
+            int64_t min, max, cost;
+            char *pattern;
+        } password;
+    } opt;
+};
+
+enum collection_type { COLLECTION_BASE, COLLECTION_AUTH, COLLECTION_VIEW };
+
+/* A parsed "CREATE [UNIQUE] INDEX name ON table (col [ASC|DESC], ...) [WHERE ...]". */
+struct collection_index {
+    char *sql; /* as the client gave it */
+    char *name;
+    bool unique;
+    char **columns; /* field names, each checked to exist */
+    bool *desc;
+    size_t ncolumns;
+    char *where; /* partial-index condition, NULL if none; compiled like a filter */
+};
+
+struct collection {
+    char *id;   /* "pbc_" + digits, or a client-given id */
+    char *name; /* validated identifier */
+    enum collection_type type;
+    bool system;
+    struct field *fields;
+    size_t nfields;
+    struct collection_index *indexes;
+    size_t nindexes;
+    char *rules[7]; /* enum collection_rule; NULL = superusers only */
+    char created[32], updated[32];
+    json_t *auth_options; /* auth collections: passwordAuth, authToken, ... as PocketBase shows them */
+    uint32_t refcount;
+};
+
+enum collection_rule {
+    RULE_LIST,
+    RULE_VIEW,
+    RULE_CREATE,
+    RULE_UPDATE,
+    RULE_DELETE,
+    RULE_AUTH,   /* auth collections */
+    RULE_MANAGE, /* auth collections */
+};
+
+/* ---- names ---- */
+
+bool collection_name_valid(struct slice name);
+const char *field_type_name(enum field_type t);
+
+/* ---- lookup ---- */
+
+const struct field *collection_field(const struct collection *c, struct slice name);
+const struct field *collection_field_by_id(const struct collection *c, struct slice id);
+
+/* ---- JSON in and out ---- */
+
+/* Builds a collection from a client's JSON (POST or PATCH body). `prev` is the
+ * collection being updated, or NULL for a create; a PATCH keeps what the body
+ * leaves out. System fields (id; created/updated as autodate by default;
+ * email/password/tokenKey/... for auth) are added or kept. Field ids are kept
+ * across renames so that the store can tell a rename from a drop and an add.
+ * On failure returns NULL and sets *errors to PocketBase's `data` object
+ * ({"fields": {"0": {"name": {"code","message"}}}, ...}); the caller owns it. */
+struct collection *collection_from_json(json_t *body, const struct collection *prev,
+                                        json_t **errors);
+/* The PocketBase JSON shape of a collection; the caller owns the result. */
+json_t *collection_to_json(const struct collection *c);
+
+void collection_retain(struct collection *c);
+/* Drops one reference; frees at zero. Accepts NULL. */
+void collection_release(struct collection *c);
+
+/* ---- records ---- */
+
+/* Validates a create (prev == NULL) or an update (prev = the stored record)
+ * against the collection. `input` holds only what the client sent, already
+ * merged from JSON or multipart; "field+" / "+field" / "field-" modifiers on
+ * select fields are applied. On success returns 0 and sets *out to the full
+ * record to store, with every column present, autodates set and a fresh
+ * tokenKey on auth records that are new or whose password changed (caller owns
+ * it). Password values must arrive already hashed (auth_password_hash), because
+ * hashing is slow and must not run where this runs (on the store's writer);
+ * the caller checks the plain text's length first with record_password_check. On failure returns -1 and sets *errors to
+ * PocketBase's `data` object ({"title": {"code": "validation_required",
+ * "message": "Missing required value."}}); caller owns it. `now_ms` is the
+ * time autodate fields take. */
+int record_validate(const struct collection *c, json_t *input, json_t *prev, int64_t now_ms,
+                    json_t **out, json_t **errors);
+
+/* Checks a plain-text password against a password field's min/max (bytes)
+ * before it is hashed. Returns NULL if fine, else a PocketBase error object
+ * {"code","message"} the caller owns. */
+json_t *record_password_check(const struct field *f, struct slice plain);
+
+#endif

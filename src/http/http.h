@@ -1,0 +1,151 @@
+/* The HTTP/1.1 server: libuv loops, one per core, each with its own
+ * SO_REUSEPORT listener; http-parser for framing; keep-alive; pipelining with
+ * responses batched into one write; chunked and streamed request bodies; limits
+ * on every dimension of a request; graceful shutdown.
+ *
+ * Threading: every callback into a handler runs on the loop that owns the
+ * connection. A handler that hands work to another thread gets back onto its
+ * loop with http_loop_post(). Requests on one connection are handled one at a
+ * time, in order; later pipelined requests wait, already buffered, until the
+ * current one is answered.
+ *
+ * Contract: every request handed to a handler is answered exactly once, with
+ * http_respond*() (possibly later, from a posted callback). If the client has
+ * gone meanwhile, the answer is discarded and the request is freed then. */
+#ifndef HTTP_HTTP_H
+#define HTTP_HTTP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/arena.h"
+#include "core/config.h"
+#include "core/slice.h"
+
+enum http_method {
+    HTTP_M_OTHER = 0,
+    HTTP_M_GET,
+    HTTP_M_HEAD,
+    HTTP_M_POST,
+    HTTP_M_PUT,
+    HTTP_M_PATCH,
+    HTTP_M_DELETE,
+    HTTP_M_OPTIONS,
+};
+
+struct http_header {
+    struct slice name;
+    struct slice value;
+};
+
+struct http_loop;
+struct http_conn;
+struct http_route;
+
+enum { HTTP_MAX_ROUTE_PARAMS = 4 };
+
+struct http_request {
+    struct arena pool; /* per-request memory; freed after the response is sent */
+    struct http_loop *loop;
+    struct http_conn *conn; /* private to the http layer */
+
+    enum http_method method;
+    struct slice method_name;
+    struct slice target; /* raw request-target */
+    struct slice path;   /* target before '?', still percent-encoded */
+    struct slice query;  /* target after '?', still percent-encoded */
+    struct http_header *headers;
+    size_t nheaders;
+    long long content_length; /* -1 when chunked */
+    bool keep_alive;
+
+    /* Filled by the router. */
+    const struct http_route *route;
+    struct slice params[HTTP_MAX_ROUTE_PARAMS]; /* decoded ":name" segments */
+    size_t nparams;
+
+    /* The whole body, for routes that buffer it (the default); NUL-terminated. */
+    struct slice body;
+
+    /* Streaming routes (HTTP_ROUTE_STREAM_BODY) set these in their handler.
+     * on_body gets each piece of the body as it arrives (the slice is only valid
+     * during the call); returning non-zero aborts the request, which the
+     * handler must then still answer. on_body_end gets 0 when the body is
+     * complete, or a negative code if the client stopped sending. */
+    int (*on_body)(struct http_request *req, struct slice chunk);
+    void (*on_body_end)(struct http_request *req, int status);
+
+    void *user; /* the handler's own state */
+    uint64_t start_ns;
+    int status; /* of the response, once answered */
+    struct buf resp_headers; /* extra response header lines, "Name: value\r\n" */
+};
+
+typedef void (*http_handler_fn)(struct http_request *req);
+
+enum http_route_flags {
+    HTTP_ROUTE_STREAM_BODY = 1, /* hand the body to on_body instead of buffering it */
+};
+
+/* ---- routing ---- */
+
+struct http_router;
+
+struct http_router *http_router_new(void);
+void http_router_free(struct http_router *r);
+/* pattern: "/api/collections/:collection/records/:id"; a ":name" segment
+ * matches one non-empty path segment, percent-decoded into req->params in
+ * order. `name` labels the route in metrics and logs. method HTTP_M_OTHER
+ * matches any method. */
+void http_router_add(struct http_router *r, enum http_method method, const char *pattern,
+                     http_handler_fn fn, unsigned flags, const char *name);
+/* Called when no route matches the path (404) or the path matches with
+ * another method (405); defaults answer in PocketBase's error shape. */
+void http_router_set_fallback(struct http_router *r, http_handler_fn fn);
+const char *http_route_name(const struct http_route *route);
+
+/* ---- requests and responses ---- */
+
+/* Case-insensitive header lookup; SLICE_NULL (ptr == NULL) if absent. */
+struct slice http_request_header(const struct http_request *req, const char *name);
+/* Finds a query parameter and percent-decodes it ('+' as space) into the
+ * request's pool; returns false if absent. */
+bool http_request_query(struct http_request *req, const char *name, struct slice *value);
+
+/* Adds a response header line; both are copied. */
+void http_response_header(struct http_request *req, struct slice name, struct slice value);
+/* Answers the request: status line, Date, Content-Length, the added headers,
+ * Content-Type (if content_type.len), then body (copied). For HEAD the body is
+ * counted but not sent. The request must not be touched afterwards. */
+void http_respond(struct http_request *req, int status, struct slice content_type,
+                  struct slice body);
+
+/* ---- loops ---- */
+
+/* Runs fn(arg) on the loop's thread soon. Safe from any thread; never blocks. */
+void http_loop_post(struct http_loop *loop, void (*fn)(void *arg), void *arg);
+/* The same, typed for layers that cannot name http_loop (store, bus). */
+void http_loop_post_any(void *loop, void (*fn)(void *arg), void *arg);
+
+/* ---- the server ---- */
+
+struct http_server;
+
+/* Binds the listeners (one SO_REUSEPORT socket per loop), starts the loops
+ * and returns at once. On failure returns -1 with a one-line reason in err. */
+int http_server_start(const struct config *cfg, struct http_router *router,
+                      struct http_server **out, char *err, size_t errlen);
+/* Blocks until SIGTERM or SIGINT, then stops accepting, lets in-flight requests
+ * finish for at most cfg->shutdown_timeout_ms, closes everything and frees the
+ * server. */
+void http_server_wait(struct http_server *srv);
+/* The port actually bound (useful with port 0). */
+int http_server_port(const struct http_server *srv);
+
+/* ---- counters for /metrics ---- */
+
+/* Appends the http layer's metrics in Prometheus text format: requests by
+ * route and status, latency histogram, open connections. */
+void http_metrics_render(struct buf *out);
+
+#endif

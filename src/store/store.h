@@ -1,0 +1,119 @@
+/* The store: where collections and records live, behind a small table of
+ * operations implemented by each adapter (SQLite now, PostgreSQL later), the
+ * way SQLite's VFS is.
+ *
+ * Every operation is asynchronous: it returns at once, runs on the store's own
+ * threads (never on an event loop), and delivers its result by calling
+ * post(target, ...) with the callback, so the callback runs on the caller's
+ * loop. Writes go through one writer per shard that commits concurrent writes
+ * together (group commit); a write's callback runs only after its commit is
+ * durable at the configured level.
+ *
+ * Records carry two columns beside their fields: _partition, hash(id) mod P,
+ * and _version, which grows by one with every change and makes the ETag. */
+#ifndef STORE_STORE_H
+#define STORE_STORE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/slice.h"
+#include "domain/collection.h"
+
+enum store_status {
+    STORE_OK = 0,
+    STORE_NOT_FOUND = -1,
+    STORE_PRECONDITION = -2, /* If-Match version differs; nothing changed */
+    STORE_INVALID = -3,      /* the merge callback rejected it: see errors */
+    STORE_UNIQUE = -4,       /* a unique index refused it: see errors */
+    STORE_BUSY = -5,         /* queues full: answer 503 with Retry-After */
+    STORE_IO = -6,           /* the engine failed: see message */
+};
+
+struct store_result {
+    int status;        /* enum store_status */
+    struct buf json;   /* get/write: the record's JSON object; list: a JSON array of records */
+    int64_t version;   /* get/write: the record's version */
+    int64_t total;     /* list: total matching, -1 with skip_total */
+    json_t *errors;    /* STORE_INVALID / STORE_UNIQUE: PocketBase's `data` object */
+    char message[256]; /* STORE_IO: what failed */
+};
+
+/* Runs on the caller's loop. `res` and what it holds live until the callback
+ * returns; take ownership of res->json with buf_steal or of res->errors with
+ * json_incref to keep them. */
+typedef void (*store_cb)(void *arg, struct store_result *res);
+
+/* How a write reaches the caller's loop: post(target, fn, arg) must run
+ * fn(arg) on that loop soon, from any thread (http_loop_post_any). */
+typedef void (*store_post_fn)(void *target, void (*fn)(void *arg), void *arg);
+
+/* Called on the writer thread, inside the write's transaction, with the stored
+ * record (NULL for a create). Returns 0 with *out = the full record to store
+ * (the callee's reference passes to the store), or -1 with *errors set. Must not
+ * block: no I/O, no hashing. */
+typedef int (*store_merge_fn)(void *arg, json_t *prev, json_t **out, json_t **errors);
+
+struct store_list_query {
+    const struct collection *collection;
+    const char *where_sql; /* from filter_compile, NULL for all rows */
+    json_t *params;        /* values bound to where_sql's ?s, in order; may be NULL */
+    const char *order_sql; /* from sort_compile, NULL for the default (rowid) */
+    int64_t page;          /* from 1 */
+    int64_t per_page;
+    bool skip_total;
+    bool include_hidden;   /* auth needs the password hash and tokenKey */
+};
+
+struct store;
+
+struct store_ops {
+    const char *name;
+    void (*close)(struct store *s);
+
+    /* At startup, before any loop runs: every stored collection, retained for
+     * the caller. Blocks. 0, or -1 with a reason in err. */
+    int (*load_collections)(struct store *s, struct collection ***out, size_t *n, char *err,
+                            size_t errlen);
+    /* Creates (prev NULL), alters (both set) or drops (next NULL) a collection's
+     * table in one write transaction: fields added, renamed (matched by field
+     * id) and dropped without losing other columns' data, indexes replaced. */
+    void (*collection_save)(struct store *s, const struct collection *prev,
+                            const struct collection *next, void *target, store_cb cb,
+                            void *arg);
+
+    void (*record_get)(struct store *s, const struct collection *c, struct slice id,
+                       bool include_hidden, void *target, store_cb cb, void *arg);
+    void (*record_list)(struct store *s, const struct store_list_query *q, void *target,
+                        store_cb cb, void *arg);
+    /* create: inserts the record merge(NULL) returns (its "id" is set by
+     * record_validate, client-given or generated; `id` is ignored). Otherwise
+     * updates record `id` with what merge(stored) returns. if_match >= 0 makes it a compare-and-set on
+     * the version: STORE_PRECONDITION when it differs. An update of a missing
+     * id is STORE_NOT_FOUND; a create whose id exists is STORE_UNIQUE on "id". */
+    void (*record_write)(struct store *s, const struct collection *c, struct slice id,
+                         bool create, int64_t if_match, store_merge_fn merge, void *merge_arg,
+                         void *target, store_cb cb, void *arg);
+    void (*record_delete)(struct store *s, const struct collection *c, struct slice id,
+                          int64_t if_match, void *target, store_cb cb, void *arg);
+
+    /* Appends the store's metrics (commit batch sizes, queue depth) in
+     * Prometheus text format. Safe from any thread. */
+    void (*metrics)(struct store *s, struct buf *out);
+};
+
+/* Every adapter's handle starts with this. */
+struct store {
+    const struct store_ops *ops;
+};
+
+/* Opens (creating if needed) the SQLite store in cfg->dir: WAL mode, the
+ * durability level of cfg->durability, P from cfg->partitions on creation (a
+ * later different value is ignored with a warning: P never changes). Starts the
+ * writer and cfg->store_readers reader threads. 0, or -1 with a reason. */
+int store_sqlite_open(const struct config *cfg, store_post_fn post, struct store **out,
+                      char *err, size_t errlen);
+
+#endif
