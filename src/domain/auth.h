@@ -5,8 +5,8 @@
  *
  * Tokens: JWT-shaped, HS256 (HMAC-SHA-256, libsodium's crypto_auth_hmacsha256),
  * header {"alg":"HS256","typ":"JWT"}, claims {id, type:"auth", collectionId,
- * refreshable, exp}, signed with the collection's secret concatenated with the
- * record's tokenKey, so changing a record's password (which rotates its
+ * refreshable, exp}, signed with the record's tokenKey concatenated with the
+ * collection's secret (PocketBase's order), so changing a record's password (which rotates its
  * tokenKey) revokes every token it had. Comparisons run in constant time. */
 #ifndef DOMAIN_AUTH_H
 #define DOMAIN_AUTH_H
@@ -17,6 +17,8 @@
 #include "core/slice.h"
 
 enum { AUTH_HASH_MAX = 128, AUTH_TOKEN_KEY_LEN = 50 };
+/* Longest token peek and verify accept; PocketBase's are about 250 bytes. */
+enum { AUTH_TOKEN_MAX_LEN = 4096 };
 
 /* Makes sodium ready; call once before any thread starts. 0 or -1. */
 int auth_init(void);
@@ -26,6 +28,10 @@ int auth_init(void);
 int auth_password_hash(struct slice plain, char out[AUTH_HASH_MAX]);
 /* True if plain matches hash; constant time in plain's content. Blocks like hash. */
 bool auth_password_verify(struct slice plain, const char *hash);
+/* True if hash was made with other parameters than auth_password_hash uses
+ * now (or is not an Argon2id hash at all), so the caller should rehash the
+ * password after a successful verify. Cheap. */
+bool auth_password_needs_rehash(const char *hash);
 
 /* A random token key of AUTH_TOKEN_KEY_LEN characters [A-Za-z0-9] and a NUL. */
 void auth_token_key_generate(char out[AUTH_TOKEN_KEY_LEN + 1]);

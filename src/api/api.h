@@ -1,0 +1,15 @@
+/* The PocketBase REST API on top of the http layer: health, metrics,
+ * collections, records and superuser auth. Handlers parse and check the
+ * request on the loop, hand storage and hashing to the store and the work
+ * pool, and answer from the completion, back on the loop. */
+#ifndef API_API_H
+#define API_API_H
+
+#include "core/config.h"
+#include "http/http.h"
+#include "store/store.h"
+
+/* Registers every route on r. The store and config must outlive the server. */
+void api_register(struct http_router *r, struct store *store, const struct config *cfg);
+
+#endif

@@ -1,0 +1,355 @@
+/* Who is calling: token resolution for every request that carries one, and
+ * the auth endpoints of auth collections (auth-with-password, auth-refresh).
+ *
+ * Tokens are verified against the record's current tokenKey, read from the
+ * store, so a password change revokes tokens at once. Password checks run on
+ * the work pool: Argon2id takes tens of milliseconds by design. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/internal.h"
+#include "core/alloc.h"
+#include "core/timefmt.h"
+#include "core/workpool.h"
+
+#include <sodium.h>
+
+static const char *auth_secret(const struct collection *c)
+{
+    json_t *tok = json_object_get(c->auth_options, "authToken");
+    const char *secret = json_string_value(json_object_get(tok, "secret"));
+    return secret && *secret ? secret : NULL;
+}
+
+static int64_t token_duration(const struct collection *c)
+{
+    json_t *tok = json_object_get(c->auth_options, "authToken");
+    json_int_t d = json_integer_value(json_object_get(tok, "duration"));
+    return d > 0 ? d : api_ctx.cfg->token_duration_s;
+}
+
+/* The signing key: the record's tokenKey followed by the collection's secret,
+ * in PocketBase's order so its tokens stay valid after an import. Returns -1
+ * if either is missing (then no token can be valid). */
+static int token_key(const struct collection *c, const char *record_token_key, struct buf *key)
+{
+    const char *secret = auth_secret(c);
+    if (!secret || !record_token_key || !*record_token_key)
+        return -1;
+    buf_append_cstr(key, record_token_key);
+    buf_append_cstr(key, secret);
+    return 0;
+}
+
+char *api_token_for(const struct collection *c, json_t *record)
+{
+    const char *id = json_string_value(json_object_get(record, "id"));
+    struct buf key = BUF_INIT;
+    if (!id || token_key(c, json_string_value(json_object_get(record, "tokenKey")), &key))
+        return NULL;
+    struct auth_claims claims = {.refreshable = true};
+    snprintf(claims.id, sizeof(claims.id), "%s", id);
+    snprintf(claims.collection_id, sizeof(claims.collection_id), "%s", c->id);
+    snprintf(claims.type, sizeof(claims.type), "auth");
+    claims.exp = time_now_ms() / 1000 + token_duration(c);
+    char *token = auth_token_sign(&claims, buf_slice(&key));
+    sodium_memzero(key.ptr, key.len);
+    buf_free(&key);
+    return token;
+}
+
+/* ---- token resolution ---- */
+
+struct auth_lookup {
+    struct http_request *req;
+    api_auth_cb cb;
+    struct api_auth *auth;
+    struct collection *collection; /* retained for the lookup */
+    struct slice token;
+};
+
+static void auth_lookup_done(void *arg, struct store_result *res)
+{
+    struct auth_lookup *lk = arg;
+    struct api_auth *auth = lk->auth;
+    if (res->status == STORE_OK) {
+        json_t *rec = json_loadb(res->json.ptr, res->json.len, 0, NULL);
+        struct buf key = BUF_INIT;
+        struct auth_claims claims;
+        if (token_key(lk->collection, json_string_value(json_object_get(rec, "tokenKey")),
+                      &key) == 0 &&
+            auth_token_verify(lk->token, buf_slice(&key), time_now_ms() / 1000, &claims) == 0) {
+            snprintf(auth->record_id, sizeof(auth->record_id), "%s", claims.id);
+            snprintf(auth->collection_id, sizeof(auth->collection_id), "%s",
+                     lk->collection->id);
+            auth->superuser = strcmp(lk->collection->name, "_superusers") == 0;
+        }
+        buf_free(&key);
+        json_decref(rec);
+    }
+    collection_release(lk->collection);
+    lk->cb(lk->req, auth);
+}
+
+static struct slice bearer_token(const struct http_request *req)
+{
+    struct slice h = http_request_header(req, "Authorization");
+    if (h.len > 7 && slice_case_eq(slice_make(h.ptr, 7), SLICE_LIT("Bearer ")))
+        h = slice_make(h.ptr + 7, h.len - 7);
+    return slice_trim(h);
+}
+
+void api_authenticate(struct http_request *req, api_auth_cb cb)
+{
+    struct api_auth *auth = arena_zalloc(&req->pool, sizeof(*auth));
+    struct slice token = bearer_token(req);
+    struct auth_claims claims;
+    if (!token.len || auth_token_peek(token, &claims) || strcmp(claims.type, "auth") != 0 ||
+        !claims.id[0]) {
+        cb(req, auth);
+        return;
+    }
+    struct schema *s = schema_current();
+    struct collection *c = schema_find(s, slice_cstr(claims.collection_id));
+    if (c && c->type == COLLECTION_AUTH && strcmp(c->id, claims.collection_id) == 0)
+        collection_retain(c);
+    else
+        c = NULL;
+    schema_release(s);
+    if (!c) {
+        cb(req, auth);
+        return;
+    }
+    struct auth_lookup *lk = arena_zalloc(&req->pool, sizeof(*lk));
+    *lk = (struct auth_lookup){req, cb, auth, c, token};
+    char *id = arena_strndup(&req->pool, claims.id, strlen(claims.id));
+    api_ctx.store->ops->record_get(api_ctx.store, c, slice_cstr(id), true, req->loop,
+                                   auth_lookup_done, lk);
+}
+
+/* ---- auth endpoints ---- */
+
+/* Removes what no answer may carry: hidden fields (password, tokenKey). */
+static void strip_hidden(const struct collection *c, json_t *record)
+{
+    for (size_t i = 0; i < c->nfields; i++)
+        if (c->fields[i].hidden || c->fields[i].type == FIELD_PASSWORD)
+            json_object_del(record, c->fields[i].name);
+}
+
+static void answer_with_token(struct http_request *req, const struct collection *c,
+                              json_t *record)
+{
+    char *token = api_token_for(c, record);
+    if (!token) {
+        json_decref(record);
+        api_error(req, 400, "Failed to authenticate.", NULL);
+        return;
+    }
+    strip_hidden(c, record);
+    api_json(req, 200, json_pack("{s:s, s:o}", "token", token, "record", record));
+    free(token);
+}
+
+/* A collection named in the path that must be an auth collection; answers 404
+ * and returns NULL otherwise. The result is retained. */
+static struct collection *auth_collection(struct http_request *req)
+{
+    struct schema *s = schema_current();
+    struct collection *c = schema_find(s, req->params[0]);
+    if (c && c->type == COLLECTION_AUTH)
+        collection_retain(c);
+    else
+        c = NULL;
+    schema_release(s);
+    if (!c)
+        api_error(req, 404, "Missing or invalid auth collection context.", NULL);
+    return c;
+}
+
+struct login {
+    struct http_request *req;
+    struct collection *collection;
+    json_t *record; /* with hidden fields; NULL if no such identity */
+    char *password;
+    bool ok;
+};
+
+/* A fixed hash checked when the identity does not exist, so that a login for
+ * an unknown email costs the same time as one with a wrong password and the
+ * answer time does not tell whether the email exists. */
+static char decoy_hash[AUTH_HASH_MAX];
+
+static void login_verify(void *arg)
+{
+    struct login *lg = arg;
+    const char *hash = json_string_value(json_object_get(lg->record, "password"));
+    bool ok = auth_password_verify(slice_cstr(lg->password), hash ? hash : decoy_hash);
+    lg->ok = ok && hash;
+    sodium_memzero(lg->password, strlen(lg->password));
+}
+
+static void login_done(void *arg)
+{
+    struct login *lg = arg;
+    if (lg->ok)
+        answer_with_token(lg->req, lg->collection, json_incref(lg->record));
+    else
+        api_error(lg->req, 400, "Failed to authenticate.", NULL);
+    collection_release(lg->collection);
+    json_decref(lg->record);
+    free(lg->password);
+    free(lg);
+}
+
+static void login_found(void *arg, struct store_result *res)
+{
+    struct login *lg = arg;
+    if (res->status != STORE_OK) {
+        api_store_error(lg->req, res);
+        goto fail;
+    }
+    json_t *list = json_loadb(res->json.ptr, res->json.len, 0, NULL);
+    if (json_array_size(list) == 1)
+        lg->record = json_incref(json_array_get(list, 0));
+    json_decref(list);
+    if (workpool_submit(login_verify, login_done, lg, http_loop_post_any, lg->req->loop) == 0)
+        return;
+    api_error(lg->req, 503, "The server is busy, try again later.", NULL);
+fail:
+    collection_release(lg->collection);
+    json_decref(lg->record);
+    free(lg->password);
+    free(lg);
+}
+
+static void handle_auth_with_password(struct http_request *req)
+{
+    json_t *body = api_body_object(req);
+    if (!body)
+        return;
+    const char *identity = json_string_value(json_object_get(body, "identity"));
+    const char *password = json_string_value(json_object_get(body, "password"));
+    json_t *errors = json_object();
+    if (!identity || !*identity)
+        json_object_set_new(errors, "identity",
+                            json_pack("{s:s,s:s}", "code", "validation_required", "message",
+                                      "Cannot be blank."));
+    if (!password || !*password)
+        json_object_set_new(errors, "password",
+                            json_pack("{s:s,s:s}", "code", "validation_required", "message",
+                                      "Cannot be blank."));
+    if (json_object_size(errors)) {
+        json_decref(body);
+        api_error(req, 400, "An error occurred while validating the submitted data.", errors);
+        return;
+    }
+    json_decref(errors);
+    struct collection *c = auth_collection(req);
+    if (!c) {
+        json_decref(body);
+        return;
+    }
+    /* Identity fields as the collection configures them, email by default;
+     * only fields that exist, and always bound as parameters. */
+    struct buf where = BUF_INIT;
+    json_t *params = json_array();
+    json_t *fields = json_object_get(json_object_get(c->auth_options, "passwordAuth"),
+                                     "identityFields");
+    size_t i, n = json_array_size(fields) ? json_array_size(fields) : 1;
+    for (i = 0; i < n; i++) {
+        const char *name = json_array_size(fields)
+                               ? json_string_value(json_array_get(fields, i))
+                               : "email";
+        if (!name || !collection_field(c, slice_cstr(name)))
+            continue;
+        buf_appendf(&where, "%s\"%s\" = ?", where.len ? " OR " : "", name);
+        json_array_append_new(params, json_string(identity));
+    }
+    struct login *lg = xcalloc(1, sizeof(*lg));
+    lg->req = req;
+    lg->collection = c;
+    lg->password = xstrdup(password);
+    json_decref(body);
+    if (!where.len)
+        buf_append_cstr(&where, "0");
+    struct store_list_query q = {
+        .collection = c,
+        .where_sql = where.ptr,
+        .params = params,
+        .page = 1,
+        .per_page = 2,
+        .skip_total = true,
+        .include_hidden = true,
+    };
+    api_ctx.store->ops->record_list(api_ctx.store, &q, req->loop, login_found, lg);
+    buf_free(&where);
+    json_decref(params);
+}
+
+struct refresh {
+    struct http_request *req;
+    struct collection *collection;
+};
+
+static void refresh_loaded(void *arg, struct store_result *res)
+{
+    struct refresh *rf = arg;
+    if (res->status == STORE_OK)
+        answer_with_token(rf->req, rf->collection,
+                          json_loadb(res->json.ptr, res->json.len, 0, NULL));
+    else
+        api_store_error(rf->req, res);
+    collection_release(rf->collection);
+}
+
+static void refresh_authed(struct http_request *req, struct api_auth *auth)
+{
+    struct collection *c = auth_collection(req);
+    if (!c)
+        return;
+    if (!auth->record_id[0] || strcmp(auth->collection_id, c->id) != 0) {
+        collection_release(c);
+        api_error(req, 401, "The request requires valid record authorization token.", NULL);
+        return;
+    }
+    struct refresh *rf = arena_zalloc(&req->pool, sizeof(*rf));
+    *rf = (struct refresh){req, c};
+    api_ctx.store->ops->record_get(api_ctx.store, c, slice_cstr(auth->record_id), true,
+                                   req->loop, refresh_loaded, rf);
+}
+
+static void handle_auth_refresh(struct http_request *req)
+{
+    api_authenticate(req, refresh_authed);
+}
+
+static void handle_auth_methods(struct http_request *req)
+{
+    struct collection *c = auth_collection(req);
+    if (!c)
+        return;
+    json_t *pa = json_object_get(c->auth_options, "passwordAuth");
+    json_t *fields = json_object_get(pa, "identityFields");
+    json_t *enabled = json_object_get(pa, "enabled");
+    json_t *body = json_pack(
+        "{s:{s:b, s:O}, s:{s:b}, s:{s:b}, s:{s:b, s:[]}}", "password", "enabled",
+        enabled ? json_is_true(enabled) : 1, "identityFields",
+        fields ? fields : json_pack("[s]", "email"), "mfa", "enabled", 0, "otp", "enabled", 0,
+        "oauth2", "enabled", 0, "providers");
+    collection_release(c);
+    api_json(req, 200, body);
+}
+
+void api_register_auth(struct http_router *r)
+{
+    if (auth_password_hash(SLICE_LIT("decoy password, never matches"), decoy_hash))
+        core_assert(!"cannot hash the decoy password");
+    http_router_add(r, HTTP_M_POST, "/api/collections/:collection/auth-with-password",
+                    handle_auth_with_password, 0, "auth_with_password");
+    http_router_add(r, HTTP_M_POST, "/api/collections/:collection/auth-refresh",
+                    handle_auth_refresh, 0, "auth_refresh");
+    http_router_add(r, HTTP_M_GET, "/api/collections/:collection/auth-methods",
+                    handle_auth_methods, 0, "auth_methods");
+}

@@ -1,0 +1,68 @@
+/* Shared by the API handlers only: the process-wide context, answers in
+ * PocketBase's shapes, and request authentication. */
+#ifndef API_INTERNAL_H
+#define API_INTERNAL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "core/config.h"
+#include "domain/auth.h"
+#include "domain/schema.h"
+#include "http/http.h"
+#include "store/store.h"
+
+struct api_context {
+    struct store *store;
+    const struct config *cfg;
+};
+
+extern struct api_context api_ctx;
+
+/* ---- answers ---- */
+
+/* {"status","message","data"}; data may be NULL ({}); the reference to data is stolen. */
+void api_error(struct http_request *req, int status, const char *message, json_t *data);
+/* Answers a store failure (not found, busy, invalid, ...) in PocketBase's shape. */
+void api_store_error(struct http_request *req, const struct store_result *res);
+/* Serialises and answers; steals the reference to body. */
+void api_json(struct http_request *req, int status, json_t *body);
+/* Answers JSON text as is. */
+void api_json_text(struct http_request *req, int status, struct slice body);
+/* Parses req->body as a JSON object; on failure answers 400 and returns NULL. */
+json_t *api_body_object(struct http_request *req);
+/* Reads an integer query parameter; false and a 400 answer if malformed. */
+bool api_query_int(struct http_request *req, const char *name, long long def, long long min,
+                   long long max, long long *out);
+
+/* ---- caller identity ---- */
+
+struct api_auth {
+    bool superuser;         /* a valid token of the _superusers collection */
+    char record_id[64];     /* the caller's auth record; "" when anonymous */
+    char collection_id[64]; /* its collection; "" when anonymous */
+};
+
+typedef void (*api_auth_cb)(struct http_request *req, struct api_auth *auth);
+
+/* Resolves the Authorization header (a PocketBase token, with or without
+ * "Bearer "). No header: cb runs at once with an anonymous auth. An invalid
+ * or expired token is treated as anonymous, as PocketBase does. The auth
+ * passed to cb lives in the request's pool until the answer. */
+void api_authenticate(struct http_request *req, api_auth_cb cb);
+/* Signs a fresh auth token for record (JSON with id and tokenKey) of c;
+ * malloc'd, or NULL if c has no token secret. */
+char *api_token_for(const struct collection *c, json_t *record);
+
+/* ---- route groups ---- */
+
+void api_register_collections(struct http_router *r);
+void api_register_records(struct http_router *r);
+void api_register_auth(struct http_router *r);
+
+/* Serialises collection changes: fn(req) runs when no other change is in
+ * flight; api_schema_change_done() lets the next one go. */
+void api_schema_change_begin(struct http_request *req, http_handler_fn fn);
+void api_schema_change_done(void);
+
+#endif

@@ -1,0 +1,79 @@
+/* `cruder serve`: the embedded deployment, everything in one process — the
+ * HTTP server on one loop per core, the API, the SQLite store with its writer
+ * and readers, and the work pool for password hashing. */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api/api.h"
+#include "core/log.h"
+#include "core/workpool.h"
+#include "domain/auth.h"
+#include "http/http.h"
+#include "roles/roles.h"
+
+/* Store completions go to the loop that asked; start-up calls, made before any
+ * loop runs, pass no loop and complete on the store's thread. */
+static void serve_post(void *target, void (*fn)(void *arg), void *arg)
+{
+    if (target)
+        http_loop_post_any(target, fn, arg);
+    else
+        fn(arg);
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: cruder serve [options]\n\n"
+                 "Runs Cruder embedded: HTTP API, SQLite store and files in one process.\n\n"
+                 "options:\n");
+    config_print_help(CONFIG_ROLE_SERVE, out);
+}
+
+int role_serve(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 0;
+        }
+    struct config cfg;
+    int npos;
+    if (roles_load_config(&cfg, CONFIG_ROLE_SERVE, argc, argv, &npos))
+        return 2;
+    if (npos) {
+        fprintf(stderr, "cruder serve: unexpected argument '%s'\n", argv[0]);
+        config_free(&cfg);
+        return 2;
+    }
+    if (auth_init()) {
+        fprintf(stderr, "cruder: libsodium failed to initialise\n");
+        return 1;
+    }
+    struct store *store;
+    if (roles_open_store(&cfg, serve_post, &store)) {
+        config_free(&cfg);
+        return 1;
+    }
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    workpool_start(ncpu > 0 ? (int)ncpu : 2, 4096);
+
+    struct http_router *router = http_router_new();
+    api_register(router, store, &cfg);
+    struct http_server *srv;
+    char err[512];
+    int status = 0;
+    if (http_server_start(&cfg, router, &srv, err, sizeof(err))) {
+        fprintf(stderr, "cruder: cannot listen on %s: %s\n", cfg.http, err);
+        status = 1;
+    } else {
+        log_info("cruder %s serving http://%s (data in %s)", CRUDER_VERSION, cfg.http, cfg.dir);
+        http_server_wait(srv);
+        log_info("stopped");
+    }
+    workpool_stop();
+    store->ops->close(store);
+    http_router_free(router);
+    config_free(&cfg);
+    return status;
+}
