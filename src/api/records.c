@@ -260,15 +260,16 @@ static void list_authed(struct http_request *req, struct api_auth *auth)
     rc->skip_total = http_request_query(req, "skipTotal", &v) &&
                      (slice_eq_cstr(v, "1") || slice_eq_cstr(v, "true"));
     struct filter_error fe = {0};
+    struct filter_options fopts = {.allow_hidden = auth->superuser};
     rc->params = json_array();
     if (http_request_query(req, "filter", &v) && slice_trim(v).len &&
-        filter_compile(c, v, time_now_ms(), &rc->where, rc->params, &fe)) {
+        filter_compile_opts(c, v, time_now_ms(), &fopts, &rc->where, rc->params, &fe)) {
         filter_failed(req, "filter", &fe);
         rec_call_end(rc);
         return;
     }
     if (http_request_query(req, "sort", &v) && slice_trim(v).len &&
-        sort_compile(c, v, &rc->order, &fe)) {
+        sort_compile_opts(c, v, &fopts, &rc->order, &fe)) {
         filter_failed(req, "sort", &fe);
         rec_call_end(rc);
         return;

@@ -10,14 +10,40 @@
  *            | @yesterday @tomorrow @todayStart @todayEnd @monthStart @monthEnd
  *            | @yearStart @yearEnd
  *
- * Literals never reach SQL text: they become bound parameters. Field names are
- * checked against the collection and emitted double-quoted. Comparisons are
- * emitted in an index-friendly form ("col" = ?) so SQLite's planner can use the
- * collection's indexes. Input length and nesting depth are bounded. */
+ * Operands also take fexpr's forms: numbers may be negative ("-1.5"), text
+ * escapes only its own quote ('it\'s'), `// ...` comments run to the end of
+ * the line. Fields take a json path (data.a.0.b, json fields only) and one
+ * modifier: `:lower`, and on select fields `:each` and `:length`.
+ *
+ * Semantics, as PocketBase's tools/search/filter.go:
+ * - = and != treat NULL and '' as one "empty" value (`title = ''` matches
+ *   NULL too); != is written IS NOT so that NULL columns compare as values.
+ *   json operands compare with IS / IS NOT (no such normalisation).
+ * - ~ and !~ are LIKE / NOT LIKE, case-insensitive for ASCII; a bound value
+ *   without its own unescaped % is wrapped as %value% with its \ % _ escaped.
+ * - a multiple select (maxSelect > 1) holds a JSON array. Bare, the plain
+ *   operators compare its stored JSON text (PocketBase does the same); the
+ *   any-of forms (?=, ...) match when at least one element matches. With
+ *   `:each` the plain operators require every element to match. An empty
+ *   array counts as one NULL element, so `tags:each = ''` and `tags ?= ''`
+ *   match it. `tags:length` is the element count.
+ * - true/false/null are fixed SQL (1, 0, NULL) unless a field has that name.
+ * - the auth `email` field only matches where emailVisibility is on, unless
+ *   the options allow hidden fields (superusers); hidden fields are not
+ *   filterable otherwise, and password fields never.
+ * Not supported yet: @request.*, @collection.*, relations, functions.
+ *
+ * Literals and macro values never reach SQL text: they become bound
+ * parameters (JSON strings, integers for integral numbers, reals otherwise),
+ * as does a json path. Field names are checked against the collection and
+ * emitted double-quoted. Comparisons are emitted in an index-friendly form
+ * ("col" = ?) so SQLite's planner can use the collection's indexes. Input
+ * length, nesting depth and comparison count are bounded. */
 #ifndef DOMAIN_FILTER_H
 #define DOMAIN_FILTER_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/slice.h"
@@ -30,6 +56,10 @@ struct filter_error {
     char message[160]; /* e.g. "unknown field \"titel\"", "expected an operator" */
 };
 
+struct filter_options {
+    bool allow_hidden; /* superusers: hidden fields and every email are filterable */
+};
+
 /* Compiles expr against c. On success returns 0, appends a boolean SQL
  * expression to *sql and the values its ?s bind to, in order, to params (a JSON
  * array the caller owns). now_ms fixes @now and the other macros. On failure
@@ -39,7 +69,16 @@ int filter_compile(const struct collection *c, struct slice expr, int64_t now_ms
 
 /* Compiles a sort list ("-created,title,+id", "@random") to an ORDER BY body
  * (without the keywords) appended to *sql. 0, or -1 with *err. */
+/* filter_compile with options; opts may be NULL (all false). */
+int filter_compile_opts(const struct collection *c, struct slice expr, int64_t now_ms,
+                        const struct filter_options *opts, struct buf *sql, json_t *params,
+                        struct filter_error *err);
+
 int sort_compile(const struct collection *c, struct slice sort, struct buf *sql,
                  struct filter_error *err);
+/* sort_compile with options (opts may be NULL: the defaults of sort_compile). */
+int sort_compile_opts(const struct collection *c, struct slice sort,
+                      const struct filter_options *opts, struct buf *sql,
+                      struct filter_error *err);
 
 #endif
