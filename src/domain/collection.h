@@ -37,9 +37,10 @@ struct field {
     bool required;
     union {
         struct {
-            int64_t min, max; /* characters; 0 = no limit */
+            int64_t min, max; /* characters; min 0 = none, max 0 = 5000 */
             char *pattern;    /* POSIX ERE, NULL if none */
-            regex_t re;
+            regex_t re;       /* pattern compiled, valid when re_ready */
+            bool re_ready;
             bool primary_key; /* the "id" field */
             char *autogenerate_pattern;
         } text;
@@ -67,23 +68,30 @@ struct field {
             char *min, *max; /* PocketBase datetime text, NULL if unbounded */
         } date;
         struct {
-            int64_t min, max, cost;
-            char *pattern;
+            int64_t min, max, cost; /* characters (code points); max 0 = 71 */
+            char *pattern;          /* checked on the plain text, NULL if none */
         } password;
     } opt;
 };
 
 enum collection_type { COLLECTION_BASE, COLLECTION_AUTH, COLLECTION_VIEW };
 
-/* A parsed "CREATE [UNIQUE] INDEX name ON table (col [ASC|DESC], ...) [WHERE ...]". */
+/* A parsed "CREATE [UNIQUE] INDEX name ON table (col [COLLATE NOCASE] [ASC|DESC], ...)
+ * [WHERE col != '']". The store builds its SQL from these parts, never from `sql`;
+ * the table name in `sql` is ignored (it always follows the collection's name). */
 struct collection_index {
     char *sql; /* as the client gave it */
-    char *name;
+    char *name; /* [A-Za-z0-9_]{1,64} */
     bool unique;
     char **columns; /* field names, each checked to exist */
     bool *desc;
+    bool *nocase; /* COLLATE NOCASE on that column */
     size_t ncolumns;
-    char *where; /* partial-index condition, NULL if none; compiled like a filter */
+    /* Partial-index condition, NULL if none. Only the form PocketBase uses for
+     * the auth email index is accepted ("col" != '' on a field of the
+     * collection) and is kept normalized as `"col" != ''`; any other WHERE is
+     * rejected as not supported yet. */
+    char *where;
 };
 
 struct collection {
@@ -125,15 +133,31 @@ const struct field *collection_field_by_id(const struct collection *c, struct sl
 
 /* Builds a collection from a client's JSON (POST or PATCH body). `prev` is the
  * collection being updated, or NULL for a create; a PATCH keeps what the body
- * leaves out. System fields (id; created/updated as autodate by default;
- * email/password/tokenKey/... for auth) are added or kept. Field ids are kept
+ * leaves out. System fields are added or kept as PocketBase does: the `id`
+ * field always (first); for auth collections also password, tokenKey, email,
+ * emailVisibility and verified, plus the unique indexes on tokenKey and email.
+ * Like PocketBase (v0.23+), created/updated autodate fields are not added:
+ * clients (the console, the SDK scaffolds) send them. Field ids are kept
  * across renames so that the store can tell a rename from a drop and an add.
+ * Names starting with "_" are refused here (see collection_from_json_system).
+ * The returned collection has a refcount of 1. Collection name uniqueness
+ * across the schema is the caller's check (schema_find).
  * On failure returns NULL and sets *errors to PocketBase's `data` object
  * ({"fields": {"0": {"name": {"code","message"}}}, ...}); the caller owns it. */
 struct collection *collection_from_json(json_t *body, const struct collection *prev,
                                         json_t **errors);
-/* The PocketBase JSON shape of a collection; the caller owns the result. */
+/* The same, for collections the server itself owns ("_superusers") and for
+ * reloading stored collections: names may start with "_" and "system" is
+ * taken from the body on create. Never call it with a client's body. */
+struct collection *collection_from_json_system(json_t *body, const struct collection *prev,
+                                               json_t **errors);
+/* The PocketBase JSON shape of a collection, as the API shows it (token
+ * secrets of auth collections left out); the caller owns the result. */
 json_t *collection_to_json(const struct collection *c);
+/* The same shape including the auth token secrets: what the store persists,
+ * so that collection_from_json_system(collection_to_json_stored(c), NULL)
+ * rebuilds c exactly. Caller owns the result. */
+json_t *collection_to_json_stored(const struct collection *c);
 
 void collection_retain(struct collection *c);
 /* Drops one reference; frees at zero. Accepts NULL. */
@@ -151,13 +175,14 @@ void collection_release(struct collection *c);
  * hashing is slow and must not run where this runs (on the store's writer);
  * the caller checks the plain text's length first with record_password_check. On failure returns -1 and sets *errors to
  * PocketBase's `data` object ({"title": {"code": "validation_required",
- * "message": "Missing required value."}}); caller owns it. `now_ms` is the
+ * "message": "Cannot be blank."}}); caller owns it. `now_ms` is the
  * time autodate fields take. */
 int record_validate(const struct collection *c, json_t *input, json_t *prev, int64_t now_ms,
                     json_t **out, json_t **errors);
 
-/* Checks a plain-text password against a password field's min/max (bytes)
- * before it is hashed. Returns NULL if fine, else a PocketBase error object
+/* Checks a plain-text password against a password field's min/max
+ * (characters, max 71 when unset) and pattern before it is hashed, with
+ * PocketBase's codes and messages. Returns NULL if fine, else a PocketBase error object
  * {"code","message"} the caller owns. */
 json_t *record_password_check(const struct field *f, struct slice plain);
 
