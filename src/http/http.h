@@ -71,7 +71,10 @@ struct http_request {
      * on_body gets each piece of the body as it arrives (the slice is only valid
      * during the call); returning non-zero aborts the request, which the
      * handler must then still answer. on_body_end gets 0 when the body is
-     * complete, or a negative code if the client stopped sending. */
+     * complete, or a negative code if the client stopped sending (-ECONNRESET),
+     * timed out (-ETIMEDOUT) or broke the framing (-EBADMSG); it is called
+     * once, and not at all after an abort. max_body_bytes does not apply to
+     * streaming routes: they enforce their own limit through on_body. */
     int (*on_body)(struct http_request *req, struct slice chunk);
     void (*on_body_end)(struct http_request *req, int status);
 
@@ -122,7 +125,9 @@ void http_respond(struct http_request *req, int status, struct slice content_typ
 
 /* ---- loops ---- */
 
-/* Runs fn(arg) on the loop's thread soon. Safe from any thread; never blocks. */
+/* Runs fn(arg) on the loop's thread soon. Safe from any thread; never blocks.
+ * Posts made after http_server_free() has begun are undefined (the loops are
+ * freed): stop the threads that post between http_server_wait() and it. */
 void http_loop_post(struct http_loop *loop, void (*fn)(void *arg), void *arg);
 /* The same, typed for layers that cannot name http_loop (store, bus). */
 void http_loop_post_any(void *loop, void (*fn)(void *arg), void *arg);
@@ -135,10 +140,13 @@ struct http_server;
  * and returns at once. On failure returns -1 with a one-line reason in err. */
 int http_server_start(const struct config *cfg, struct http_router *router,
                       struct http_server **out, char *err, size_t errlen);
-/* Blocks until SIGTERM or SIGINT, then stops accepting, lets in-flight requests
- * finish for at most cfg->shutdown_timeout_ms, closes everything and frees the
- * server. */
+/* Blocks until SIGTERM or SIGINT, then stops accepting and lets in-flight
+ * requests finish for at most cfg->shutdown_timeout_ms. The loops keep running,
+ * so work still owed to them (store completions) can land; stop whatever posts
+ * to them, then call http_server_free(). */
 void http_server_wait(struct http_server *srv);
+/* Stops the loops, closes every connection left and frees the server. */
+void http_server_free(struct http_server *srv);
 /* The port actually bound (useful with port 0). */
 int http_server_port(const struct http_server *srv);
 

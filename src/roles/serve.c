@@ -69,10 +69,17 @@ int role_serve(int argc, char **argv)
     } else {
         log_info("cruder %s serving http://%s (data in %s)", CRUDER_VERSION, cfg.http, cfg.dir);
         http_server_wait(srv);
+        /* The work pool and the store drain into loops that still run. */
+        workpool_stop();
+        store->ops->close(store);
+        http_server_free(srv);
         log_info("stopped");
+        store = NULL;
     }
-    workpool_stop();
-    store->ops->close(store);
+    if (store) {
+        workpool_stop();
+        store->ops->close(store);
+    }
     http_router_free(router);
     config_free(&cfg);
     return status;

@@ -1,0 +1,778 @@
+/* One HTTP/1.1 connection as a state machine over a byte stream, with no
+ * socket in sight (see internal.h). Every request on a keep-alive connection
+ * passes through here, so the hot path is: one http_parser_execute over
+ * everything one read brought, one copy of each head into its request's
+ * arena, the response appended to c->out, and one flush per read.
+ *
+ * Framing rules beyond http-parser 2.9 (which Debian builds non-strict):
+ * - a lone LF as line end is rejected (400): front ends disagree on it, which
+ *   is what request smuggling feeds on;
+ * - obs-fold, NUL, and a header name that is not a token ("Host : x") are 400;
+ * - two Content-Length headers are rejected even when equal (http-parser does);
+ * - Transfer-Encoding must be exactly one "chunked" and never beside
+ *   Content-Length;
+ * - HTTP/1.1 needs exactly one Host; HTTP/1.0 at most one.
+ * Every such error is answered in PocketBase's JSON shape and closes the
+ * connection. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+#include "http/internal.h"
+
+struct hdr_off {
+    uint64_t name_abs, val_abs;
+    size_t name_len, val_len;
+};
+
+/* The request as the layer sees it; the handler sees only `pub`. */
+struct http_xreq {
+    struct http_request pub; /* first: handlers' pointers convert back */
+    struct hdr_off *hoff;
+    size_t nhoff, capoff;
+    uint64_t url_abs;
+    size_t url_len;
+    bool in_value;
+    bool dispatched, stream, body_done, aborted, end_called;
+    const struct http_route *route;
+    char *body;
+    size_t body_len, body_cap;
+};
+
+enum { PAUSE_HEAD = 1, PAUSE_DONE = 2 };
+
+static struct http_xreq *xreq_new(struct http_conn *c)
+{
+    struct arena a = ARENA_INIT;
+    struct http_xreq *r = arena_zalloc(&a, sizeof(*r));
+    r->pub.pool = a;
+    r->pub.loop = c->loop;
+    r->pub.conn = c;
+    r->pub.start_ns = time_mono_ns();
+    return r;
+}
+
+static void xreq_free(struct http_xreq *r)
+{
+    buf_free(&r->pub.resp_headers);
+    /* The arena holds r itself, so it is reset from a copy. */
+    struct arena a = r->pub.pool;
+    arena_reset(&a);
+}
+
+static uint64_t abs_of(const struct http_conn *c, const char *at)
+{
+    return c->view_abs + (uint64_t)(at - c->view);
+}
+
+static int cb_fail(struct http_conn *c, int status, const char *msg)
+{
+    c->error = status;
+    c->error_msg = msg;
+    return -1;
+}
+
+static int check_head_size(struct http_conn *c, uint64_t end_abs)
+{
+    if (end_abs - c->head_abs > (uint64_t)c->lim->max_header_bytes)
+        return cb_fail(c, 431, "Request header fields too large.");
+    return 0;
+}
+
+static int on_message_begin(http_parser *hp)
+{
+    struct http_conn *c = hp->data;
+    if (!c->req)
+        c->req = xreq_new(c);
+    return 0;
+}
+
+static int on_url(http_parser *hp, const char *at, size_t len)
+{
+    struct http_conn *c = hp->data;
+    struct http_xreq *r = c->req;
+    uint64_t a = abs_of(c, at);
+    if (!r->url_len)
+        r->url_abs = a;
+    r->url_len += len;
+    if (a + len - c->head_abs > (uint64_t)c->lim->max_request_line)
+        return cb_fail(c, 414, "Request URI too long.");
+    return check_head_size(c, a + len);
+}
+
+static int on_header_field(http_parser *hp, const char *at, size_t len)
+{
+    struct http_conn *c = hp->data;
+    struct http_xreq *r = c->req;
+    if (c->phase != CONN_HEAD)
+        return 0; /* chunked trailers, bounded by http-parser, are ignored */
+    uint64_t a = abs_of(c, at);
+    if (r->nhoff == 0 || r->in_value) {
+        if (r->nhoff >= (size_t)c->lim->max_headers)
+            return cb_fail(c, 431, "Too many request headers.");
+        if (r->nhoff == r->capoff) {
+            size_t cap = r->capoff ? r->capoff * 2 : 16;
+            struct hdr_off *n = arena_alloc(&r->pub.pool, cap * sizeof(*n));
+            if (r->nhoff)
+                memcpy(n, r->hoff, r->nhoff * sizeof(*n));
+            r->hoff = n;
+            r->capoff = cap;
+        }
+        r->hoff[r->nhoff++] = (struct hdr_off){a, a + len, len, 0};
+        r->in_value = false;
+    } else {
+        r->hoff[r->nhoff - 1].name_len += len;
+    }
+    return check_head_size(c, a + len);
+}
+
+static int on_header_value(http_parser *hp, const char *at, size_t len)
+{
+    struct http_conn *c = hp->data;
+    struct http_xreq *r = c->req;
+    if (c->phase != CONN_HEAD)
+        return 0;
+    struct hdr_off *h = &r->hoff[r->nhoff - 1];
+    uint64_t a = abs_of(c, at);
+    if (!r->in_value) {
+        h->val_abs = a;
+        h->val_len = len;
+        r->in_value = true;
+    } else if (a != h->val_abs + h->val_len) {
+        /* http-parser joins folded lines by calling again from further on. */
+        return cb_fail(c, 400, "Obsolete line folding is not allowed.");
+    } else {
+        h->val_len += len;
+    }
+    return check_head_size(c, a + len);
+}
+
+static int on_headers_complete(http_parser *hp)
+{
+    struct http_conn *c = hp->data;
+    c->pause_reason = PAUSE_HEAD;
+    http_parser_pause(hp, 1);
+    return 0;
+}
+
+static int on_body(http_parser *hp, const char *at, size_t len)
+{
+    struct http_conn *c = hp->data;
+    struct http_xreq *r = c->req;
+    if (!r || c->closing)
+        return -1;
+    if (r->stream) {
+        if (r->aborted || !r->pub.on_body)
+            return 0;
+        if (r->pub.on_body(&r->pub, slice_make(at, len)) != 0)
+            r->aborted = true;
+        /* The handler may have answered (and freed r) from on_body. */
+        return c->closing ? -1 : 0;
+    }
+    if (len > (size_t)c->lim->max_body_bytes - r->body_len)
+        return cb_fail(c, 413, "Request body too large.");
+    if (r->body_len + len > r->body_cap) {
+        /* Only chunked bodies grow; Content-Length ones are sized up front. */
+        size_t cap = r->body_cap ? r->body_cap : 4096;
+        while (cap < r->body_len + len)
+            cap *= 2;
+        if (cap > (size_t)c->lim->max_body_bytes)
+            cap = (size_t)c->lim->max_body_bytes;
+        char *n = arena_alloc(&r->pub.pool, cap + 1);
+        if (r->body_len)
+            memcpy(n, r->body, r->body_len);
+        r->body = n;
+        r->body_cap = cap;
+    }
+    memcpy(r->body + r->body_len, at, len);
+    r->body_len += len;
+    return 0;
+}
+
+static int on_message_complete(http_parser *hp)
+{
+    struct http_conn *c = hp->data;
+    c->pause_reason = PAUSE_DONE;
+    http_parser_pause(hp, 1);
+    return 0;
+}
+
+static const http_parser_settings parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+void http_conn_init(struct http_conn *c, struct http_loop *loop, const struct http_conn_io *io,
+                    const struct http_limits *lim, const struct http_router *router)
+{
+    c->loop = loop;
+    c->io = io;
+    c->lim = lim;
+    c->router = router;
+    http_parser_init(&c->hp, HTTP_REQUEST);
+    c->hp.data = c;
+    c->phase = CONN_IDLE;
+    /* A new connection's first head is due header_timeout_ms after accept. */
+    c->timer_kind = TIMER_HEAD;
+    io->timer(c, (uint64_t)lim->header_timeout_ms);
+}
+
+/* ---- responses ---- */
+
+static char *put(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+
+#define PUT_LIT(p, s) put((p), (s), sizeof(s) - 1)
+
+static char *put_u64(char *p, uint64_t v)
+{
+    char t[24];
+    int i = 24;
+    do {
+        t[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return put(p, t + i, (size_t)(24 - i));
+}
+
+static void write_response(struct http_conn *c, int status, bool keep, bool send_body,
+                           struct slice extra, struct slice ctype, struct slice body)
+{
+    const char *reason = http_status_reason(status);
+    size_t rlen = strlen(reason);
+    bool bodyless = status < 200 || status == 204 || status == 304;
+    buf_reserve(&c->out, 160 + rlen + extra.len + ctype.len + body.len);
+    char *p = c->out.ptr + c->out.len;
+    p = PUT_LIT(p, "HTTP/1.1 ");
+    p = put_u64(p, (uint64_t)status);
+    *p++ = ' ';
+    p = put(p, reason, rlen);
+    p = PUT_LIT(p, "\r\nDate: ");
+    p = put(p, c->loop->date, TIMEFMT_HTTP_LEN);
+    p = PUT_LIT(p, "\r\n");
+    if (!bodyless) {
+        p = PUT_LIT(p, "Content-Length: ");
+        p = put_u64(p, body.len);
+        p = PUT_LIT(p, "\r\n");
+    }
+    if (keep)
+        p = PUT_LIT(p, "Connection: keep-alive\r\n");
+    else
+        p = PUT_LIT(p, "Connection: close\r\n");
+    if (extra.len)
+        p = put(p, extra.ptr, extra.len);
+    if (ctype.len) {
+        p = PUT_LIT(p, "Content-Type: ");
+        p = put(p, ctype.ptr, ctype.len);
+        p = PUT_LIT(p, "\r\n");
+    }
+    p = PUT_LIT(p, "\r\n");
+    if (send_body && !bodyless && body.len)
+        p = put(p, body.ptr, body.len);
+    c->out.len = (size_t)(p - c->out.ptr);
+    *p = '\0';
+}
+
+static void log_request(struct http_loop *loop, const struct http_limits *lim,
+                        const struct http_xreq *r, const char *remote, int status, size_t bytes)
+{
+    uint64_t dur = r ? time_mono_ns() - r->pub.start_ns : 0;
+    unsigned id = r && r->route ? r->route->metric_id
+                  : r && r->dispatched ? HTTP_ROUTE_ID_FALLBACK
+                                       : HTTP_ROUTE_ID_ERROR;
+    http_metrics_record(loop->metrics, id, status, dur);
+    if (!lim || !lim->access_log)
+        return;
+    struct buf *b = &loop->logline;
+    buf_reset(b);
+    char when[TIMEFMT_PB_LEN + 1];
+    time_format_pb(time_now_ms(), when);
+    buf_appendf(b, "{\"time\":\"%s\",\"method\":", when);
+    http_json_string(b, r && r->pub.method_name.len ? r->pub.method_name : SLICE_LIT("-"));
+    buf_append_cstr(b, ",\"path\":");
+    http_json_string(b, r && r->pub.target.ptr ? r->pub.target : SLICE_LIT("-"));
+    buf_appendf(b, ",\"status\":%d,\"bytes\":%zu,\"duration_us\":%llu,\"remote\":", status, bytes,
+                (unsigned long long)(dur / 1000));
+    http_json_string(b, slice_cstr(remote ? remote : ""));
+    buf_append_char(b, '}');
+    log_access(b->ptr, b->len);
+}
+
+/* Gives the request to its handler's side for good: the connection forgets
+ * it, and the handler's answer will be discarded. */
+static void detach(struct http_conn *c, struct http_xreq *r, int reason)
+{
+    r->pub.conn = NULL;
+    c->req = NULL;
+    if (r->stream && !r->end_called && !r->aborted && r->pub.on_body_end) {
+        r->end_called = true;
+        r->pub.on_body_end(&r->pub, reason); /* may answer, and free r */
+    }
+}
+
+static void after_batch(struct http_conn *c);
+
+static void conn_fail(struct http_conn *c, int status, const char *msg)
+{
+    if (c->closing)
+        return;
+    struct http_xreq *r = c->req;
+    if (r) {
+        if (r->dispatched) {
+            log_request(c->loop, c->lim, NULL, c->remote, status, 0);
+            detach(c, r, status == 408 ? -ETIMEDOUT : -EBADMSG);
+        } else {
+            log_request(c->loop, c->lim, r, c->remote, status, 0);
+            c->req = NULL;
+            xreq_free(r);
+        }
+    } else {
+        log_request(c->loop, c->lim, NULL, c->remote, status, 0);
+    }
+    struct buf body = BUF_INIT;
+    http_error_body(&body, status, msg);
+    write_response(c, status, false, true,
+                   status == 503 ? SLICE_LIT("Retry-After: 1\r\n") : SLICE_NULL,
+                   SLICE_LIT("application/json"), buf_slice(&body));
+    buf_free(&body);
+    c->closing = true;
+    c->phase = CONN_IDLE;
+}
+
+void http_conn_fail(struct http_conn *c, int status, const char *msg)
+{
+    conn_fail(c, status, msg);
+    after_batch(c);
+}
+
+/* ---- requests ---- */
+
+static enum http_method map_method(unsigned m)
+{
+    switch (m) {
+    case HTTP_GET: return HTTP_M_GET;
+    case HTTP_HEAD: return HTTP_M_HEAD;
+    case HTTP_POST: return HTTP_M_POST;
+    case HTTP_PUT: return HTTP_M_PUT;
+    case HTTP_PATCH: return HTTP_M_PATCH;
+    case HTTP_DELETE: return HTTP_M_DELETE;
+    case HTTP_OPTIONS: return HTTP_M_OPTIONS;
+    default: return HTTP_M_OTHER;
+    }
+}
+
+static bool is_tchar(unsigned char ch)
+{
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+    return (ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z') ||
+           (ch && memchr(extra, ch, sizeof(extra) - 1));
+}
+
+/* Checks the raw head for what http-parser lets through; NULL if fine. */
+static const char *raw_head_error(const char *h, size_t n)
+{
+    if (memchr(h, '\0', n))
+        return "NUL byte in request head.";
+    size_t i = 0;
+    while (i < n && (h[i] == '\r' || h[i] == '\n'))
+        i++;
+    for (const char *p = h + i, *end = h + n; p < end;) {
+        const char *lf = memchr(p, '\n', (size_t)(end - p));
+        if (!lf)
+            break;
+        if (lf == h + i || lf[-1] != '\r')
+            return "Bare LF line endings are not allowed.";
+        if (lf + 1 < end && (lf[1] == ' ' || lf[1] == '\t'))
+            return "Obsolete line folding is not allowed.";
+        p = lf + 1;
+    }
+    return NULL;
+}
+
+static void dispatch(struct http_conn *c, struct http_xreq *r)
+{
+    r->dispatched = true;
+    http_handler_fn fn = r->route ? r->route->fn : http_router_fallback(c->router);
+    fn(&r->pub);
+}
+
+static void head_done(struct http_conn *c)
+{
+    struct http_xreq *r = c->req;
+    struct http_request *q = &r->pub;
+    http_parser *hp = &c->hp;
+    /* Paused in on_headers_complete, the parser stands on the head's last LF. */
+    uint64_t end_abs = c->pos_abs + 1;
+    if (end_abs - c->head_abs > (uint64_t)c->lim->max_header_bytes) {
+        conn_fail(c, 431, "Request header fields too large.");
+        return;
+    }
+    size_t hlen = (size_t)(end_abs - c->head_abs);
+    const char *raw = c->view + (c->head_abs - c->view_abs);
+    const char *bad = raw_head_error(raw, hlen);
+    if (bad) {
+        conn_fail(c, 400, bad);
+        return;
+    }
+    char *copy = arena_alloc(&q->pool, hlen + 1);
+    memcpy(copy, raw, hlen);
+    copy[hlen] = '\0';
+#define AT(a) (copy + ((a) - c->head_abs))
+
+    q->method = map_method(hp->method);
+    q->method_name = slice_cstr(http_method_str((enum http_parser_method)hp->method));
+    q->target = slice_make(AT(r->url_abs), r->url_len);
+    const char *qm = memchr(q->target.ptr, '?', q->target.len);
+    q->path = slice_make(q->target.ptr, qm ? (size_t)(qm - q->target.ptr) : q->target.len);
+    q->query = qm ? slice_make(qm + 1, q->target.len - q->path.len - 1) : slice_make(NULL, 0);
+    q->headers = arena_alloc(&q->pool, (r->nhoff ? r->nhoff : 1) * sizeof(*q->headers));
+    q->nheaders = r->nhoff;
+    int nhost = 0, nte = 0;
+    struct slice te = SLICE_NULL, expect = SLICE_NULL;
+    for (size_t i = 0; i < r->nhoff; i++) {
+        struct hdr_off *h = &r->hoff[i];
+        struct http_header *o = &q->headers[i];
+        o->name = slice_make(AT(h->name_abs), h->name_len);
+        o->value = slice_trim(slice_make(AT(h->val_abs), h->val_len));
+        if (o->name.len == 0) {
+            conn_fail(c, 400, "Empty header name.");
+            return;
+        }
+        for (size_t k = 0; k < o->name.len; k++)
+            if (!is_tchar((unsigned char)o->name.ptr[k])) {
+                conn_fail(c, 400, "Invalid character in header name.");
+                return;
+            }
+        if (slice_case_eq(o->name, SLICE_LIT("host")))
+            nhost++;
+        else if (slice_case_eq(o->name, SLICE_LIT("transfer-encoding")))
+            nte++, te = o->value;
+        else if (slice_case_eq(o->name, SLICE_LIT("expect")))
+            expect = o->value;
+    }
+#undef AT
+    if (hp->http_major != 1) {
+        conn_fail(c, 505, "HTTP version not supported.");
+        return;
+    }
+    if ((hp->http_minor >= 1 && nhost != 1) || nhost > 1) {
+        conn_fail(c, 400, "Exactly one Host header is required.");
+        return;
+    }
+    if (nte > 1 || (nte == 1 && !slice_case_eq(te, SLICE_LIT("chunked")))) {
+        conn_fail(c, 400, "Unsupported Transfer-Encoding.");
+        return;
+    }
+    if (q->path.len == 0 || q->path.ptr[0] != '/') {
+        conn_fail(c, 400, "The request target must be an absolute path.");
+        return;
+    }
+    bool chunked = (hp->flags & F_CHUNKED) != 0;
+    q->content_length = chunked ? -1 : hp->content_length == UINT64_MAX ? 0 : (long long)hp->content_length;
+    q->keep_alive = http_should_keep_alive(hp) != 0;
+
+    int status;
+    r->route = http_router_match(c->router, q, &status);
+    q->route = r->route;
+    if (!r->route)
+        q->status = status;
+    r->stream = r->route && (r->route->flags & HTTP_ROUTE_STREAM_BODY);
+    if (!r->stream && q->content_length > c->lim->max_body_bytes) {
+        conn_fail(c, 413, "Request body too large.");
+        return;
+    }
+    bool has_body = chunked || q->content_length > 0;
+    bool cont = false;
+    if (expect.ptr) {
+        if (!slice_case_eq(expect, SLICE_LIT("100-continue"))) {
+            conn_fail(c, 417, "Unsupported expectation.");
+            return;
+        }
+        cont = has_body && hp->http_minor >= 1;
+    }
+    c->phase = CONN_BODY;
+    if (r->stream) {
+        r->body_done = !has_body;
+        dispatch(c, r);
+        if (c->req != r)
+            return;
+    } else if (q->content_length > 0) {
+        r->body_cap = (size_t)q->content_length;
+        r->body = arena_alloc(&q->pool, r->body_cap + 1);
+    }
+    if (cont)
+        buf_append(&c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+}
+
+static void message_done(struct http_conn *c)
+{
+    struct http_xreq *r = c->req;
+    if (!r) {
+        /* A streaming handler answered before its empty body "ended". */
+        c->phase = CONN_IDLE;
+        return;
+    }
+    r->body_done = true;
+    c->phase = CONN_WAIT;
+    if (r->stream) {
+        r->end_called = true;
+        if (!r->aborted && r->pub.on_body_end)
+            r->pub.on_body_end(&r->pub, 0);
+        return;
+    }
+    if (!r->body)
+        r->body = arena_zalloc(&r->pub.pool, 1);
+    r->body[r->body_len] = '\0';
+    r->pub.body = slice_make(r->body, r->body_len);
+    dispatch(c, r);
+}
+
+static int parser_status(enum http_errno e)
+{
+    return e == HPE_HEADER_OVERFLOW ? 431 : 400;
+}
+
+static void process(struct http_conn *c)
+{
+    c->in_process = true;
+    while (!c->closing && !(c->req && c->phase == CONN_WAIT)) {
+        size_t done = (size_t)(c->pos_abs - c->view_abs);
+        size_t avail = c->view_len - done;
+        if (!avail)
+            break;
+        if (c->phase == CONN_IDLE) {
+            c->phase = CONN_HEAD;
+            c->head_abs = c->pos_abs;
+        }
+        c->pause_reason = 0;
+        c->error = 0;
+        size_t n = http_parser_execute(&c->hp, &parser_settings, c->view + done, avail);
+        c->pos_abs += n;
+        enum http_errno e = HTTP_PARSER_ERRNO(&c->hp);
+        if (e == HPE_PAUSED) {
+            http_parser_pause(&c->hp, 0);
+            if (c->pause_reason == PAUSE_HEAD)
+                head_done(c);
+            else if (c->pause_reason == PAUSE_DONE)
+                message_done(c);
+            continue;
+        }
+        if (e != HPE_OK) {
+            if (c->error)
+                conn_fail(c, c->error, c->error_msg);
+            else
+                conn_fail(c, parser_status(e), http_errno_description(e));
+            break;
+        }
+        if (n < avail) {
+            conn_fail(c, 400, "Protocol upgrades are not supported.");
+            break;
+        }
+    }
+    if (!c->closing && c->phase == CONN_HEAD &&
+        c->pos_abs - c->head_abs > (uint64_t)c->lim->max_header_bytes)
+        conn_fail(c, 431, "Request header fields too large.");
+    c->in_process = false;
+}
+
+/* Keeps what later parsing needs (the current head, unparsed bytes) in rbuf. */
+static void keep_unparsed(struct http_conn *c, bool view_is_rbuf)
+{
+    uint64_t end = c->view_abs + c->view_len;
+    if (c->closing) {
+        buf_free(&c->rbuf);
+        c->rbuf_abs = end;
+        return;
+    }
+    uint64_t keep = c->phase == CONN_HEAD ? c->head_abs : c->pos_abs;
+    if (view_is_rbuf)
+        buf_consume(&c->rbuf, (size_t)(keep - c->rbuf_abs));
+    else if (keep < end)
+        buf_append(&c->rbuf, c->view + (keep - c->view_abs), (size_t)(end - keep));
+    c->rbuf_abs = keep;
+    c->view = NULL;
+}
+
+static void set_timer(struct http_conn *c, enum http_timer_kind kind)
+{
+    /* The head deadline covers the whole head, so it is not pushed back by
+     * each read; the idle and body deadlines are, and the io layer makes
+     * pushing a deadline back cheap. */
+    if (kind == c->timer_kind && (kind == TIMER_HEAD || kind == TIMER_NONE))
+        return;
+    c->timer_kind = kind;
+    uint64_t ms = kind == TIMER_IDLE   ? (uint64_t)c->lim->idle_timeout_ms
+                  : kind == TIMER_HEAD ? (uint64_t)c->lim->header_timeout_ms
+                  : kind == TIMER_BODY ? (uint64_t)c->lim->body_timeout_ms
+                                       : 0;
+    c->io->timer(c, ms);
+}
+
+static void after_batch(struct http_conn *c)
+{
+    if (!c->closing && c->phase == CONN_IDLE && !c->req && c->loop->draining)
+        c->closing = true;
+    if (c->closing) {
+        set_timer(c, TIMER_NONE);
+        c->io->read(c, false);
+        c->io->flush(c);
+        c->io->close(c);
+        return;
+    }
+    switch (c->phase) {
+    case CONN_IDLE: set_timer(c, TIMER_IDLE); break;
+    case CONN_HEAD: set_timer(c, TIMER_HEAD); break;
+    case CONN_BODY: set_timer(c, TIMER_BODY); break;
+    case CONN_WAIT: set_timer(c, TIMER_NONE); break;
+    }
+    c->io->read(c, c->phase != CONN_WAIT && c->out.len < HTTP_OUT_HIGH_WATER);
+    c->io->flush(c);
+    if (c->phase == CONN_IDLE && c->rbuf.len == 0 && c->rbuf.cap)
+        buf_free(&c->rbuf);
+}
+
+static void run_rbuf(struct http_conn *c)
+{
+    c->view = c->rbuf.ptr;
+    c->view_abs = c->rbuf_abs;
+    c->view_len = c->rbuf.len;
+    process(c);
+    keep_unparsed(c, true);
+}
+
+void http_conn_input(struct http_conn *c, const char *p, size_t n)
+{
+    if (c->closing || n == 0)
+        return;
+    if (c->rbuf.len) {
+        buf_append(&c->rbuf, p, n);
+        run_rbuf(c);
+    } else {
+        c->view = p;
+        c->view_abs = c->rbuf_abs;
+        c->view_len = n;
+        process(c);
+        keep_unparsed(c, false);
+    }
+    after_batch(c);
+}
+
+void http_conn_input_rbuf(struct http_conn *c, size_t n)
+{
+    c->rbuf.len += n;
+    c->rbuf.ptr[c->rbuf.len] = '\0';
+    if (c->closing) {
+        buf_free(&c->rbuf);
+        return;
+    }
+    run_rbuf(c);
+    after_batch(c);
+}
+
+void http_conn_timeout(struct http_conn *c)
+{
+    enum http_timer_kind kind = c->timer_kind;
+    c->timer_kind = TIMER_NONE;
+    if (c->closing)
+        return;
+    if (kind == TIMER_IDLE)
+        c->closing = true;
+    else if (kind == TIMER_HEAD)
+        conn_fail(c, 408, "Timed out reading the request head.");
+    else if (kind == TIMER_BODY)
+        conn_fail(c, 408, "Timed out reading the request body.");
+    else
+        return;
+    after_batch(c);
+}
+
+void http_conn_gone(struct http_conn *c, int reason)
+{
+    struct http_xreq *r = c->req;
+    c->closing = true;
+    if (r) {
+        if (r->dispatched) {
+            detach(c, r, reason);
+        } else {
+            c->req = NULL;
+            xreq_free(r);
+        }
+    }
+    buf_free(&c->rbuf);
+}
+
+void http_conn_drained(struct http_conn *c)
+{
+    if (!c->closing && c->phase != CONN_WAIT)
+        c->io->read(c, true);
+}
+
+void http_conn_drain(struct http_conn *c)
+{
+    if (!c->closing && c->phase == CONN_IDLE && !c->req)
+        after_batch(c);
+}
+
+/* ---- the public request API ---- */
+
+void http_response_header(struct http_request *req, struct slice name, struct slice value)
+{
+    for (size_t i = 0; i < name.len; i++)
+        if (!is_tchar((unsigned char)name.ptr[i])) {
+            log_warn("dropped response header with an invalid name");
+            return;
+        }
+    for (size_t i = 0; i < value.len; i++)
+        if (value.ptr[i] == '\r' || value.ptr[i] == '\n' || value.ptr[i] == '\0') {
+            log_warn("dropped response header %.*s: control character in value",
+                     SLICE_FMT(name));
+            return;
+        }
+    struct buf *b = &req->resp_headers;
+    buf_reserve(b, name.len + value.len + 4);
+    buf_append_slice(b, name);
+    buf_append(b, ": ", 2);
+    buf_append_slice(b, value);
+    buf_append(b, "\r\n", 2);
+}
+
+void http_respond(struct http_request *req, int status, struct slice content_type,
+                  struct slice body)
+{
+    core_assert(status >= 100 && status <= 999);
+    struct http_xreq *r = (struct http_xreq *)req;
+    struct http_conn *c = req->conn;
+    req->status = status;
+    log_request(req->loop, c ? c->lim : NULL, r, c ? c->remote : NULL, status, body.len);
+    if (!c) {
+        xreq_free(r);
+        return;
+    }
+    core_assert(c->req == r);
+    /* A streaming handler may answer before the body is in: the rest of the
+     * body would then be mistaken for the next request, so the connection
+     * closes after this response. */
+    bool keep = req->keep_alive && r->body_done && !c->closing && !c->loop->draining;
+    write_response(c, status, keep, req->method != HTTP_M_HEAD, buf_slice(&req->resp_headers),
+                   content_type, body);
+    c->req = NULL;
+    c->phase = CONN_IDLE;
+    if (!keep)
+        c->closing = true;
+    xreq_free(r);
+    if (!c->in_process) {
+        if (!c->closing)
+            run_rbuf(c);
+        after_batch(c);
+    }
+}
