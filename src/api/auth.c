@@ -4,6 +4,7 @@
  * Tokens are verified against the record's current tokenKey, read from the
  * store, so a password change revokes tokens at once. Password checks run on
  * the work pool: Argon2id takes tens of milliseconds by design. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,7 +60,69 @@ char *api_token_for(const struct collection *c, json_t *record)
     return token;
 }
 
-/* ---- token resolution ---- */
+/* ---- token resolution ----
+ *
+ * Verifying a token needs the record's current tokenKey, which lives in the
+ * store: a thread hop per request. Each loop thread therefore remembers the
+ * tokens it verified recently, keyed by a BLAKE2b digest of the token. An
+ * entry is trusted while it is younger than AUTH_CACHE_TTL_MS and no auth
+ * record or auth collection has changed in this process since it was made
+ * (api_auth_changed bumps a generation). So a password change through the API
+ * revokes tokens at once; one made by another process (`cruder superuser
+ * upsert` beside a running server) within AUTH_CACHE_TTL_MS. */
+
+enum { AUTH_CACHE_SLOTS = 256, AUTH_CACHE_TTL_MS = 1000 };
+
+struct auth_cache_entry {
+    unsigned char digest[crypto_generichash_BYTES];
+    uint64_t generation;
+    int64_t verified_ms;
+    int64_t exp;
+    struct api_auth auth;
+};
+
+static _Atomic uint64_t auth_generation = 1;
+static _Thread_local struct auth_cache_entry auth_cache[AUTH_CACHE_SLOTS];
+
+void api_auth_changed(void)
+{
+    atomic_fetch_add(&auth_generation, 1);
+}
+
+static struct auth_cache_entry *auth_cache_slot(struct slice token,
+                                                unsigned char digest[crypto_generichash_BYTES])
+{
+    crypto_generichash(digest, crypto_generichash_BYTES, (const unsigned char *)token.ptr,
+                       token.len, NULL, 0);
+    uint32_t slot;
+    memcpy(&slot, digest, sizeof(slot));
+    return &auth_cache[slot % AUTH_CACHE_SLOTS];
+}
+
+static bool auth_cache_get(struct slice token, struct api_auth *out)
+{
+    unsigned char digest[crypto_generichash_BYTES];
+    struct auth_cache_entry *e = auth_cache_slot(token, digest);
+    int64_t now = time_now_ms();
+    if (e->generation != atomic_load(&auth_generation) ||
+        now - e->verified_ms >= AUTH_CACHE_TTL_MS || now / 1000 >= e->exp ||
+        sodium_memcmp(e->digest, digest, sizeof(digest)) != 0)
+        return false;
+    *out = e->auth;
+    return true;
+}
+
+static void auth_cache_put(struct slice token, const struct api_auth *auth, int64_t exp,
+                           uint64_t generation)
+{
+    unsigned char digest[crypto_generichash_BYTES];
+    struct auth_cache_entry *e = auth_cache_slot(token, digest);
+    memcpy(e->digest, digest, sizeof(digest));
+    e->generation = generation;
+    e->verified_ms = time_now_ms();
+    e->exp = exp;
+    e->auth = *auth;
+}
 
 struct auth_lookup {
     struct http_request *req;
@@ -67,6 +130,7 @@ struct auth_lookup {
     struct api_auth *auth;
     struct collection *collection; /* retained for the lookup */
     struct slice token;
+    uint64_t generation; /* of auth data when the lookup began */
 };
 
 static void auth_lookup_done(void *arg, struct store_result *res)
@@ -84,6 +148,7 @@ static void auth_lookup_done(void *arg, struct store_result *res)
             snprintf(auth->collection_id, sizeof(auth->collection_id), "%s",
                      lk->collection->id);
             auth->superuser = strcmp(lk->collection->name, "_superusers") == 0;
+            auth_cache_put(lk->token, auth, claims.exp, lk->generation);
         }
         buf_free(&key);
         json_decref(rec);
@@ -106,10 +171,11 @@ void api_authenticate(struct http_request *req, api_auth_cb cb)
     struct slice token = bearer_token(req);
     struct auth_claims claims;
     if (!token.len || auth_token_peek(token, &claims) || strcmp(claims.type, "auth") != 0 ||
-        !claims.id[0]) {
+        !claims.id[0] || auth_cache_get(token, auth)) {
         cb(req, auth);
         return;
     }
+    uint64_t generation = atomic_load(&auth_generation);
     struct schema *s = schema_current();
     struct collection *c = schema_find(s, slice_cstr(claims.collection_id));
     if (c && c->type == COLLECTION_AUTH && strcmp(c->id, claims.collection_id) == 0)
@@ -122,7 +188,7 @@ void api_authenticate(struct http_request *req, api_auth_cb cb)
         return;
     }
     struct auth_lookup *lk = arena_zalloc(&req->pool, sizeof(*lk));
-    *lk = (struct auth_lookup){req, cb, auth, c, token};
+    *lk = (struct auth_lookup){req, cb, auth, c, token, generation};
     char *id = arena_strndup(&req->pool, claims.id, strlen(claims.id));
     api_ctx.store->ops->record_get(api_ctx.store, c, slice_cstr(id), true, req->loop,
                                    auth_lookup_done, lk);

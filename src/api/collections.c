@@ -223,6 +223,9 @@ static void change_saved(void *arg, struct store_result *res)
 {
     struct change *ch = arg;
     if (res->status == STORE_OK) {
+        if ((ch->prev && ch->prev->type == COLLECTION_AUTH) ||
+            (ch->next && ch->next->type == COLLECTION_AUTH))
+            api_auth_changed();
         publish_replacing(ch->prev, ch->next);
         if (ch->next)
             api_json(ch->req, 200, collection_to_json(ch->next));

@@ -50,6 +50,9 @@ typedef void (*api_auth_cb)(struct http_request *req, struct api_auth *auth);
  * or expired token is treated as anonymous, as PocketBase does. The auth
  * passed to cb lives in the request's pool until the answer. */
 void api_authenticate(struct http_request *req, api_auth_cb cb);
+/* Call after any change to an auth record or auth collection: tokens
+ * verified before it are checked against the store again. */
+void api_auth_changed(void);
 /* Signs a fresh auth token for record (JSON with id and tokenKey) of c;
  * malloc'd, or NULL if c has no token secret. */
 char *api_token_for(const struct collection *c, json_t *record);

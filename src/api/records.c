@@ -342,6 +342,8 @@ static int merge_record(void *arg, json_t *prev, json_t **out, json_t **errors)
 static void write_done(void *arg, struct store_result *res)
 {
     struct rec_call *rc = arg;
+    if (res->status == STORE_OK && rc->collection->type == COLLECTION_AUTH)
+        api_auth_changed();
     if (res->status == STORE_OK) {
         json_t *rec = json_loadb(res->json.ptr, res->json.len, 0, NULL);
         const char *id = json_string_value(json_object_get(rec, "id"));
@@ -468,6 +470,8 @@ static void write_authed(struct http_request *req, struct api_auth *auth)
 static void delete_done(void *arg, struct store_result *res)
 {
     struct rec_call *rc = arg;
+    if (res->status == STORE_OK && rc->collection->type == COLLECTION_AUTH)
+        api_auth_changed();
     if (res->status == STORE_OK)
         http_respond(rc->req, 204, SLICE_NULL, SLICE_NULL);
     else
