@@ -118,8 +118,19 @@ static void submit(struct sqlite_store *st, struct sq_queue *q, struct sq_job *j
 
 /* ---- per-connection statement cache ---- */
 
+static void query_free(struct sq_query *q)
+{
+    sqlite3_finalize(q->list);
+    sqlite3_finalize(q->count_stmt);
+    free(q->sql);
+    free(q->total_params);
+    memset(q, 0, sizeof(*q));
+}
+
 static void entry_free(struct sq_entry *e)
 {
+    for (size_t i = 0; i < SQ_QUERY_SLOTS; i++)
+        query_free(&e->queries[i]);
     sqlite3_finalize(e->get);
     sqlite3_finalize(e->insert);
     sqlite3_finalize(e->update);
@@ -293,25 +304,94 @@ static int bind_params(sqlite3_stmt *s, json_t *params, int limit)
     return 0;
 }
 
-static void run_list(struct sqlite_store *st, struct sq_conn *conn, struct sq_job *j)
+/* The cached statements of a list query on e, prepared on first use; the
+ * least recently used slot makes room. NULL if the SQL does not prepare. */
+static struct sq_query *entry_query(sqlite3 *db, struct sq_entry *e, const struct sq_job *j)
 {
-    struct sq_entry *e = conn_entry(st, conn, j->c);
     struct buf sql = BUF_INIT;
-    sqlite3_stmt *s = NULL;
-    int64_t per_page = j->per_page > 0 ? j->per_page : 30;
-    int64_t page = j->page > 0 ? j->page : 1;
-    int64_t offset = (page - 1) > INT64_MAX / per_page ? INT64_MAX : (page - 1) * per_page;
-
     buf_append(&sql, e->select.ptr, e->select.len);
     if (j->where_sql) {
         buf_append_cstr(&sql, " WHERE ");
         buf_append_cstr(&sql, j->where_sql);
     }
+    size_t where_end = sql.len;
     buf_append_cstr(&sql, " ORDER BY ");
     buf_append_cstr(&sql, j->order_sql ? j->order_sql : "rowid");
     buf_append_cstr(&sql, " LIMIT ? OFFSET ?");
-    if (sqlite3_prepare_v2(conn->db, sql.ptr, (int)sql.len, &s, NULL) != SQLITE_OK)
+
+    struct sq_query *q = &e->queries[0];
+    for (size_t i = 0; i < SQ_QUERY_SLOTS; i++) {
+        struct sq_query *c = &e->queries[i];
+        if (c->sql && strcmp(c->sql, sql.ptr) == 0) {
+            c->used = ++e->query_clock;
+            buf_free(&sql);
+            return c;
+        }
+        if (c->used < q->used)
+            q = c;
+    }
+    query_free(q);
+    struct buf count = BUF_INIT;
+    buf_append_cstr(&count, "SELECT COUNT(*) FROM ");
+    sq_quote(&count, e->c->name);
+    buf_append(&count, sql.ptr + e->select.len, where_end - e->select.len);
+    if (sqlite3_prepare_v3(db, sql.ptr, (int)sql.len, SQLITE_PREPARE_PERSISTENT, &q->list,
+                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v3(db, count.ptr, (int)count.len, SQLITE_PREPARE_PERSISTENT, &q->count_stmt,
+                           NULL) != SQLITE_OK) {
+        query_free(q);
+        q = NULL;
+    } else {
+        q->sql = buf_steal(&sql);
+        q->used = ++e->query_clock;
+        q->total_version = -1; /* no total counted yet */
+    }
+    buf_free(&sql);
+    buf_free(&count);
+    return q;
+}
+
+static int conn_stmt(sqlite3 *db, sqlite3_stmt **slot, const char *sql)
+{
+    if (*slot)
+        return 0;
+    return sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL) == SQLITE_OK
+               ? 0
+               : -1;
+}
+
+/* Runs a one-row statement and resets it; its integer in *out if given. */
+static int step_once(sqlite3_stmt *s, int64_t *out)
+{
+    int rc = sqlite3_step(s);
+    if (out && rc == SQLITE_ROW)
+        *out = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* A page and its total, read from one snapshot. The total costs a scan of
+ * every matching row, so it is remembered per query and parameters and reused
+ * while the database's data version (bumped by any commit, from this process
+ * or another) has not moved. */
+static void run_list(struct sqlite_store *st, struct sq_conn *conn, struct sq_job *j)
+{
+    struct sq_entry *e = conn_entry(st, conn, j->c);
+    int64_t per_page = j->per_page > 0 ? j->per_page : 30;
+    int64_t page = j->page > 0 ? j->page : 1;
+    int64_t offset = (page - 1) > INT64_MAX / per_page ? INT64_MAX : (page - 1) * per_page;
+    char *params = NULL;
+    bool in_txn = false;
+
+    struct sq_query *q = entry_query(conn->db, e, j);
+    if (!q || conn_stmt(conn->db, &conn->begin, "BEGIN") ||
+        conn_stmt(conn->db, &conn->commit, "COMMIT") ||
+        conn_stmt(conn->db, &conn->data_version, "PRAGMA data_version"))
         goto io;
+    if (step_once(conn->begin, NULL))
+        goto io;
+    in_txn = true;
+    sqlite3_stmt *s = q->list;
     /* LIMIT and OFFSET are the last two parameters, whatever where_sql holds. */
     int np = sqlite3_bind_parameter_count(s);
     if (bind_params(s, j->params, np - 2) < 0 || sqlite3_bind_int64(s, np - 1, per_page) ||
@@ -326,35 +406,44 @@ static void run_list(struct sqlite_store *st, struct sq_conn *conn, struct sq_jo
         first = false;
         sq_render_row(e, s, j->include_hidden, &j->res.json);
     }
+    sqlite3_reset(s);
     if (rc != SQLITE_DONE)
         goto io;
     buf_append_char(&j->res.json, ']');
-    sqlite3_finalize(s);
-    s = NULL;
 
     j->res.total = -1;
     if (!j->skip_total) {
-        buf_reset(&sql);
-        buf_append_cstr(&sql, "SELECT COUNT(*) FROM ");
-        sq_quote(&sql, j->c->name);
-        if (j->where_sql) {
-            buf_append_cstr(&sql, " WHERE ");
-            buf_append_cstr(&sql, j->where_sql);
-        }
-        if (sqlite3_prepare_v2(conn->db, sql.ptr, (int)sql.len, &s, NULL) != SQLITE_OK ||
-            bind_params(s, j->params, sqlite3_bind_parameter_count(s)) < 0 ||
-            sqlite3_step(s) != SQLITE_ROW)
+        int64_t version = -1;
+        if (step_once(conn->data_version, &version))
             goto io;
-        j->res.total = sqlite3_column_int64(s, 0);
+        params = j->params ? json_dumps(j->params, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        if (q->total_version == version && version >= 0 &&
+            ((!params && !q->total_params) ||
+             (params && q->total_params && strcmp(params, q->total_params) == 0))) {
+            j->res.total = q->total;
+        } else {
+            if (bind_params(q->count_stmt, j->params,
+                            sqlite3_bind_parameter_count(q->count_stmt)) < 0 ||
+                step_once(q->count_stmt, &j->res.total))
+                goto io;
+            free(q->total_params);
+            q->total_params = params;
+            params = NULL;
+            q->total = j->res.total;
+            q->total_version = version;
+        }
     }
+    if (step_once(conn->commit, NULL))
+        goto io;
     j->res.status = STORE_OK;
-    goto out;
+    free(params);
+    return;
 io:
     sq_set_io(&j->res, conn->db, "list");
     buf_reset(&j->res.json);
-out:
-    sqlite3_finalize(s);
-    buf_free(&sql);
+    if (in_txn)
+        step_once(conn->commit, NULL);
+    free(params);
 }
 
 struct reader_arg {
@@ -912,6 +1001,9 @@ fail:
 static void conn_close(struct sq_conn *conn)
 {
     conn_flush(conn);
+    sqlite3_finalize(conn->begin);
+    sqlite3_finalize(conn->commit);
+    sqlite3_finalize(conn->data_version);
     free(conn->entries);
     conn->entries = NULL;
     sqlite3_close(conn->db);

@@ -65,6 +65,19 @@ enum sq_colkind { SQ_COL_TEXT, SQ_COL_NUMBER, SQ_COL_BOOL, SQ_COL_ARRAY, SQ_COL_
 
 /* A collection's prepared statements on one connection. Column 0 of `get` is
  * the id, columns 1..nfields are fields[] and the last is _version. */
+/* A list query seen recently on a connection: its prepared statements, and
+ * the last total it counted with the data version that total is true for. */
+enum { SQ_QUERY_SLOTS = 16 };
+
+struct sq_query {
+    char *sql; /* the list statement's text: the key */
+    sqlite3_stmt *list, *count_stmt;
+    char *total_params; /* the parameters the cached total was counted with */
+    int64_t total;
+    int64_t total_version;
+    uint64_t used; /* for least-recently-used replacement */
+};
+
 struct sq_entry {
     const struct collection *c;
     const struct field **fields; /* every field but "id", in schema order */
@@ -75,10 +88,13 @@ struct sq_entry {
     struct buf head;   /* {"collectionId":"...","collectionName":"...","id": */
     struct buf select; /* SELECT "id", <fields>, "_version" FROM "<name>" */
     sqlite3_stmt *get, *insert, *update, *del, *version;
+    struct sq_query queries[SQ_QUERY_SLOTS];
+    uint64_t query_clock;
 };
 
 struct sq_conn {
     sqlite3 *db;
+    sqlite3_stmt *begin, *commit, *data_version; /* readers: one snapshot per list */
     struct sq_entry **entries;
     size_t nentries, cap;
     uint64_t gen; /* the store's ddl_gen these entries were built at */

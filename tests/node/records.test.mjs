@@ -142,6 +142,15 @@ describe('list', () => {
     assert.ok(r.headers.get('etag'));
   });
 
+  test('totals follow every write (the cached count is never stale)', async () => {
+    const path = `/api/collections/books/records?${new URLSearchParams({ filter: "genre = 'crime'" })}`;
+    const before = (await anon.get(path)).body.totalItems;
+    const c = await su.post('/api/collections/books/records', { title: 'Red Harvest', genre: 'crime' });
+    assert.equal((await anon.get(path)).body.totalItems, before + 1);
+    await su.del(`/api/collections/books/records/${c.body.id}`);
+    assert.equal((await anon.get(path)).body.totalItems, before);
+  });
+
   test('skipTotal', async () => {
     const r = await anon.get('/api/collections/books/records?skipTotal=1');
     assert.equal(r.body.totalItems, -1);
