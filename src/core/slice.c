@@ -104,6 +104,17 @@ void buf_appendf(struct buf *b, const char *fmt, ...)
     va_end(ap);
 }
 
+void buf_append_sql_ident(struct buf *b, const char *name)
+{
+    buf_append_char(b, '"');
+    for (const char *p = name; *p; p++) {
+        if (*p == '"')
+            buf_append_char(b, '"');
+        buf_append_char(b, *p);
+    }
+    buf_append_char(b, '"');
+}
+
 void buf_consume(struct buf *b, size_t n)
 {
     core_assert(n <= b->len);

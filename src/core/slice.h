@@ -62,6 +62,8 @@ void buf_append_cstr(struct buf *b, const char *s);
 void buf_append_char(struct buf *b, char c);
 __attribute__((format(printf, 2, 3))) void buf_appendf(struct buf *b, const char *fmt, ...);
 __attribute__((format(printf, 2, 0))) void buf_vappendf(struct buf *b, const char *fmt, va_list ap);
+/* Appends name as an SQL identifier: double-quoted, inner quotes doubled. */
+void buf_append_sql_ident(struct buf *b, const char *name);
 /* Drops the first n bytes, keeping the rest. */
 void buf_consume(struct buf *b, size_t n);
 static inline void buf_reset(struct buf *b)

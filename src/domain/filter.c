@@ -223,16 +223,6 @@ static int scan(struct state *st, struct tok *t)
 
 /* ---- SQL output helpers ---- */
 
-static void put_ident(struct buf *b, const char *name)
-{
-    buf_append_char(b, '"');
-    for (const char *p = name; *p; p++) {
-        if (*p == '"')
-            buf_append_char(b, '"');
-        buf_append_char(b, *p);
-    }
-    buf_append_char(b, '"');
-}
 
 /* Wraps what was written since `start` in parentheses. */
 static void wrap_from(struct buf *b, size_t start)
@@ -251,30 +241,30 @@ static void wrap_from(struct buf *b, size_t start)
 static void put_each_source(struct buf *b, const struct field *f)
 {
     buf_append_cstr(b, "CASE WHEN json_valid(");
-    put_ident(b, f->name);
+    buf_append_sql_ident(b, f->name);
     buf_append_cstr(b, ") THEN CASE WHEN json_type(");
-    put_ident(b, f->name);
+    buf_append_sql_ident(b, f->name);
     buf_append_cstr(b, ") = 'array' AND json_array_length(");
-    put_ident(b, f->name);
+    buf_append_sql_ident(b, f->name);
     buf_append_cstr(b, ") = 0 THEN '[null]' ELSE ");
-    put_ident(b, f->name);
+    buf_append_sql_ident(b, f->name);
     buf_append_cstr(b, " END ELSE json_array(");
-    put_ident(b, f->name);
+    buf_append_sql_ident(b, f->name);
     buf_append_cstr(b, ") END");
 }
 
 static void put_length(struct buf *b, const struct field *f)
 {
     buf_append_cstr(b, "json_array_length(CASE WHEN json_valid(");
-    put_ident(b, f->name);
+    buf_append_sql_ident(b, f->name);
     buf_append_cstr(b, ") THEN ");
-    put_ident(b, f->name);
+    buf_append_sql_ident(b, f->name);
     buf_append_cstr(b, " ELSE (CASE WHEN ");
-    put_ident(b, f->name);
+    buf_append_sql_ident(b, f->name);
     buf_append_cstr(b, " = '' OR ");
-    put_ident(b, f->name);
+    buf_append_sql_ident(b, f->name);
     buf_append_cstr(b, " IS NULL THEN json_array() ELSE json_array(");
-    put_ident(b, f->name);
+    buf_append_sql_ident(b, f->name);
     buf_append_cstr(b, ") END) END)");
 }
 
@@ -294,11 +284,11 @@ static void put_operand(struct state *st, const struct operand *o)
         buf_append_cstr(b, "LOWER(");
     switch (o->kind) {
     case K_COLUMN:
-        put_ident(b, o->field->name);
+        buf_append_sql_ident(b, o->field->name);
         break;
     case K_JSON:
         buf_append_cstr(b, "json_extract(");
-        put_ident(b, o->field->name);
+        buf_append_sql_ident(b, o->field->name);
         if (o->value) {
             buf_append_cstr(b, ", ?)");
             json_array_append(st->params, o->value);
@@ -980,7 +970,7 @@ int sort_compile_opts(const struct collection *c, struct slice sort,
                 /* The path is made of checked [A-Za-z0-9_.[\]$] only, so it can
                  * be inlined where no parameter can be bound. */
                 buf_append_cstr(sql, o.lower ? "LOWER(json_extract(" : "json_extract(");
-                put_ident(sql, o.field->name);
+                buf_append_sql_ident(sql, o.field->name);
                 buf_appendf(sql, ", '%s')", json_string_value(o.value));
                 if (o.lower)
                     buf_append_char(sql, ')');

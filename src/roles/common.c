@@ -9,6 +9,14 @@
 #include "domain/schema.h"
 #include "roles/roles.h"
 
+bool roles_wants_help(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+            return true;
+    return false;
+}
+
 int roles_load_config(struct config *cfg, int role, int argc, char **argv, int *npositional)
 {
     char err[512];

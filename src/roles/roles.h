@@ -13,6 +13,9 @@ int role_superuser(int argc, char **argv);
 
 /* ---- shared by roles ---- */
 
+/* True if argv asks for --help or -h. */
+bool roles_wants_help(int argc, char **argv);
+
 /* Loads settings for `role` from the config file, environment and argv
  * (argv[0] is the first argument after the subcommand); positional arguments
  * are left at the front of argv. Prints the reason and returns -1 on error. */

@@ -127,11 +127,10 @@ static int delete(struct store *store, struct collection *c, const char *email)
 
 int role_superuser(int argc, char **argv)
 {
-    for (int i = 0; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return 0;
-        }
+    if (roles_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
     struct config cfg;
     int npos;
     if (roles_load_config(&cfg, CONFIG_ROLE_ADMIN, argc, argv, &npos))

@@ -182,10 +182,10 @@ static struct sq_entry *entry_new(const struct collection *c)
     buf_append_cstr(&e->select, "SELECT \"id\"");
     for (size_t i = 0; i < e->nfields; i++) {
         buf_append_cstr(&e->select, ", ");
-        sq_quote(&e->select, e->fields[i]->name);
+        buf_append_sql_ident(&e->select, e->fields[i]->name);
     }
     buf_append_cstr(&e->select, ", \"_version\" FROM ");
-    sq_quote(&e->select, c->name);
+    buf_append_sql_ident(&e->select, c->name);
     return e;
 }
 
@@ -232,11 +232,11 @@ static sqlite3_stmt *entry_stmt(sqlite3 *db, struct sq_entry *e, enum sq_stmt_ki
         break;
     case STMT_INSERT:
         buf_append_cstr(&sql, "INSERT INTO ");
-        sq_quote(&sql, e->c->name);
+        buf_append_sql_ident(&sql, e->c->name);
         buf_append_cstr(&sql, " (\"id\"");
         for (size_t i = 0; i < e->nfields; i++) {
             buf_append_cstr(&sql, ", ");
-            sq_quote(&sql, e->fields[i]->name);
+            buf_append_sql_ident(&sql, e->fields[i]->name);
         }
         buf_append_cstr(&sql, ", \"_partition\", \"_version\") VALUES (?1");
         for (size_t i = 0; i < e->nfields + 2; i++)
@@ -245,22 +245,22 @@ static sqlite3_stmt *entry_stmt(sqlite3 *db, struct sq_entry *e, enum sq_stmt_ki
         break;
     case STMT_UPDATE:
         buf_append_cstr(&sql, "UPDATE ");
-        sq_quote(&sql, e->c->name);
+        buf_append_sql_ident(&sql, e->c->name);
         buf_append_cstr(&sql, " SET ");
         for (size_t i = 0; i < e->nfields; i++) {
-            sq_quote(&sql, e->fields[i]->name);
+            buf_append_sql_ident(&sql, e->fields[i]->name);
             buf_appendf(&sql, " = ?%zu, ", i + 2);
         }
         buf_append_cstr(&sql, "\"_version\" = \"_version\" + 1 WHERE \"id\" = ?1");
         break;
     case STMT_DELETE:
         buf_append_cstr(&sql, "DELETE FROM ");
-        sq_quote(&sql, e->c->name);
+        buf_append_sql_ident(&sql, e->c->name);
         buf_append_cstr(&sql, " WHERE \"id\" = ?1");
         break;
     case STMT_VERSION:
         buf_append_cstr(&sql, "SELECT \"_version\" FROM ");
-        sq_quote(&sql, e->c->name);
+        buf_append_sql_ident(&sql, e->c->name);
         buf_append_cstr(&sql, " WHERE \"id\" = ?1");
         break;
     }
@@ -333,7 +333,7 @@ static struct sq_query *entry_query(sqlite3 *db, struct sq_entry *e, const struc
     query_free(q);
     struct buf count = BUF_INIT;
     buf_append_cstr(&count, "SELECT COUNT(*) FROM ");
-    sq_quote(&count, e->c->name);
+    buf_append_sql_ident(&count, e->c->name);
     buf_append(&count, sql.ptr + e->select.len, where_end - e->select.len);
     if (sqlite3_prepare_v3(db, sql.ptr, (int)sql.len, SQLITE_PREPARE_PERSISTENT, &q->list,
                            NULL) != SQLITE_OK ||

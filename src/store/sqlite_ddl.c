@@ -13,16 +13,6 @@
 #include "core/log.h"
 #include "store/sqlite_int.h"
 
-void sq_quote(struct buf *out, const char *name)
-{
-    buf_append_char(out, '"');
-    for (const char *p = name; *p; p++) {
-        if (*p == '"')
-            buf_append_char(out, '"');
-        buf_append_char(out, *p);
-    }
-    buf_append_char(out, '"');
-}
 
 const char *sq_coldef(const struct field *f)
 {
@@ -220,14 +210,14 @@ static int create_indexes(sqlite3 *db, const struct collection *c, struct buf *s
     for (size_t i = 0; i < c->nindexes; i++) {
         const struct collection_index *ix = &c->indexes[i];
         buf_append_cstr(sql, ix->unique ? "CREATE UNIQUE INDEX " : "CREATE INDEX ");
-        sq_quote(sql, ix->name);
+        buf_append_sql_ident(sql, ix->name);
         buf_append_cstr(sql, " ON ");
-        sq_quote(sql, c->name);
+        buf_append_sql_ident(sql, c->name);
         buf_append_cstr(sql, " (");
         for (size_t k = 0; k < ix->ncolumns; k++) {
             if (k)
                 buf_append_cstr(sql, ", ");
-            sq_quote(sql, ix->columns[k]);
+            buf_append_sql_ident(sql, ix->columns[k]);
             if (ix->nocase && ix->nocase[k])
                 buf_append_cstr(sql, " COLLATE NOCASE");
             if (ix->desc && ix->desc[k])
@@ -239,7 +229,7 @@ static int create_indexes(sqlite3 *db, const struct collection *c, struct buf *s
             /* check_next refused any other form before the transaction began */
             core_assert(col);
             buf_append_cstr(sql, " WHERE ");
-            sq_quote(sql, col);
+            buf_append_sql_ident(sql, col);
             buf_append_cstr(sql, " != ''");
             free(col);
         }
@@ -254,7 +244,7 @@ static int drop_indexes(sqlite3 *db, const struct collection *c, struct buf *sql
 {
     for (size_t i = 0; i < c->nindexes; i++) {
         buf_append_cstr(sql, "DROP INDEX IF EXISTS ");
-        sq_quote(sql, c->indexes[i].name);
+        buf_append_sql_ident(sql, c->indexes[i].name);
         if (exec_buf(db, sql, res) != SQLITE_OK)
             return -1;
     }
@@ -265,13 +255,13 @@ static int create_table(sqlite3 *db, const struct collection *c, struct buf *sql
                         struct store_result *res)
 {
     buf_append_cstr(sql, "CREATE TABLE ");
-    sq_quote(sql, c->name);
+    buf_append_sql_ident(sql, c->name);
     buf_append_cstr(sql, " (\"id\" TEXT PRIMARY KEY NOT NULL");
     for (size_t i = 0; i < c->nfields; i++) {
         if (is_id(&c->fields[i]))
             continue;
         buf_append_cstr(sql, ", ");
-        sq_quote(sql, c->fields[i].name);
+        buf_append_sql_ident(sql, c->fields[i].name);
         buf_append_char(sql, ' ');
         buf_append_cstr(sql, sq_coldef(&c->fields[i]));
     }
@@ -285,14 +275,14 @@ static int alter_column(sqlite3 *db, const char *table, const char *verb, const 
                         const char *b, struct buf *sql, struct store_result *res)
 {
     buf_append_cstr(sql, "ALTER TABLE ");
-    sq_quote(sql, table);
+    buf_append_sql_ident(sql, table);
     buf_append_char(sql, ' ');
     buf_append_cstr(sql, verb);
     buf_append_char(sql, ' ');
-    sq_quote(sql, a);
+    buf_append_sql_ident(sql, a);
     if (b) {
         buf_append_cstr(sql, " TO ");
-        sq_quote(sql, b);
+        buf_append_sql_ident(sql, b);
     }
     return exec_buf(db, sql, res) == SQLITE_OK ? 0 : -1;
 }
@@ -301,9 +291,9 @@ static int rename_table(sqlite3 *db, const char *from, const char *to, struct bu
                         struct store_result *res)
 {
     buf_append_cstr(sql, "ALTER TABLE ");
-    sq_quote(sql, from);
+    buf_append_sql_ident(sql, from);
     buf_append_cstr(sql, " RENAME TO ");
-    sq_quote(sql, to);
+    buf_append_sql_ident(sql, to);
     return exec_buf(db, sql, res) == SQLITE_OK ? 0 : -1;
 }
 
@@ -351,9 +341,9 @@ static int alter_table(sqlite3 *db, const struct collection *prev, const struct 
         if (is_id(g) || find_field(prev, g))
             continue;
         buf_append_cstr(sql, "ALTER TABLE ");
-        sq_quote(sql, table);
+        buf_append_sql_ident(sql, table);
         buf_append_cstr(sql, " ADD COLUMN ");
-        sq_quote(sql, g->name);
+        buf_append_sql_ident(sql, g->name);
         buf_append_char(sql, ' ');
         buf_append_cstr(sql, sq_coldef(g));
         if (exec_buf(db, sql, res) != SQLITE_OK)
@@ -433,7 +423,7 @@ void sq_collection_save(struct sqlite_store *st, const struct collection *prev,
     } else if (!next) {
         if (prev->type != COLLECTION_VIEW) {
             buf_append_cstr(&sql, "DROP TABLE IF EXISTS ");
-            sq_quote(&sql, prev->name);
+            buf_append_sql_ident(&sql, prev->name);
             if (exec_buf(db, &sql, res) != SQLITE_OK)
                 goto rollback;
         }

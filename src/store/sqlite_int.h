@@ -143,8 +143,6 @@ int sq_bind_param(sqlite3_stmt *st, int idx, json_t *v);
 
 /* ---- sqlite_ddl.c ---- */
 
-/* Appends name double-quoted, embedded quotes doubled. */
-void sq_quote(struct buf *out, const char *name);
 /* The column definition after the quoted name, e.g. "TEXT NOT NULL DEFAULT ''". */
 const char *sq_coldef(const struct field *f);
 /* Creates the store's own tables if missing and reads or writes P. 0, or -1
