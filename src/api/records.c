@@ -369,7 +369,7 @@ static void submit_write(struct rec_call *rc)
     m->now_ms = time_now_ms();
     bool create = req->method == HTTP_M_POST;
     api_ctx.store->ops->record_write(api_ctx.store, rc->collection, rc->id, create,
-                                     rc->if_match, merge_record, m, req->loop, write_done, rc);
+                                     rc->if_match, NULL, merge_record, m, req->loop, write_done, rc);
 }
 
 /* Password fields arrive as plain text and leave as Argon2id hashes; hashing
@@ -487,7 +487,7 @@ static void delete_authed(struct http_request *req, struct api_auth *auth)
         return;
     }
     api_ctx.store->ops->record_delete(api_ctx.store, rc->collection, rc->id, rc->if_match,
-                                      req->loop, delete_done, rc);
+                                      NULL, req->loop, delete_done, rc);
 }
 
 /* ---- entry points ---- */

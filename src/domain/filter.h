@@ -81,4 +81,38 @@ int sort_compile_opts(const struct collection *c, struct slice sort,
                       const struct filter_options *opts, struct buf *sql,
                       struct filter_error *err);
 
+/* ---- API rules ----
+ *
+ * A rule is a filter expression that may also name the request:
+ * @request.auth.<field> (the caller's auth record; .id is "" when anonymous,
+ * .collectionName / .collectionId of its collection), @request.body.<field>,
+ * @request.query.<name>, @request.headers.<name> (lowercase, '-' as '_'),
+ * @request.method, @request.context ("default", "expand", ...), and
+ * @collection.<name>.<field> joins; record fields may traverse relations
+ * (author.team.name) and back-relations (comments_via_post.text); the
+ * modifiers :isset, :changed, :length, :each and :lower apply as PocketBase
+ * documents them. Request values become bound parameters like literals. */
+
+struct schema;
+
+struct rule_request {
+    json_t *auth;        /* the caller's auth record with collectionId and collectionName; NULL if anonymous */
+    json_t *body;        /* the submitted fields (create/update), NULL otherwise */
+    json_t *query;       /* query parameters as an object of strings */
+    json_t *headers;     /* request headers as an object, names normalised as above */
+    const char *method;  /* "GET", "POST", ... */
+    const char *context; /* "default" unless said otherwise */
+};
+
+enum { RULE_MAX_JOINS = 8 }; /* relation hops and @collection joins per rule */
+
+/* Compiles a rule of collection c to a boolean SQL expression over c's table
+ * (columns qualified so it can be combined with a user filter and used in a
+ * store_guard), appending to *sql and binding to params as filter_compile
+ * does. `s` resolves related collections. 0, or -1 with *err (a syntax error,
+ * an unknown field, or a rule past the complexity limits). */
+int rule_compile(const struct schema *s, const struct collection *c, struct slice rule,
+                 const struct rule_request *rq, int64_t now_ms, struct buf *sql, json_t *params,
+                 struct filter_error *err);
+
 #endif

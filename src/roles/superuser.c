@@ -86,7 +86,7 @@ static int upsert(struct store *store, struct collection *c, const char *email,
     struct upsert_arg u = {c, json_pack("{s:s, s:s}", "email", email, "password", hash)};
     struct store_sync *sync = store_sync_new();
     const char *id = existing ? json_string_value(json_object_get(existing, "id")) : "";
-    store->ops->record_write(store, c, slice_cstr(id), existing == NULL, -1, upsert_merge, &u,
+    store->ops->record_write(store, c, slice_cstr(id), existing == NULL, -1, NULL, upsert_merge, &u,
                              NULL, store_sync_cb, sync);
     struct store_result *res = store_sync_wait(sync);
     int status = 0;
@@ -111,7 +111,7 @@ static int delete(struct store *store, struct collection *c, const char *email)
     }
     struct store_sync *sync = store_sync_new();
     store->ops->record_delete(store, c, slice_cstr(json_string_value(json_object_get(existing, "id"))),
-                              -1, NULL, store_sync_cb, sync);
+                              -1, NULL, NULL, store_sync_cb, sync);
     struct store_result *res = store_sync_wait(sync);
     int status = 0;
     if (res->status != STORE_OK) {

@@ -829,12 +829,24 @@ static void sq_list(struct store *s, const struct store_list_query *q, void *tar
     submit(st, &st->rq, j);
 }
 
+/* Guards are not evaluated yet: a guarded write fails closed. */
+static bool refuse_guard(struct sq_job *j, const struct store_guard *guard)
+{
+    if (!guard)
+        return false;
+    j->res.status = STORE_FORBIDDEN;
+    job_post(j);
+    return true;
+}
+
 static void sq_write(struct store *s, const struct collection *c, struct slice id, bool create,
-                     int64_t if_match, store_merge_fn merge, void *merge_arg, void *target,
-                     store_cb cb, void *arg)
+                     int64_t if_match, const struct store_guard *guard, store_merge_fn merge,
+                     void *merge_arg, void *target, store_cb cb, void *arg)
 {
     struct sqlite_store *st = (struct sqlite_store *)s;
     struct sq_job *j = job_new(st, SQ_WRITE, target, cb, arg);
+    if (refuse_guard(j, guard))
+        return;
     j->c = c;
     if (!create)
         job_set_id(j, id);
@@ -846,10 +858,13 @@ static void sq_write(struct store *s, const struct collection *c, struct slice i
 }
 
 static void sq_delete(struct store *s, const struct collection *c, struct slice id,
-                      int64_t if_match, void *target, store_cb cb, void *arg)
+                      int64_t if_match, const struct store_guard *guard, void *target,
+                      store_cb cb, void *arg)
 {
     struct sqlite_store *st = (struct sqlite_store *)s;
     struct sq_job *j = job_new(st, SQ_DELETE, target, cb, arg);
+    if (refuse_guard(j, guard))
+        return;
     j->c = c;
     job_set_id(j, id);
     j->if_match = if_match;

@@ -30,6 +30,7 @@ enum store_status {
     STORE_UNIQUE = -4,       /* a unique index refused it: see errors */
     STORE_BUSY = -5,         /* queues full: answer 503 with Retry-After */
     STORE_IO = -6,           /* the engine failed: see message */
+    STORE_FORBIDDEN = -7,    /* a write's guard (an API rule) refused it; nothing changed */
 };
 
 struct store_result {
@@ -67,6 +68,18 @@ struct store_list_query {
     bool include_hidden;   /* auth needs the password hash and tokenKey */
 };
 
+/* A condition a write must meet, checked inside its transaction (an API rule
+ * compiled to SQL): SELECT 1 FROM <collection> WHERE "id" = <the record's id>
+ * AND (where_sql) must find the row, with params bound to where_sql's ?s in
+ * order. `after` checks the row as the write leaves it (create rules), else
+ * the stored row before the change (update and delete rules). The guard and
+ * what it points to are copied before the call returns. */
+struct store_guard {
+    const char *where_sql;
+    json_t *params;
+    bool after;
+};
+
 struct store;
 
 struct store_ops {
@@ -90,14 +103,19 @@ struct store_ops {
                         store_cb cb, void *arg);
     /* create: inserts the record merge(NULL) returns (its "id" is set by
      * record_validate, client-given or generated; `id` is ignored). Otherwise
-     * updates record `id` with what merge(stored) returns. if_match >= 0 makes it a compare-and-set on
-     * the version: STORE_PRECONDITION when it differs. An update of a missing
-     * id is STORE_NOT_FOUND; a create whose id exists is STORE_UNIQUE on "id". */
+     * updates record `id` with what merge(stored) returns. if_match >= 0 makes
+     * it a compare-and-set on the version: STORE_PRECONDITION when it differs.
+     * An update of a missing id is STORE_NOT_FOUND; a create whose id exists
+     * is STORE_UNIQUE on "id". A guard (may be NULL) is checked inside the same
+     * transaction: STORE_FORBIDDEN, with nothing changed, when it fails. */
     void (*record_write)(struct store *s, const struct collection *c, struct slice id,
-                         bool create, int64_t if_match, store_merge_fn merge, void *merge_arg,
-                         void *target, store_cb cb, void *arg);
+                         bool create, int64_t if_match, const struct store_guard *guard,
+                         store_merge_fn merge, void *merge_arg, void *target, store_cb cb,
+                         void *arg);
+    /* Deletes record `id` (if_match and guard as for writes). */
     void (*record_delete)(struct store *s, const struct collection *c, struct slice id,
-                          int64_t if_match, void *target, store_cb cb, void *arg);
+                          int64_t if_match, const struct store_guard *guard, void *target,
+                          store_cb cb, void *arg);
 
     /* Appends the store's metrics (commit batch sizes, queue depth) in
      * Prometheus text format. Safe from any thread. */

@@ -277,7 +277,7 @@ static void write_rec(const struct collection *c, const char *id, bool create, i
 {
     json_t *patch = json_loads(body, 0, NULL);
     cr_assert_not_null(patch, "bad test JSON %s", body);
-    st->ops->record_write(st, c, slice_cstr(id), create, if_match, merge_set, patch, NULL,
+    st->ops->record_write(st, c, slice_cstr(id), create, if_match, NULL, merge_set, patch, NULL,
                           on_result, g);
     got_wait(g);
     json_decref(patch);
@@ -414,7 +414,7 @@ Test(store, update_if_match_not_found_invalid)
     cr_assert_eq(g.status, STORE_NOT_FOUND);
     got_free(&g);
 
-    st->ops->record_write(st, c, slice_cstr("bbbbbbbbbbbbbb1"), false, -1, merge_reject, NULL, NULL,
+    st->ops->record_write(st, c, slice_cstr("bbbbbbbbbbbbbb1"), false, -1, NULL, merge_reject, NULL, NULL,
                           on_result, &g);
     got_wait(&g);
     cr_assert_eq(g.status, STORE_INVALID);
@@ -468,15 +468,15 @@ Test(store, delete_with_if_match)
     cr_assert_eq(save(NULL, c), STORE_OK);
     create_ok(c, "{\"id\":\"ddddddddddddd01\"}");
     struct got g = {0};
-    st->ops->record_delete(st, c, slice_cstr("ddddddddddddd01"), 7, NULL, on_result, &g);
+    st->ops->record_delete(st, c, slice_cstr("ddddddddddddd01"), 7, NULL, NULL, on_result, &g);
     got_wait(&g);
     cr_assert_eq(g.status, STORE_PRECONDITION);
     got_free(&g);
-    st->ops->record_delete(st, c, slice_cstr("ddddddddddddd01"), 1, NULL, on_result, &g);
+    st->ops->record_delete(st, c, slice_cstr("ddddddddddddd01"), 1, NULL, NULL, on_result, &g);
     got_wait(&g);
     cr_assert_eq(g.status, STORE_OK);
     got_free(&g);
-    st->ops->record_delete(st, c, slice_cstr("ddddddddddddd01"), -1, NULL, on_result, &g);
+    st->ops->record_delete(st, c, slice_cstr("ddddddddddddd01"), -1, NULL, NULL, on_result, &g);
     got_wait(&g);
     cr_assert_eq(g.status, STORE_NOT_FOUND);
     got_free(&g);
@@ -666,7 +666,7 @@ static void *gc_thread(void *p)
 {
     intptr_t base = (intptr_t)p;
     for (intptr_t i = 0; i < 50; i++)
-        st->ops->record_write(st, gc_coll, SLICE_NULL, true, -1, merge_slow_first,
+        st->ops->record_write(st, gc_coll, SLICE_NULL, true, -1, NULL, merge_slow_first,
                               (void *)(base + i), NULL, gc_done, &gc);
     return NULL;
 }
@@ -737,11 +737,11 @@ Test(store, full_write_queue_answers_busy)
     struct collection *c = posts_coll(false);
     cr_assert_eq(save(NULL, c), STORE_OK);
     struct got a = {0}, b = {0}, d = {0};
-    st->ops->record_write(st, c, SLICE_NULL, true, -1, merge_block, NULL, NULL, on_result, &a);
+    st->ops->record_write(st, c, SLICE_NULL, true, -1, NULL, merge_block, NULL, NULL, on_result, &a);
     while (!atomic_load(&busy_started))
         usleep(1000);
-    st->ops->record_write(st, c, SLICE_NULL, true, -1, merge_block, NULL, NULL, on_result, &b);
-    st->ops->record_write(st, c, SLICE_NULL, true, -1, merge_block, NULL, NULL, on_result, &d);
+    st->ops->record_write(st, c, SLICE_NULL, true, -1, NULL, merge_block, NULL, NULL, on_result, &b);
+    st->ops->record_write(st, c, SLICE_NULL, true, -1, NULL, merge_block, NULL, NULL, on_result, &d);
     got_wait(&d);
     cr_assert_eq(d.status, STORE_BUSY);
     cr_assert_eq(a.done, 0, "BUSY must not wait for the writer");
