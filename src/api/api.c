@@ -2,6 +2,7 @@
  * endpoints. */
 #include "api/api.h"
 
+#include "api/files.h"
 #include "api/internal.h"
 
 static void handle_health(struct http_request *req)
@@ -31,4 +32,5 @@ void api_register(struct http_router *r, struct store *store, const struct confi
     api_register_collections(r);
     api_register_records(r);
     api_register_auth(r);
+    files_register_static(r);
 }

@@ -4,6 +4,8 @@
  * Tokens are verified against the record's current tokenKey, read from the
  * store, so a password change revokes tokens at once. Password checks run on
  * the work pool: Argon2id takes tens of milliseconds by design. */
+#include <ctype.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 
 #include "api/internal.h"
 #include "core/alloc.h"
+#include "core/log.h"
 #include "core/timefmt.h"
 #include "core/workpool.h"
 
@@ -43,21 +46,40 @@ static int token_key(const struct collection *c, const char *record_token_key, s
     return 0;
 }
 
-char *api_token_for(const struct collection *c, json_t *record)
+static char *sign_for(const struct collection *c, json_t *record, bool refreshable,
+                      int64_t duration_s)
 {
     const char *id = json_string_value(json_object_get(record, "id"));
     struct buf key = BUF_INIT;
     if (!id || token_key(c, json_string_value(json_object_get(record, "tokenKey")), &key))
         return NULL;
-    struct auth_claims claims = {.refreshable = true};
+    struct auth_claims claims = {.refreshable = refreshable};
     snprintf(claims.id, sizeof(claims.id), "%s", id);
     snprintf(claims.collection_id, sizeof(claims.collection_id), "%s", c->id);
     snprintf(claims.type, sizeof(claims.type), "auth");
-    claims.exp = time_now_ms() / 1000 + token_duration(c);
+    claims.exp = time_now_ms() / 1000 + duration_s;
     char *token = auth_token_sign(&claims, buf_slice(&key));
     sodium_memzero(key.ptr, key.len);
     buf_free(&key);
     return token;
+}
+
+char *api_token_for(const struct collection *c, json_t *record)
+{
+    return sign_for(c, record, true, token_duration(c));
+}
+
+char *api_token_impersonate(const struct collection *c, json_t *record, int64_t duration_s)
+{
+    return sign_for(c, record, false, duration_s > 0 ? duration_s : token_duration(c));
+}
+
+/* Removes what no answer may carry: hidden fields (password, tokenKey). */
+static void strip_hidden(const struct collection *c, json_t *record)
+{
+    for (size_t i = 0; i < c->nfields; i++)
+        if (c->fields[i].hidden || c->fields[i].type == FIELD_PASSWORD)
+            json_object_del(record, c->fields[i].name);
 }
 
 /* ---- token resolution ----
@@ -71,7 +93,7 @@ char *api_token_for(const struct collection *c, json_t *record)
  * revokes tokens at once; one made by another process (`cruder superuser
  * upsert` beside a running server) within AUTH_CACHE_TTL_MS. */
 
-enum { AUTH_CACHE_SLOTS = 256, AUTH_CACHE_TTL_MS = 1000 };
+enum { AUTH_CACHE_SLOTS = 256, AUTH_CACHE_TTL_MS = 1000, AUTH_CACHE_RECORD_MAX = 1536 };
 
 struct auth_cache_entry {
     unsigned char digest[crypto_generichash_BYTES];
@@ -79,6 +101,9 @@ struct auth_cache_entry {
     int64_t verified_ms;
     int64_t exp;
     struct api_auth auth;
+    /* auth.record's text, inline so that the thread's cache owns no heap
+     * memory; a record longer than this is not cached. */
+    char record[AUTH_CACHE_RECORD_MAX];
 };
 
 static _Atomic uint64_t auth_generation = 1;
@@ -99,7 +124,7 @@ static struct auth_cache_entry *auth_cache_slot(struct slice token,
     return &auth_cache[slot % AUTH_CACHE_SLOTS];
 }
 
-static bool auth_cache_get(struct slice token, struct api_auth *out)
+static bool auth_cache_get(struct slice token, struct arena *pool, struct api_auth *out)
 {
     unsigned char digest[crypto_generichash_BYTES];
     struct auth_cache_entry *e = auth_cache_slot(token, digest);
@@ -109,12 +134,15 @@ static bool auth_cache_get(struct slice token, struct api_auth *out)
         sodium_memcmp(e->digest, digest, sizeof(digest)) != 0)
         return false;
     *out = e->auth;
+    out->record = arena_slice_dup(pool, slice_cstr(e->record));
     return true;
 }
 
 static void auth_cache_put(struct slice token, const struct api_auth *auth, int64_t exp,
                            uint64_t generation)
 {
+    if (auth->record.len >= AUTH_CACHE_RECORD_MAX)
+        return;
     unsigned char digest[crypto_generichash_BYTES];
     struct auth_cache_entry *e = auth_cache_slot(token, digest);
     memcpy(e->digest, digest, sizeof(digest));
@@ -122,6 +150,9 @@ static void auth_cache_put(struct slice token, const struct api_auth *auth, int6
     e->verified_ms = time_now_ms();
     e->exp = exp;
     e->auth = *auth;
+    e->auth.record = SLICE_NULL;
+    memcpy(e->record, auth->record.ptr, auth->record.len);
+    e->record[auth->record.len] = 0;
 }
 
 struct auth_lookup {
@@ -148,6 +179,13 @@ static void auth_lookup_done(void *arg, struct store_result *res)
             snprintf(auth->collection_id, sizeof(auth->collection_id), "%s",
                      lk->collection->id);
             auth->superuser = strcmp(lk->collection->name, "_superusers") == 0;
+            auth->refreshable = claims.refreshable;
+            strip_hidden(lk->collection, rec);
+            json_object_set_new(rec, "collectionId", json_string(lk->collection->id));
+            json_object_set_new(rec, "collectionName", json_string(lk->collection->name));
+            char *text = json_dumps(rec, JSON_COMPACT);
+            auth->record = arena_slice_dup(&lk->req->pool, slice_cstr(text ? text : "{}"));
+            free(text);
             auth_cache_put(lk->token, auth, claims.exp, lk->generation);
         }
         buf_free(&key);
@@ -171,7 +209,7 @@ void api_authenticate(struct http_request *req, api_auth_cb cb)
     struct slice token = bearer_token(req);
     struct auth_claims claims;
     if (!token.len || auth_token_peek(token, &claims) || strcmp(claims.type, "auth") != 0 ||
-        !claims.id[0] || auth_cache_get(token, auth)) {
+        !claims.id[0] || auth_cache_get(token, &req->pool, auth)) {
         cb(req, auth);
         return;
     }
@@ -194,15 +232,76 @@ void api_authenticate(struct http_request *req, api_auth_cb cb)
                                    auth_lookup_done, lk);
 }
 
-/* ---- auth endpoints ---- */
+/* ---- throttling ----
+ *
+ * Fixed one-minute windows counted in a bounded table shared by the loops:
+ * AUTH_THROTTLE_SLOTS entries indexed by a keyed BLAKE2b digest of the key
+ * (the key is random per process, so a client cannot aim at another's slot).
+ * A slot holding another key whose window is still open is taken over: the
+ * table forgets under pressure instead of growing. Failed logins count per
+ * identity (collection and identity text), so a password cannot be guessed
+ * faster than AUTH_THROTTLE_IDENTITY tries a minute whatever the number of
+ * clients; an unknown identity counts the same as a known one. */
 
-/* Removes what no answer may carry: hidden fields (password, tokenKey). */
-static void strip_hidden(const struct collection *c, json_t *record)
+enum {
+    AUTH_THROTTLE_SLOTS = 4096,
+    AUTH_THROTTLE_WINDOW_MS = 60000,
+    AUTH_THROTTLE_IDENTITY = 10,
+};
+
+struct throttle_slot {
+    unsigned char digest[16];
+    int64_t window_start_ms;
+    uint32_t count;
+};
+
+static struct throttle_slot throttle_table[AUTH_THROTTLE_SLOTS];
+static unsigned char throttle_key[crypto_generichash_KEYBYTES];
+static pthread_mutex_t throttle_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Whether key is under limit in its window: 0 if so (counting one more when
+ * `count`), else the seconds until the window reopens. */
+static int64_t throttle_hit(struct slice key, uint32_t limit, bool count)
 {
-    for (size_t i = 0; i < c->nfields; i++)
-        if (c->fields[i].hidden || c->fields[i].type == FIELD_PASSWORD)
-            json_object_del(record, c->fields[i].name);
+    unsigned char digest[16];
+    crypto_generichash(digest, sizeof(digest), (const unsigned char *)key.ptr, key.len,
+                       throttle_key, sizeof(throttle_key));
+    uint32_t index;
+    memcpy(&index, digest, sizeof(index));
+    int64_t now = time_now_ms();
+    int64_t wait = 0;
+    pthread_mutex_lock(&throttle_lock);
+    struct throttle_slot *t = &throttle_table[index % AUTH_THROTTLE_SLOTS];
+    if (memcmp(t->digest, digest, sizeof(digest)) != 0 ||
+        now - t->window_start_ms >= AUTH_THROTTLE_WINDOW_MS) {
+        memcpy(t->digest, digest, sizeof(digest));
+        t->window_start_ms = now;
+        t->count = 0;
+    }
+    if (t->count >= limit)
+        wait = (t->window_start_ms + AUTH_THROTTLE_WINDOW_MS - now + 999) / 1000;
+    else if (count)
+        t->count++;
+    pthread_mutex_unlock(&throttle_lock);
+    return wait;
 }
+
+/* Answers 429 with Retry-After and returns true when key is over limit. */
+static bool throttled(struct http_request *req, struct slice key, uint32_t limit)
+{
+    int64_t wait = throttle_hit(key, limit, false);
+    if (!wait)
+        return false;
+    char secs[24];
+    snprintf(secs, sizeof(secs), "%lld", (long long)wait);
+    http_response_header(req, SLICE_LIT("Retry-After"), slice_cstr(secs));
+    json_t *body = json_pack("{s:i, s:s, s:{}}", "status", 429, "message",
+                             "Too many requests, try again later.", "data");
+    api_json(req, 429, body);
+    return true;
+}
+
+/* ---- auth endpoints ---- */
 
 static void answer_with_token(struct http_request *req, const struct collection *c,
                               json_t *record)
@@ -239,6 +338,7 @@ struct login {
     struct collection *collection;
     json_t *record; /* with hidden fields; NULL if no such identity */
     char *password;
+    struct buf throttle_key; /* counts a failure against the identity */
     bool ok;
 };
 
@@ -259,10 +359,13 @@ static void login_verify(void *arg)
 static void login_done(void *arg)
 {
     struct login *lg = arg;
-    if (lg->ok)
+    if (lg->ok) {
         answer_with_token(lg->req, lg->collection, json_incref(lg->record));
-    else
+    } else {
+        throttle_hit(buf_slice(&lg->throttle_key), UINT32_MAX, true);
         api_error(lg->req, 400, "Failed to authenticate.", NULL);
+    }
+    buf_free(&lg->throttle_key);
     collection_release(lg->collection);
     json_decref(lg->record);
     free(lg->password);
@@ -284,6 +387,7 @@ static void login_found(void *arg, struct store_result *res)
         return;
     api_error(lg->req, 503, "The server is busy, try again later.", NULL);
 fail:
+    buf_free(&lg->throttle_key);
     collection_release(lg->collection);
     json_decref(lg->record);
     free(lg->password);
@@ -317,29 +421,74 @@ static void handle_auth_with_password(struct http_request *req)
         json_decref(body);
         return;
     }
+    json_t *pa = json_object_get(c->auth_options, "passwordAuth");
+    json_t *enabled = json_object_get(pa, "enabled");
+    if (enabled && !json_is_true(enabled)) {
+        collection_release(c);
+        json_decref(body);
+        api_error(req, 403, "The collection is not configured to allow password authentication.",
+                  NULL);
+        return;
+    }
+    struct buf key = BUF_INIT;
+    buf_appendf(&key, "identity\n%s\n", c->id);
+    for (const char *p = identity; *p; p++)
+        buf_append_char(&key, (char)tolower((unsigned char)*p));
+    if (throttled(req, buf_slice(&key), AUTH_THROTTLE_IDENTITY)) {
+        buf_free(&key);
+        collection_release(c);
+        json_decref(body);
+        return;
+    }
     /* Identity fields as the collection configures them, email by default;
-     * only fields that exist, and always bound as parameters. */
+     * only fields that exist, and always bound as parameters. The auth rule
+     * joins the same query, so a record it refuses looks like a wrong
+     * password: the answer never tells which. */
     struct buf where = BUF_INIT;
     json_t *params = json_array();
-    json_t *fields = json_object_get(json_object_get(c->auth_options, "passwordAuth"),
-                                     "identityFields");
+    json_t *fields = json_object_get(pa, "identityFields");
     size_t i, n = json_array_size(fields) ? json_array_size(fields) : 1;
+    buf_append_char(&where, '(');
     for (i = 0; i < n; i++) {
         const char *name = json_array_size(fields)
                                ? json_string_value(json_array_get(fields, i))
                                : "email";
         if (!name || !collection_field(c, slice_cstr(name)))
             continue;
-        buf_appendf(&where, "%s\"%s\" = ?", where.len ? " OR " : "", name);
+        if (where.len > 1)
+            buf_append_cstr(&where, " OR ");
+        buf_append_sql_ident(&where, c->name);
+        buf_append_char(&where, '.');
+        buf_append_sql_ident(&where, name);
+        buf_append_cstr(&where, " = ?");
         json_array_append_new(params, json_string(identity));
+    }
+    if (where.len == 1)
+        buf_append_char(&where, '0');
+    buf_append_char(&where, ')');
+    const char *rule = c->rules[RULE_AUTH];
+    if (!rule) {
+        buf_append_cstr(&where, " AND 0");
+    } else if (*rule) {
+        struct api_auth anonymous = {0};
+        struct filter_error fe;
+        buf_append_cstr(&where, " AND (");
+        if (api_rule_compile(req, &anonymous, c, rule, NULL, "default", &where, params,
+                             &fe)) {
+            log_warn("authRule of %s does not compile: %s", c->name, fe.message);
+            buf_reset(&where);
+            json_array_clear(params);
+            buf_append_cstr(&where, "0");
+        } else {
+            buf_append_char(&where, ')');
+        }
     }
     struct login *lg = xcalloc(1, sizeof(*lg));
     lg->req = req;
     lg->collection = c;
     lg->password = xstrdup(password);
+    lg->throttle_key = key;
     json_decref(body);
-    if (!where.len)
-        buf_append_cstr(&where, "0");
     struct store_list_query q = {
         .collection = c,
         .where_sql = where.ptr,
@@ -357,17 +506,31 @@ static void handle_auth_with_password(struct http_request *req)
 struct refresh {
     struct http_request *req;
     struct collection *collection;
+    int64_t impersonate_s; /* > 0: an impersonation token of this duration */
 };
 
 static void refresh_loaded(void *arg, struct store_result *res)
 {
-    struct refresh *rf = arg;
-    if (res->status == STORE_OK)
-        answer_with_token(rf->req, rf->collection,
+    /* rf lives in the request's pool, which the answer frees. */
+    struct refresh rf = *(struct refresh *)arg;
+    if (res->status != STORE_OK) {
+        api_store_error(rf.req, res);
+    } else if (rf.impersonate_s) {
+        json_t *record = json_loadb(res->json.ptr, res->json.len, 0, NULL);
+        char *token = api_token_impersonate(rf.collection, record, rf.impersonate_s);
+        strip_hidden(rf.collection, record);
+        if (token) {
+            api_json(rf.req, 200, json_pack("{s:s, s:o}", "token", token, "record", record));
+        } else {
+            json_decref(record);
+            api_error(rf.req, 400, "Failed to authenticate.", NULL);
+        }
+        free(token);
+    } else {
+        answer_with_token(rf.req, rf.collection,
                           json_loadb(res->json.ptr, res->json.len, 0, NULL));
-    else
-        api_store_error(rf->req, res);
-    collection_release(rf->collection);
+    }
+    collection_release(rf.collection);
 }
 
 static void refresh_authed(struct http_request *req, struct api_auth *auth)
@@ -380,8 +543,13 @@ static void refresh_authed(struct http_request *req, struct api_auth *auth)
         api_error(req, 401, "The request requires valid record authorization token.", NULL);
         return;
     }
+    if (!auth->refreshable) {
+        collection_release(c);
+        api_error(req, 403, "The current auth token is not refreshable.", NULL);
+        return;
+    }
     struct refresh *rf = arena_zalloc(&req->pool, sizeof(*rf));
-    *rf = (struct refresh){req, c};
+    *rf = (struct refresh){req, c, 0};
     api_ctx.store->ops->record_get(api_ctx.store, c, slice_cstr(auth->record_id), true,
                                    req->loop, refresh_loaded, rf);
 }
@@ -389,6 +557,48 @@ static void refresh_authed(struct http_request *req, struct api_auth *auth)
 static void handle_auth_refresh(struct http_request *req)
 {
     api_authenticate(req, refresh_authed);
+}
+
+/* POST /api/collections/{c}/impersonate/{id} {"duration": seconds}: a
+ * superuser gets a non-refreshable token of another record; duration 0 (or
+ * none) takes the collection's token duration. */
+static void impersonate_authed(struct http_request *req, struct api_auth *auth)
+{
+    if (!auth->record_id[0]) {
+        api_error(req, 401, "The request requires valid record authorization token.", NULL);
+        return;
+    }
+    if (!auth->superuser) {
+        api_error(req, 403, "The authorized record is not allowed to perform this action.",
+                  NULL);
+        return;
+    }
+    json_t *body = api_body_object(req);
+    if (!body)
+        return;
+    json_t *d = json_object_get(body, "duration");
+    json_int_t duration = json_integer_value(d);
+    bool bad = (d && !json_is_integer(d) && !json_is_null(d)) || duration < 0 ||
+               duration > 10LL * 365 * 24 * 3600;
+    json_decref(body);
+    if (bad) {
+        api_error(req, 400, "An error occurred while validating the submitted data.",
+                  json_pack("{s:{s:s,s:s}}", "duration", "code", "validation_invalid_value",
+                            "message", "Must be a whole number of seconds, 0 or more."));
+        return;
+    }
+    struct collection *c = auth_collection(req);
+    if (!c)
+        return;
+    struct refresh *rf = arena_zalloc(&req->pool, sizeof(*rf));
+    *rf = (struct refresh){req, c, duration > 0 ? duration : token_duration(c)};
+    api_ctx.store->ops->record_get(api_ctx.store, c, req->params[1], true, req->loop,
+                                   refresh_loaded, rf);
+}
+
+static void handle_impersonate(struct http_request *req)
+{
+    api_authenticate(req, impersonate_authed);
 }
 
 static void handle_auth_methods(struct http_request *req)
@@ -410,12 +620,15 @@ static void handle_auth_methods(struct http_request *req)
 
 void api_register_auth(struct http_router *r)
 {
+    randombytes_buf(throttle_key, sizeof(throttle_key));
     if (auth_password_hash(SLICE_LIT("decoy password, never matches"), decoy_hash))
         core_assert(!"cannot hash the decoy password");
     http_router_add(r, HTTP_M_POST, "/api/collections/:collection/auth-with-password",
                     handle_auth_with_password, 0, "auth_with_password");
     http_router_add(r, HTTP_M_POST, "/api/collections/:collection/auth-refresh",
                     handle_auth_refresh, 0, "auth_refresh");
+    http_router_add(r, HTTP_M_POST, "/api/collections/:collection/impersonate/:id",
+                    handle_impersonate, 0, "impersonate");
     http_router_add(r, HTTP_M_GET, "/api/collections/:collection/auth-methods",
                     handle_auth_methods, 0, "auth_methods");
 }

@@ -104,7 +104,9 @@ static json_t *field_error(const char *code, const char *message)
     return json_pack("{s:s,s:s}", "code", code, "message", message);
 }
 
-/* Another collection (not `self`) already named `name` or with id `id`. */
+/* What the rest of the schema refuses in next (self is the collection it
+ * replaces, or NULL): another collection with its name or id, a relation to
+ * a collection that does not exist. NULL if none. */
 static json_t *uniqueness_errors(const struct collection *next, const struct collection *self)
 {
     json_t *errors = NULL;
@@ -125,6 +127,8 @@ static json_t *uniqueness_errors(const struct collection *next, const struct col
             break;
         }
     }
+    if (!errors && collection_check_relations(s, next, self, &errors) == 0)
+        errors = NULL;
     schema_release(s);
     return errors;
 }
@@ -221,7 +225,9 @@ struct change {
 
 static void change_saved(void *arg, struct store_result *res)
 {
-    struct change *ch = arg;
+    /* The change lives in the request's pool, which the answer frees. */
+    struct change copy = *(struct change *)arg;
+    struct change *ch = &copy;
     if (res->status == STORE_OK) {
         if ((ch->prev && ch->prev->type == COLLECTION_AUTH) ||
             (ch->next && ch->next->type == COLLECTION_AUTH))

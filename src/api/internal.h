@@ -8,6 +8,7 @@
 
 #include "core/config.h"
 #include "domain/auth.h"
+#include "domain/filter.h"
 #include "domain/schema.h"
 #include "http/http.h"
 #include "store/store.h"
@@ -41,6 +42,11 @@ struct api_auth {
     bool superuser;         /* a valid token of the _superusers collection */
     char record_id[64];     /* the caller's auth record; "" when anonymous */
     char collection_id[64]; /* its collection; "" when anonymous */
+    /* The caller's record as JSON text, hidden fields left out, with
+     * collectionId and collectionName; in the request's pool, empty when
+     * anonymous. Rules read @request.auth.* from it. */
+    struct slice record;
+    bool refreshable; /* false for impersonation tokens */
 };
 
 typedef void (*api_auth_cb)(struct http_request *req, struct api_auth *auth);
@@ -56,6 +62,40 @@ void api_auth_changed(void);
 /* Signs a fresh auth token for record (JSON with id and tokenKey) of c;
  * malloc'd, or NULL if c has no token secret. */
 char *api_token_for(const struct collection *c, json_t *record);
+
+/* Signs an impersonation token for record of c: not refreshable, valid for
+ * duration_s seconds. malloc'd, or NULL if c has no token secret. */
+char *api_token_impersonate(const struct collection *c, json_t *record, int64_t duration_s);
+
+/* ---- API rules (rules.c) ---- */
+
+/* Compiles rule `expr` of c for this request and caller into *sql (appended)
+ * and params (appended), with body as @request.body (may be NULL) and
+ * context as @request.context ("default", "expand"). Schema lookups use the
+ * current snapshot. 0, or -1 with *err. */
+int api_rule_compile(struct http_request *req, const struct api_auth *auth,
+                     const struct collection *c, const char *expr, json_t *body,
+                     const char *context, struct buf *sql, json_t *params,
+                     struct filter_error *err);
+/* Makes one record of c fit for this caller in place: hidden and password
+ * fields removed, and on auth collections the email removed unless the
+ * caller is a superuser, the record itself, or emailVisibility is on. */
+void api_record_redact(const struct collection *c, const struct api_auth *auth,
+                       json_t *record);
+
+/* ---- expand (expand.c) ---- */
+
+typedef void (*api_expand_cb)(void *arg);
+
+/* Expands records (a JSON array of records of c, changed in place) along
+ * spec ("a,b.c,posts_via_author"), each related record under its view rule
+ * for auth and redacted for auth; then done(arg) runs on the request's loop
+ * (at once when there is nothing to fetch). The caller keeps records, c and
+ * auth alive until done. Unknown or unreadable relations expand to nothing,
+ * as in PocketBase. */
+void api_expand(struct http_request *req, const struct api_auth *auth,
+                const struct collection *c, json_t *records, struct slice spec,
+                api_expand_cb done, void *arg);
 
 /* ---- route groups ---- */
 

@@ -3,9 +3,14 @@
  * every record answer carries an ETag made of (id, version), If-None-Match
  * gives 304, and If-Match makes an update or delete a compare-and-set (412).
  *
- * Rules in this issue: a null rule admits superusers only, "" admits everyone;
- * a rule expression admits superusers only until the rules engine lands (it
- * fails closed, never open). */
+ * API rules as PocketBase applies them (apis/record_crud.go): superusers
+ * pass every rule; otherwise a null rule is 403, "" admits everyone, and an
+ * expression is compiled against the request: a list rule joins the user's
+ * filter (rows it refuses are simply absent), a view rule hides the record
+ * (404), a create rule is checked on the row as the write leaves it (400),
+ * update and delete rules on the stored row (404), the last three inside the
+ * write's transaction (store_guard) so that no concurrent change slips
+ * between the check and the write. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +20,7 @@
 #include "api/internal.h"
 #include "core/alloc.h"
 #include "core/id.h"
+#include "core/log.h"
 #include "core/timefmt.h"
 #include "core/workpool.h"
 #include "domain/filter.h"
@@ -23,7 +29,7 @@
 
 static const struct slice cache_private = SLICE_LIT("private, no-cache");
 
-/* Per-request state of a records call; lives in the request's pool. */
+/* Per-request state of a records call; malloc'd, freed by rec_call_end. */
 struct rec_call {
     struct http_request *req;
     struct collection *collection; /* retained; released when answered */
@@ -37,18 +43,27 @@ struct rec_call {
     long long page, per_page;
     bool skip_total;
     struct slice fields; /* the ?fields= selector, empty for all */
+    struct slice expand; /* the ?expand= list, empty for none */
+    json_t *items;       /* list/view with expand: the records being expanded */
+    long long total;
+    int64_t version;
+    struct api_auth *auth;
+    bool guarded;        /* write/delete: where + params hold the rule */
+    char *old_hash;      /* own password change: the hash oldPassword matched */
 };
 
 static void rec_call_end(struct rec_call *rc)
 {
     collection_release(rc->collection);
-    rc->collection = NULL;
     json_decref(rc->input);
-    rc->input = NULL;
     json_decref(rc->params);
-    rc->params = NULL;
     buf_free(&rc->where);
     buf_free(&rc->order);
+    json_decref(rc->items);
+    if (rc->old_hash)
+        sodium_memzero(rc->old_hash, strlen(rc->old_hash));
+    free(rc->old_hash);
+    free(rc);
 }
 
 /* ---- validators ---- */
@@ -114,11 +129,32 @@ static void answer_record(struct http_request *req, int status, struct slice id,
 
 /* ---- fields= ---- */
 
+static void pick_fields(json_t *record, struct slice spec);
+
+/* Applies the selectors below `head` (subs: head -> "a.b,c" text) to what
+ * keep holds there: an object, or each object of an array. */
+static void pick_nested(json_t *keep, json_t *subs)
+{
+    const char *head;
+    json_t *sub;
+    json_object_foreach(subs, head, sub) {
+        json_t *v = json_object_get(keep, head);
+        struct slice spec = slice_make(json_string_value(sub), json_string_length(sub));
+        if (json_is_object(v))
+            pick_fields(v, spec);
+        size_t i;
+        json_t *x;
+        json_array_foreach(v, i, x) if (json_is_object(x)) pick_fields(x, spec);
+    }
+}
+
 /* Applies PocketBase's `fields` selector ("id,title,body:excerpt(20,true)",
- * "*") to one record object in place. */
+ * "*", "expand.author.name") to one record object in place; a dotted item
+ * selects inside an object (or each object of an array) of the record. */
 static void pick_fields(json_t *record, struct slice spec)
 {
     json_t *keep = json_object();
+    json_t *subs = json_object();
     size_t i = 0;
     while (i <= spec.len) {
         size_t start = i;
@@ -133,6 +169,28 @@ static void pick_fields(json_t *record, struct slice spec)
             continue;
         const char *colon = memchr(item.ptr, ':', item.len);
         struct slice name = colon ? slice_make(item.ptr, (size_t)(colon - item.ptr)) : item;
+        const char *dot = memchr(name.ptr, '.', name.len);
+        if (dot && dot > name.ptr && (size_t)(dot - name.ptr) < 128) {
+            char head[128];
+            snprintf(head, sizeof(head), "%.*s", (int)(dot - name.ptr), name.ptr);
+            json_t *v = json_object_get(record, head);
+            if (!v)
+                continue;
+            json_object_set(keep, head, v);
+            struct slice rest = slice_make(dot + 1, item.len - (size_t)(dot + 1 - item.ptr));
+            json_t *prev = json_object_get(subs, head);
+            struct buf b = BUF_INIT;
+            if (prev) {
+                buf_append_cstr(&b, json_string_value(prev));
+                buf_append_char(&b, ',');
+            }
+            buf_append_slice(&b, rest);
+            json_t *joined = json_stringn(b.ptr, b.len);
+            if (joined)
+                json_object_set_new(subs, head, joined);
+            buf_free(&b);
+            continue;
+        }
         if (slice_eq_cstr(name, "*")) {
             json_object_update(keep, record);
             continue;
@@ -164,6 +222,8 @@ static void pick_fields(json_t *record, struct slice spec)
         }
         json_object_set(keep, key, v);
     }
+    pick_nested(keep, subs);
+    json_decref(subs);
     json_object_clear(record);
     json_object_update(record, keep);
     json_decref(keep);
@@ -171,18 +231,73 @@ static void pick_fields(json_t *record, struct slice spec)
 
 /* ---- access ---- */
 
-/* Whether auth may perform `rule` on c at all; answers 403 and returns false
- * otherwise. */
+/* Whether auth may attempt `rule` on c at all; answers 403 and returns false
+ * for a null rule and a caller who is not a superuser. */
 static bool rule_admits(struct http_request *req, const struct collection *c,
                         enum collection_rule rule, const struct api_auth *auth)
 {
-    if (auth->superuser)
-        return true;
-    const char *expr = c->rules[rule];
-    if (expr && !*expr)
+    if (auth->superuser || c->rules[rule])
         return true;
     api_error(req, 403, "Only superusers can perform this action.", NULL);
     return false;
+}
+
+/* The rule expression that restricts this call, NULL if none does. */
+static const char *rule_expr(const struct rec_call *rc, enum collection_rule rule)
+{
+    const char *expr = rc->collection->rules[rule];
+    return rc->auth->superuser || !expr || !*expr ? NULL : expr;
+}
+
+/* Compiles the call's rule into rc->where/params (appending); answers and
+ * returns false if it cannot compile (a broken stored rule: fail closed). */
+static bool compile_rule(struct rec_call *rc, const char *expr, json_t *body)
+{
+    struct filter_error fe = {0};
+    if (!rc->params)
+        rc->params = json_array();
+    buf_append_char(&rc->where, '(');
+    if (api_rule_compile(rc->req, rc->auth, rc->collection, expr, body, "default", &rc->where,
+                         rc->params,
+                         &fe)) {
+        log_warn("rule of %s does not compile: %s (at %zu)", rc->collection->name, fe.message,
+                 fe.position);
+        api_error(rc->req, 403, "The rule of this action cannot be evaluated.", NULL);
+        return false;
+    }
+    buf_append_char(&rc->where, ')');
+    return true;
+}
+
+/* Whether answers must be rewritten for the caller rather than passed on as
+ * the store rendered them. */
+static bool needs_rewrite(const struct rec_call *rc)
+{
+    return rc->fields.len || rc->expand.len || (rc->collection->type == COLLECTION_AUTH && !rc->auth->superuser);
+}
+
+/* Redacts and applies fields= to one record, in place. */
+static void shape_record(const struct rec_call *rc, json_t *record)
+{
+    api_record_redact(rc->collection, rc->auth, record);
+    if (rc->fields.len)
+        pick_fields(record, rc->fields);
+}
+
+/* Rewrites res->json (one record object) for the caller. */
+static void shape_result(const struct rec_call *rc, struct store_result *res)
+{
+    if (!needs_rewrite(rc))
+        return;
+    json_t *rec = json_loadb(res->json.ptr, res->json.len, 0, NULL);
+    if (!rec)
+        return;
+    shape_record(rc, rec);
+    char *text = json_dumps(rec, JSON_COMPACT);
+    buf_reset(&res->json);
+    buf_append_cstr(&res->json, text ? text : "{}");
+    free(text);
+    json_decref(rec);
 }
 
 /* ---- list ---- */
@@ -196,32 +311,25 @@ static uint64_t fnv1a(struct slice s, uint64_t h)
     return h;
 }
 
-static void list_done(void *arg, struct store_result *res)
+/* Answers the page; items is the records as JSON (NULL: res_json as is). */
+static void list_answer(struct rec_call *rc, json_t *items, struct slice res_json)
 {
-    struct rec_call *rc = arg;
     struct http_request *req = rc->req;
-    if (res->status != STORE_OK) {
-        api_store_error(req, res);
-        rec_call_end(rc);
-        return;
-    }
     struct buf body = BUF_INIT;
-    long long total = res->total;
+    long long total = rc->total;
     long long pages = total < 0 ? -1 : (total + rc->per_page - 1) / rc->per_page;
     buf_appendf(&body, "{\"page\":%lld,\"perPage\":%lld,\"totalItems\":%lld,\"totalPages\":%lld,"
                        "\"items\":",
                 rc->page, rc->per_page, total, pages);
-    if (rc->fields.len) {
-        json_t *items = json_loadb(res->json.ptr, res->json.len, 0, NULL);
+    if (items) {
         size_t i;
         json_t *it;
-        json_array_foreach(items, i, it) pick_fields(it, rc->fields);
+        json_array_foreach(items, i, it) shape_record(rc, it);
         char *text = json_dumps(items, JSON_COMPACT);
         buf_append_cstr(&body, text ? text : "[]");
         free(text);
-        json_decref(items);
     } else {
-        buf_append_slice(&body, buf_slice(&res->json));
+        buf_append_slice(&body, res_json);
     }
     buf_append_char(&body, '}');
     char etag[40];
@@ -238,6 +346,34 @@ static void list_done(void *arg, struct store_result *res)
     rec_call_end(rc);
 }
 
+static void list_expanded(void *arg)
+{
+    struct rec_call *rc = arg;
+    list_answer(rc, rc->items, SLICE_NULL);
+}
+
+static void list_done(void *arg, struct store_result *res)
+{
+    struct rec_call *rc = arg;
+    if (res->status != STORE_OK) {
+        api_store_error(rc->req, res);
+        rec_call_end(rc);
+        return;
+    }
+    rc->total = res->total;
+    if (!rc->expand.len && !needs_rewrite(rc)) {
+        list_answer(rc, NULL, buf_slice(&res->json));
+        return;
+    }
+    rc->items = json_loadb(res->json.ptr, res->json.len, 0, NULL);
+    if (!rc->items)
+        rc->items = json_array();
+    if (rc->expand.len && json_array_size(rc->items))
+        api_expand(rc->req, rc->auth, rc->collection, rc->items, rc->expand, list_expanded, rc);
+    else
+        list_answer(rc, rc->items, SLICE_NULL);
+}
+
 static void filter_failed(struct http_request *req, const char *what,
                           const struct filter_error *fe)
 {
@@ -250,6 +386,7 @@ static void list_authed(struct http_request *req, struct api_auth *auth)
 {
     struct rec_call *rc = req->user;
     const struct collection *c = rc->collection;
+    rc->auth = auth;
     if (!rule_admits(req, c, RULE_LIST, auth) ||
         !api_query_int(req, "page", 1, 1, 1LL << 40, &rc->page) ||
         !api_query_int(req, "perPage", 30, 1, 500, &rc->per_page)) {
@@ -262,11 +399,21 @@ static void list_authed(struct http_request *req, struct api_auth *auth)
     struct filter_error fe = {0};
     struct filter_options fopts = {.allow_hidden = auth->superuser};
     rc->params = json_array();
-    if (http_request_query(req, "filter", &v) && slice_trim(v).len &&
-        filter_compile_opts(c, v, time_now_ms(), &fopts, &rc->where, rc->params, &fe)) {
-        filter_failed(req, "filter", &fe);
+    const char *rule = rule_expr(rc, RULE_LIST);
+    if (rule && !compile_rule(rc, rule, NULL)) {
         rec_call_end(rc);
         return;
+    }
+    if (http_request_query(req, "filter", &v) && slice_trim(v).len) {
+        if (rule)
+            buf_append_cstr(&rc->where, " AND (");
+        if (filter_compile_opts(c, v, time_now_ms(), &fopts, &rc->where, rc->params, &fe)) {
+            filter_failed(req, "filter", &fe);
+            rec_call_end(rc);
+            return;
+        }
+        if (rule)
+            buf_append_char(&rc->where, ')');
     }
     if (http_request_query(req, "sort", &v) && slice_trim(v).len &&
         sort_compile_opts(c, v, &fopts, &rc->order, &fe)) {
@@ -276,6 +423,8 @@ static void list_authed(struct http_request *req, struct api_auth *auth)
     }
     if (http_request_query(req, "fields", &v))
         rc->fields = v;
+    if (http_request_query(req, "expand", &v))
+        rc->expand = slice_trim(v);
     struct store_list_query q = {
         .collection = c,
         .where_sql = rc->where.len ? rc->where.ptr : NULL,
@@ -290,29 +439,85 @@ static void list_authed(struct http_request *req, struct api_auth *auth)
 
 /* ---- view ---- */
 
+static void view_expanded(void *arg)
+{
+    struct rec_call *rc = arg;
+    json_t *rec = json_array_get(rc->items, 0);
+    shape_record(rc, rec);
+    char *text = json_dumps(rec, JSON_COMPACT);
+    struct store_result res = {.status = STORE_OK, .version = rc->version};
+    buf_append_cstr(&res.json, text ? text : "{}");
+    free(text);
+    answer_record(rc->req, 200, rc->id, &res);
+    buf_free(&res.json);
+    rec_call_end(rc);
+}
+
 static void view_done(void *arg, struct store_result *res)
 {
     struct rec_call *rc = arg;
+    json_t *rec;
     if (res->status != STORE_OK) {
         api_store_error(rc->req, res);
-    } else if (rc->fields.len) {
-        json_t *rec = json_loadb(res->json.ptr, res->json.len, 0, NULL);
-        pick_fields(rec, rc->fields);
-        char *text = json_dumps(rec, JSON_COMPACT);
-        buf_reset(&res->json);
-        buf_append_cstr(&res->json, text);
-        free(text);
-        json_decref(rec);
-        answer_record(rc->req, 200, rc->id, res);
+    } else if (rc->expand.len && (rec = json_loadb(res->json.ptr, res->json.len, 0, NULL))) {
+        rc->items = json_pack("[o]", rec);
+        rc->version = res->version;
+        api_expand(rc->req, rc->auth, rc->collection, rc->items, rc->expand, view_expanded, rc);
+        return;
     } else {
+        shape_result(rc, res);
         answer_record(rc->req, 200, rc->id, res);
     }
     rec_call_end(rc);
 }
 
+static void view_get(struct rec_call *rc)
+{
+    api_ctx.store->ops->record_get(api_ctx.store, rc->collection, rc->id, false,
+                                   rc->req->loop, view_done, rc);
+}
+
+/* The view rule's verdict: the record it admits, or none (404). */
+static void view_checked(void *arg, struct store_result *res)
+{
+    struct rec_call *rc = arg;
+    if (res->status != STORE_OK) {
+        api_store_error(rc->req, res);
+        rec_call_end(rc);
+    } else if (res->json.len <= 2) {
+        api_error(rc->req, 404, "The requested resource wasn't found.", NULL);
+        rec_call_end(rc);
+    } else {
+        view_get(rc);
+    }
+}
+
+/* Whether id can be bound as text at all (valid UTF-8); no record has
+ * another. */
+static bool id_is_text(struct slice id)
+{
+    json_t *v = json_stringn(id.ptr, id.len);
+    json_decref(v);
+    return v != NULL;
+}
+
+/* Appends `"<table>"."id" = ? AND ` binding id; false (nothing appended) if
+ * the id is not even text, so no record can have it. */
+static bool where_id(struct rec_call *rc)
+{
+    json_t *id = json_stringn(rc->id.ptr, rc->id.len);
+    if (!id)
+        return false;
+    buf_append_sql_ident(&rc->where, rc->collection->name);
+    buf_append_cstr(&rc->where, ".\"id\" = ? AND ");
+    json_array_append_new(rc->params, id);
+    return true;
+}
+
 static void view_authed(struct http_request *req, struct api_auth *auth)
 {
     struct rec_call *rc = req->user;
+    rc->auth = auth;
     if (!rule_admits(req, rc->collection, RULE_VIEW, auth)) {
         rec_call_end(rc);
         return;
@@ -320,8 +525,35 @@ static void view_authed(struct http_request *req, struct api_auth *auth)
     struct slice v;
     if (http_request_query(req, "fields", &v))
         rc->fields = v;
-    api_ctx.store->ops->record_get(api_ctx.store, rc->collection, rc->id, false, req->loop,
-                                   view_done, rc);
+    if (http_request_query(req, "expand", &v))
+        rc->expand = slice_trim(v);
+    const char *rule = rule_expr(rc, RULE_VIEW);
+    if (!rule) {
+        view_get(rc);
+        return;
+    }
+    rc->params = json_array();
+    if (!where_id(rc)) {
+        api_error(req, 404, "The requested resource wasn't found.", NULL);
+        rec_call_end(rc);
+        return;
+    }
+    if (!compile_rule(rc, rule, NULL)) {
+        rec_call_end(rc);
+        return;
+    }
+    /* The check and the read are two snapshots; a record that changes in
+     * between is answered as it is now, which the rule admitted a moment
+     * ago, as PocketBase's own check-then-read does. */
+    struct store_list_query q = {
+        .collection = rc->collection,
+        .where_sql = rc->where.ptr,
+        .params = rc->params,
+        .page = 1,
+        .per_page = 1,
+        .skip_total = true,
+    };
+    api_ctx.store->ops->record_list(api_ctx.store, &q, req->loop, view_checked, rc);
 }
 
 /* ---- create and update ---- */
@@ -330,12 +562,30 @@ struct merge_arg {
     struct collection *collection;
     json_t *input;
     int64_t now_ms;
+    const char *old_hash; /* own password change: the stored hash must still be this */
+    const char *password_field;
 };
+
+/* PocketBase's error for a missing or wrong oldPassword: {"code","message"}. */
+static json_t *old_password_error(void)
+{
+    return json_pack("{s:s,s:s}", "code", "validation_invalid_old_password", "message",
+                     "Missing or invalid old password.");
+}
 
 /* Runs on the store's writer, inside the write's transaction. */
 static int merge_record(void *arg, json_t *prev, json_t **out, json_t **errors)
 {
     struct merge_arg *m = arg;
+    if (m->old_hash) {
+        /* oldPassword was checked against a read made before this
+         * transaction; a password changed since then voids that check. */
+        const char *now = json_string_value(json_object_get(prev, m->password_field));
+        if (!now || strcmp(now, m->old_hash) != 0) {
+            *errors = json_pack("{s:o}", "oldPassword", old_password_error());
+            return -1;
+        }
+    }
     return record_validate(m->collection, m->input, prev, m->now_ms, out, errors);
 }
 
@@ -347,8 +597,14 @@ static void write_done(void *arg, struct store_result *res)
     if (res->status == STORE_OK) {
         json_t *rec = json_loadb(res->json.ptr, res->json.len, 0, NULL);
         const char *id = json_string_value(json_object_get(rec, "id"));
-        answer_record(rc->req, 200, slice_cstr(id ? id : ""), res);
+        struct slice sid = arena_slice_dup(&rc->req->pool, slice_cstr(id ? id : ""));
         json_decref(rec);
+        shape_result(rc, res);
+        answer_record(rc->req, 200, sid, res);
+    } else if (res->status == STORE_FORBIDDEN && rc->req->method == HTTP_M_POST) {
+        api_error(rc->req, 400, "Failed to create record.", NULL);
+    } else if (res->status == STORE_FORBIDDEN) {
+        api_error(rc->req, 404, "The requested resource wasn't found.", NULL);
     } else if (res->status == STORE_INVALID || res->status == STORE_UNIQUE) {
         api_error(rc->req, 400,
                   rc->req->method == HTTP_M_POST ? "Failed to create record."
@@ -367,17 +623,27 @@ static void submit_write(struct rec_call *rc)
     m->collection = rc->collection;
     m->input = rc->input;
     m->now_ms = time_now_ms();
+    m->old_hash = rc->old_hash;
+    for (size_t i = 0; i < rc->collection->nfields; i++)
+        if (rc->collection->fields[i].type == FIELD_PASSWORD)
+            m->password_field = rc->collection->fields[i].name;
     bool create = req->method == HTTP_M_POST;
+    struct store_guard guard = {rc->where.ptr, rc->params, create};
     api_ctx.store->ops->record_write(api_ctx.store, rc->collection, rc->id, create,
-                                     rc->if_match, NULL, merge_record, m, req->loop, write_done, rc);
+                                     rc->if_match, rc->guarded ? &guard : NULL, merge_record, m,
+                                     req->loop, write_done, rc);
 }
 
 /* Password fields arrive as plain text and leave as Argon2id hashes; hashing
- * runs on the work pool. */
+ * runs on the work pool, and so does the oldPassword check of a user changing
+ * their own password. */
 struct hashing {
     struct rec_call *rc;
     const char *name;
     char *plain;
+    char *old_plain; /* NULL unless oldPassword must match old_hash */
+    char *old_hash;
+    bool old_ok;
     char hash[AUTH_HASH_MAX];
     int rc_hash;
 };
@@ -385,28 +651,177 @@ struct hashing {
 static void hash_work(void *arg)
 {
     struct hashing *h = arg;
+    if (h->old_plain) {
+        h->old_ok = h->old_hash && auth_password_verify(slice_cstr(h->old_plain), h->old_hash);
+        sodium_memzero(h->old_plain, strlen(h->old_plain));
+        if (!h->old_ok)
+            goto out;
+    }
     h->rc_hash = auth_password_hash(slice_cstr(h->plain), h->hash);
+out:
     sodium_memzero(h->plain, strlen(h->plain));
+}
+
+static void hashing_free(struct hashing *h)
+{
+    sodium_memzero(h->hash, sizeof(h->hash));
+    free(h->plain);
+    free(h->old_plain);
+    free(h->old_hash);
+    free(h);
 }
 
 static void hash_done(void *arg)
 {
     struct hashing *h = arg;
     struct rec_call *rc = h->rc;
-    free(h->plain);
-    if (h->rc_hash) {
+    bool old_refused = h->old_plain && !h->old_ok;
+    bool failed = h->rc_hash != 0;
+    if (!old_refused && !failed) {
+        json_object_set_new(rc->input, h->name, json_string(h->hash));
+        rc->old_hash = h->old_hash;
+        h->old_hash = NULL;
+    }
+    hashing_free(h);
+    if (old_refused) {
+        api_error(rc->req, 400, "Failed to update record.",
+                  json_pack("{s:o}", "oldPassword", old_password_error()));
+        rec_call_end(rc);
+    } else if (failed) {
         api_error(rc->req, 500, "Something went wrong while processing your request.", NULL);
+        rec_call_end(rc);
+    } else {
+        submit_write(rc);
+    }
+}
+
+static void hash_submit(struct hashing *h)
+{
+    struct rec_call *rc = h->rc;
+    if (workpool_submit(hash_work, hash_done, h, http_loop_post_any, rc->req->loop)) {
+        hashing_free(h);
+        api_error(rc->req, 503, "The server is busy, try again later.", NULL);
+        rec_call_end(rc);
+    }
+}
+
+/* The stored record as the update rule admits it, with its password hash. */
+static void old_hash_loaded(void *arg, struct store_result *res)
+{
+    struct hashing *h = arg;
+    struct rec_call *rc = h->rc;
+    json_t *list = res->status == STORE_OK ? json_loadb(res->json.ptr, res->json.len, 0, NULL)
+                                           : NULL;
+    json_t *rec = json_array_get(list, 0);
+    if (res->status != STORE_OK || !rec) {
+        json_decref(list);
+        hashing_free(h);
+        if (res->status != STORE_OK)
+            api_store_error(rc->req, res);
+        else
+            api_error(rc->req, 404, "The requested resource wasn't found.", NULL);
         rec_call_end(rc);
         return;
     }
-    json_object_set_new(rc->input, h->name, json_string(h->hash));
-    submit_write(rc);
+    const char *hash = json_string_value(json_object_get(rec, h->name));
+    h->old_hash = hash ? xstrdup(hash) : NULL;
+    json_decref(list);
+    hash_submit(h);
+}
+
+/* A user changing their own password must give the current one
+ * (PocketBase's oldPassword); superusers need not. The stored hash is read
+ * under the update rule, so the check is no oracle for records the caller
+ * may not update. */
+static void check_old_password(struct hashing *h, const char *old_plain)
+{
+    struct rec_call *rc = h->rc;
+    h->old_plain = xstrdup(old_plain);
+    struct buf where = BUF_INIT;
+    json_t *params = json_array();
+    json_array_append_new(params, json_stringn(rc->id.ptr, rc->id.len));
+    buf_append_sql_ident(&where, rc->collection->name);
+    buf_append_cstr(&where, ".\"id\" = ?");
+    if (rc->guarded) {
+        buf_append_cstr(&where, " AND ");
+        buf_append_slice(&where, buf_slice(&rc->where));
+        json_array_extend(params, rc->params);
+    }
+    struct store_list_query q = {
+        .collection = rc->collection,
+        .where_sql = where.ptr,
+        .params = params,
+        .page = 1,
+        .per_page = 1,
+        .skip_total = true,
+        .include_hidden = true,
+    };
+    api_ctx.store->ops->record_list(api_ctx.store, &q, rc->req->loop, old_hash_loaded, h);
+    buf_free(&where);
+    json_decref(params);
+}
+
+/* The manageRule's verdict on the record being updated: a manager changes
+ * the password without oldPassword (PocketBase's manageRule). */
+static void manager_checked(void *arg, struct store_result *res)
+{
+    struct hashing *h = arg;
+    bool manager = res->status == STORE_OK && res->json.len > 2;
+    char *old = h->old_plain;
+    h->old_plain = NULL;
+    if (manager) {
+        free(old);
+        hash_submit(h);
+    } else if (old && *old) {
+        check_old_password(h, old);
+        free(old);
+    } else {
+        struct rec_call *rc = h->rc;
+        free(old);
+        hashing_free(h);
+        api_error(rc->req, 400, "Failed to update record.",
+                  json_pack("{s:o}", "oldPassword", old_password_error()));
+        rec_call_end(rc);
+    }
+}
+
+static void check_manager(struct hashing *h, const char *old_plain)
+{
+    struct rec_call *rc = h->rc;
+    h->old_plain = old_plain ? xstrdup(old_plain) : NULL;
+    struct buf where = BUF_INIT;
+    json_t *params = json_array();
+    json_array_append_new(params, json_stringn(rc->id.ptr, rc->id.len));
+    buf_append_sql_ident(&where, rc->collection->name);
+    buf_append_cstr(&where, ".\"id\" = ? AND (");
+    struct filter_error fe;
+    if (api_rule_compile(rc->req, rc->auth, rc->collection, rc->collection->rules[RULE_MANAGE],
+                         rc->input, "default", &where, params, &fe)) {
+        /* A manageRule that cannot compile grants nothing. */
+        buf_reset(&where);
+        json_array_clear(params);
+        buf_append_cstr(&where, "0");
+    } else {
+        buf_append_char(&where, ')');
+    }
+    struct store_list_query q = {
+        .collection = rc->collection,
+        .where_sql = where.ptr,
+        .params = params,
+        .page = 1,
+        .per_page = 1,
+        .skip_total = true,
+    };
+    api_ctx.store->ops->record_list(api_ctx.store, &q, rc->req->loop, manager_checked, h);
+    buf_free(&where);
+    json_decref(params);
 }
 
 static void write_authed(struct http_request *req, struct api_auth *auth)
 {
     struct rec_call *rc = req->user;
     const struct collection *c = rc->collection;
+    rc->auth = auth;
     if (!rule_admits(req, c, rc->rule, auth)) {
         rec_call_end(rc);
         return;
@@ -418,6 +833,22 @@ static void write_authed(struct http_request *req, struct api_auth *auth)
         rec_call_end(rc);
         return;
     }
+    bool create = req->method == HTTP_M_POST;
+    if (!create && !id_is_text(rc->id)) {
+        api_error(req, 404, "The requested resource wasn't found.", NULL);
+        rec_call_end(rc);
+        return;
+    }
+    const char *rule = rule_expr(rc, rc->rule);
+    if (rule) {
+        if (!compile_rule(rc, rule, rc->input)) {
+            rec_call_end(rc);
+            return;
+        }
+        rc->guarded = true;
+    }
+    json_t *old = json_incref(json_object_get(rc->input, "oldPassword"));
+    json_object_del(rc->input, "oldPassword");
     /* The one password field of an auth collection: checked in plain text,
      * confirmed, then hashed off the loop before the write. */
     const struct field *pw = NULL;
@@ -428,9 +859,11 @@ static void write_authed(struct http_request *req, struct api_auth *auth)
     if (!plain || (json_is_string(plain) && !*json_string_value(plain))) {
         if (plain)
             json_object_del(rc->input, pw->name);
+        json_decref(old);
         submit_write(rc);
         return;
     }
+    bool own_change = !create && !auth->superuser;
     json_t *errors = json_object();
     json_t *err = json_is_string(plain)
                       ? record_password_check(pw, slice_cstr(json_string_value(plain)))
@@ -444,25 +877,30 @@ static void write_authed(struct http_request *req, struct api_auth *auth)
         json_object_set_new(errors, "passwordConfirm",
                             json_pack("{s:s,s:s}", "code", "validation_values_mismatch",
                                       "message", "Values don't match."));
+    const char *manage = c->rules[RULE_MANAGE];
+    bool maybe_manager = own_change && manage && *manage;
+    if (own_change && !maybe_manager && (!json_is_string(old) || !json_string_length(old)))
+        json_object_set_new(errors, "oldPassword", old_password_error());
     if (json_object_size(errors)) {
-        api_error(req, 400,
-                  req->method == HTTP_M_POST ? "Failed to create record."
-                                             : "Failed to update record.",
+        json_decref(old);
+        api_error(req, 400, create ? "Failed to create record." : "Failed to update record.",
                   errors);
         rec_call_end(rc);
         return;
     }
     json_decref(errors);
     json_object_del(rc->input, "passwordConfirm");
-    struct hashing *h = arena_zalloc(&req->pool, sizeof(*h));
+    struct hashing *h = xcalloc(1, sizeof(*h));
     h->rc = rc;
     h->name = pw->name;
     h->plain = xstrdup(json_string_value(plain));
-    if (workpool_submit(hash_work, hash_done, h, http_loop_post_any, req->loop)) {
-        free(h->plain);
-        api_error(req, 503, "The server is busy, try again later.", NULL);
-        rec_call_end(rc);
-    }
+    if (maybe_manager)
+        check_manager(h, json_string_value(old));
+    else if (own_change)
+        check_old_password(h, json_string_value(old));
+    else
+        hash_submit(h);
+    json_decref(old);
 }
 
 /* ---- delete ---- */
@@ -474,6 +912,8 @@ static void delete_done(void *arg, struct store_result *res)
         api_auth_changed();
     if (res->status == STORE_OK)
         http_respond(rc->req, 204, SLICE_NULL, SLICE_NULL);
+    else if (res->status == STORE_FORBIDDEN)
+        api_error(rc->req, 404, "The requested resource wasn't found.", NULL);
     else
         api_store_error(rc->req, res);
     rec_call_end(rc);
@@ -482,12 +922,24 @@ static void delete_done(void *arg, struct store_result *res)
 static void delete_authed(struct http_request *req, struct api_auth *auth)
 {
     struct rec_call *rc = req->user;
+    rc->auth = auth;
     if (!rule_admits(req, rc->collection, RULE_DELETE, auth)) {
         rec_call_end(rc);
         return;
     }
+    if (!id_is_text(rc->id)) {
+        api_error(req, 404, "The requested resource wasn't found.", NULL);
+        rec_call_end(rc);
+        return;
+    }
+    const char *rule = rule_expr(rc, RULE_DELETE);
+    if (rule && !compile_rule(rc, rule, NULL)) {
+        rec_call_end(rc);
+        return;
+    }
+    struct store_guard guard = {rc->where.ptr, rc->params, false};
     api_ctx.store->ops->record_delete(api_ctx.store, rc->collection, rc->id, rc->if_match,
-                                      NULL, req->loop, delete_done, rc);
+                                      rule ? &guard : NULL, req->loop, delete_done, rc);
 }
 
 /* ---- entry points ---- */
@@ -505,7 +957,9 @@ static struct rec_call *begin(struct http_request *req, enum collection_rule rul
         api_error(req, 404, "Missing collection context.", NULL);
         return NULL;
     }
-    struct rec_call *rc = arena_zalloc(&req->pool, sizeof(*rc));
+    /* Not in the request's pool: that is freed when the answer is sent, and
+     * the call ends after it. */
+    struct rec_call *rc = xcalloc(1, sizeof(*rc));
     rc->req = req;
     rc->collection = c;
     rc->rule = rule;

@@ -118,6 +118,8 @@ void buf_append_sql_ident(struct buf *b, const char *name)
 void buf_consume(struct buf *b, size_t n)
 {
     core_assert(n <= b->len);
+    if (n == 0)
+        return;
     memmove(b->ptr, b->ptr + n, b->len - n);
     b->len -= n;
     if (b->cap)

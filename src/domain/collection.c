@@ -9,6 +9,7 @@
 #include "domain/collection.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include "core/id.h"
 #include "core/timefmt.h"
 #include "domain/collection_internal.h"
+#include "domain/schema.h"
 
 enum {
     NAME_MAX_LEN = 64,
@@ -188,7 +190,7 @@ static const char *const type_names[] = {
     [FIELD_TEXT] = "text",         [FIELD_NUMBER] = "number", [FIELD_BOOL] = "bool",
     [FIELD_EMAIL] = "email",       [FIELD_URL] = "url",       [FIELD_DATE] = "date",
     [FIELD_SELECT] = "select",     [FIELD_JSON] = "json",     [FIELD_AUTODATE] = "autodate",
-    [FIELD_PASSWORD] = "password",
+    [FIELD_PASSWORD] = "password", [FIELD_RELATION] = "relation", [FIELD_FILE] = "file",
 };
 
 const char *field_type_name(enum field_type t)
@@ -220,6 +222,20 @@ const struct field *collection_field(const struct collection *c, struct slice na
         if (slice_eq_cstr(name, c->fields[i].name))
             return &c->fields[i];
     return NULL;
+}
+
+bool field_is_multiple(const struct field *f)
+{
+    switch (f->type) {
+    case FIELD_SELECT:
+        return f->opt.select.max_select > 1;
+    case FIELD_RELATION:
+        return f->opt.relation.max_select > 1;
+    case FIELD_FILE:
+        return f->opt.file.max_select > 1;
+    default:
+        return false;
+    }
 }
 
 const struct field *collection_field_by_id(const struct collection *c, struct slice id)
@@ -272,6 +288,13 @@ static void field_free(struct field *f)
         break;
     case FIELD_PASSWORD:
         free(f->opt.password.pattern);
+        break;
+    case FIELD_RELATION:
+        free(f->opt.relation.collection_id);
+        break;
+    case FIELD_FILE:
+        strv_free(f->opt.file.mime_types, f->opt.file.nmime);
+        strv_free(f->opt.file.thumbs, f->opt.file.nthumbs);
         break;
     default:
         break;
@@ -329,7 +352,7 @@ static bool json_to_int(json_t *v, int64_t *out)
     }
     if (json_is_real(v)) {
         double d = json_real_value(v);
-        if (d == (double)(int64_t)d && d >= -9.0e15 && d <= 9.0e15) {
+        if (d >= -9.0e15 && d <= 9.0e15 && d == trunc(d)) {
             *out = (int64_t)d;
             return true;
         }
@@ -488,6 +511,19 @@ static int field_from_json(json_t *o, struct field *f, json_t **err)
         f->opt.password.cost = rd_int(o, "cost", ferr);
         f->opt.password.pattern = rd_str(o, "pattern", ferr);
         break;
+    case FIELD_RELATION:
+        f->opt.relation.collection_id = rd_str(o, "collectionId", ferr);
+        f->opt.relation.cascade_delete = rd_bool(o, "cascadeDelete", ferr);
+        f->opt.relation.min_select = rd_int(o, "minSelect", ferr);
+        f->opt.relation.max_select = rd_int(o, "maxSelect", ferr);
+        break;
+    case FIELD_FILE:
+        f->opt.file.max_select = rd_int(o, "maxSelect", ferr);
+        f->opt.file.max_size = rd_int(o, "maxSize", ferr);
+        rd_strv(o, "mimeTypes", &f->opt.file.mime_types, &f->opt.file.nmime, ferr);
+        rd_strv(o, "thumbs", &f->opt.file.thumbs, &f->opt.file.nthumbs, ferr);
+        f->opt.file.protect = rd_bool(o, "protected", ferr);
+        break;
     case FIELD_BOOL:
         break;
     }
@@ -501,9 +537,9 @@ static int field_from_json(json_t *o, struct field *f, json_t **err)
 
 /* --------------------------------------------------------- field to JSON */
 
-static json_t *json_number_out(double d)
+json_t *coll_number_json(double d)
 {
-    if (d == (double)(int64_t)d && d > -9.0e15 && d < 9.0e15)
+    if (d > -9.0e15 && d < 9.0e15 && d == trunc(d))
         return json_integer((json_int_t)d);
     return json_real(d);
 }
@@ -538,9 +574,9 @@ static json_t *field_to_json(const struct field *f)
         json_object_set_new(o, "primaryKey", json_boolean(f->opt.text.primary_key));
         break;
     case FIELD_NUMBER:
-        json_object_set_new(o, "min", f->opt.number.has_min ? json_number_out(f->opt.number.min)
+        json_object_set_new(o, "min", f->opt.number.has_min ? coll_number_json(f->opt.number.min)
                                                             : json_null());
-        json_object_set_new(o, "max", f->opt.number.has_max ? json_number_out(f->opt.number.max)
+        json_object_set_new(o, "max", f->opt.number.has_max ? coll_number_json(f->opt.number.max)
                                                             : json_null());
         json_object_set_new(o, "onlyInt", json_boolean(f->opt.number.only_int));
         break;
@@ -577,6 +613,28 @@ static json_t *field_to_json(const struct field *f)
         json_object_set_new(o, "pattern",
                             json_string(f->opt.password.pattern ? f->opt.password.pattern : ""));
         break;
+    case FIELD_RELATION:
+        json_object_set_new(o, "collectionId", json_string(f->opt.relation.collection_id
+                                                               ? f->opt.relation.collection_id
+                                                               : ""));
+        json_object_set_new(o, "cascadeDelete", json_boolean(f->opt.relation.cascade_delete));
+        json_object_set_new(o, "minSelect", json_integer(f->opt.relation.min_select));
+        json_object_set_new(o, "maxSelect", json_integer(f->opt.relation.max_select));
+        break;
+    case FIELD_FILE: {
+        json_t *m = strv_json(f->opt.file.mime_types, f->opt.file.nmime);
+        json_t *t = strv_json(f->opt.file.thumbs, f->opt.file.nthumbs);
+        json_object_set_new(o, "maxSelect", json_integer(f->opt.file.max_select));
+        json_object_set_new(o, "maxSize", json_integer(f->opt.file.max_size));
+        json_object_set_new(o, "mimeTypes", json_is_null(m) ? json_array() : m);
+        json_object_set_new(o, "thumbs", json_is_null(t) ? json_array() : t);
+        if (json_is_null(m))
+            json_decref(m);
+        if (json_is_null(t))
+            json_decref(t);
+        json_object_set_new(o, "protected", json_boolean(f->opt.file.protect));
+        break;
+    }
     case FIELD_BOOL:
         break;
     }
@@ -741,7 +799,7 @@ static json_t *field_check(const struct collection *c, struct field *f, const st
             json_object_set_new(ferr, "max", coll_err("validation_only_int_constraint", "Decimal numbers are not allowed."));
         else if (f->opt.number.has_min && f->opt.number.has_max && max != 0 && max < min) {
             json_t *e = coll_err("validation_min_greater_equal_than_required", "Must be no less than %g.", min);
-            json_object_set_new(ferr, "max", coll_err_param(e, "threshold", json_number_out(min)));
+            json_object_set_new(ferr, "max", coll_err_param(e, "threshold", coll_number_json(min)));
         }
         break;
     }
@@ -809,6 +867,46 @@ static json_t *field_check(const struct collection *c, struct field *f, const st
         }
         break;
     }
+    case FIELD_RELATION: {
+        int64_t min = f->opt.relation.min_select, max = f->opt.relation.max_select;
+        if (!f->opt.relation.collection_id || !*f->opt.relation.collection_id)
+            json_object_set_new(ferr, "collectionId", coll_err_required());
+        if (min < 0)
+            json_object_set_new(ferr, "minSelect", err_min(0));
+        if (min > 0 && max == 0)
+            json_object_set_new(ferr, "maxSelect", coll_err_required());
+        else if (max < 0 || max < min)
+            json_object_set_new(ferr, "maxSelect", err_min(min > 0 ? min : 0));
+        else if (max > MAX_SAFE_JSON_INT)
+            json_object_set_new(ferr, "maxSelect", err_max(MAX_SAFE_JSON_INT));
+        break;
+    }
+    case FIELD_FILE:
+        if (f->opt.file.max_select < 0)
+            json_object_set_new(ferr, "maxSelect", err_min(0));
+        else if (f->opt.file.max_select > MAX_SAFE_JSON_INT)
+            json_object_set_new(ferr, "maxSelect", err_max(MAX_SAFE_JSON_INT));
+        if (f->opt.file.max_size < 0)
+            json_object_set_new(ferr, "maxSize", err_min(0));
+        else if (f->opt.file.max_size > MAX_SAFE_JSON_INT)
+            json_object_set_new(ferr, "maxSize", err_max(MAX_SAFE_JSON_INT));
+        for (size_t i = 0; i < f->opt.file.nthumbs; i++) {
+            /* PocketBase's thumb sizes: WxH, WxHt, WxHb, WxHf, 0xH, Wx0 */
+            const char *t = f->opt.file.thumbs[i];
+            size_t w = strspn(t, "0123456789");
+            size_t h = t[w] == 'x' ? strspn(t + w + 1, "0123456789") : 0;
+            const char *rest = t + w + 1 + h;
+            bool ok = w > 0 && w <= 6 && h > 0 && h <= 6 && (!*rest || (strchr("tbf", *rest) && !rest[1])) &&
+                      !(strtoll(t, NULL, 10) == 0 && strtoll(t + w + 1, NULL, 10) == 0);
+            if (!ok) {
+                json_object_set_new(ferr, "thumbs",
+                                    coll_err_param(coll_err("validation_invalid_thumb_size",
+                                                            "Invalid thumb size format."),
+                                                   "index", json_integer((json_int_t)i)));
+                break;
+            }
+        }
+        break;
     case FIELD_BOOL:
         break;
     }
@@ -1324,6 +1422,45 @@ static json_t *fields_check(struct collection *c, const struct collection *prev)
         return errs;
     json_decref(errs);
     return NULL;
+}
+
+int collection_check_relations(const struct schema *s, const struct collection *c,
+                               const struct collection *prev, json_t **errors)
+{
+    json_t *errs = json_object();
+    for (size_t i = 0; i < c->nfields; i++) {
+        const struct field *f = &c->fields[i];
+        if (f->type != FIELD_RELATION || !f->opt.relation.collection_id)
+            continue;
+        const char *target = f->opt.relation.collection_id;
+        const struct field *old = prev ? collection_field_by_id(prev, slice_cstr(f->id)) : NULL;
+        json_t *e = NULL;
+        const struct collection *rel = strcmp(target, c->id) == 0 ? c : NULL;
+        if (!rel) {
+            const struct collection *found = schema_find(s, slice_cstr(target));
+            /* schema_find also matches names; PocketBase stores ids only */
+            if (found && strcmp(found->id, target) == 0)
+                rel = found;
+        }
+        if (old && old->type == FIELD_RELATION && old->opt.relation.collection_id &&
+            strcmp(old->opt.relation.collection_id, target) != 0)
+            e = coll_err("validation_field_relation_change",
+                         "The relation collection cannot be changed.");
+        else if (!rel)
+            e = coll_err("validation_field_invalid_relation",
+                         "The relation collection doesn't exist.");
+        else if (c->type != COLLECTION_VIEW && rel->type == COLLECTION_VIEW)
+            e = coll_err("validation_field_non_view_base_relation_collection",
+                         "Non view collections are not allowed to have a view relation.");
+        if (e)
+            set_index_err(errs, i, json_pack("{s:o}", "collectionId", e));
+    }
+    if (json_object_size(errs)) {
+        *errors = json_pack("{s:o}", "fields", errs);
+        return -1;
+    }
+    json_decref(errs);
+    return 0;
 }
 
 static void read_fields(struct collection *c, json_t *list, json_t *errs)

@@ -25,6 +25,8 @@ enum field_type {
     FIELD_JSON,
     FIELD_AUTODATE,
     FIELD_PASSWORD, /* auth collections only: stored as an Argon2id hash, never output */
+    FIELD_RELATION, /* ids of records of another collection: TEXT, or a JSON array if multiple */
+    FIELD_FILE,     /* stored file names: TEXT, or a JSON array if multiple */
 };
 
 struct field {
@@ -71,6 +73,18 @@ struct field {
             int64_t min, max, cost; /* characters (code points); max 0 = 71 */
             char *pattern;          /* checked on the plain text, NULL if none */
         } password;
+        struct {
+            char *collection_id; /* the related collection's id */
+            bool cascade_delete;
+            int64_t min_select, max_select; /* max_select <= 1: single */
+        } relation;
+        struct {
+            int64_t max_select; /* <= 1: single */
+            int64_t max_size;   /* bytes per file; 0 = PocketBase's default 5 MiB */
+            char **mime_types, **thumbs;
+            size_t nmime, nthumbs;
+            bool protect; /* PocketBase's "protected": downloads need a file token */
+        } file;
     } opt;
 };
 
@@ -128,6 +142,9 @@ const char *field_type_name(enum field_type t);
 
 const struct field *collection_field(const struct collection *c, struct slice name);
 const struct field *collection_field_by_id(const struct collection *c, struct slice id);
+/* True for select, relation and file fields that hold a JSON array of values
+ * (maxSelect > 1); false for every other field. */
+bool field_is_multiple(const struct field *f);
 
 /* ---- JSON in and out ---- */
 
@@ -151,6 +168,15 @@ struct collection *collection_from_json(json_t *body, const struct collection *p
  * taken from the body on create. Never call it with a client's body. */
 struct collection *collection_from_json_system(json_t *body, const struct collection *prev,
                                                json_t **errors);
+struct schema;
+/* The checks of c that need the rest of the schema, run by the API after
+ * collection_from_json and before saving: every relation field's collectionId
+ * must name a collection of s (or c itself, a self-relation), and a relation
+ * field kept from prev may not change its collectionId. 0, or -1 with
+ * *errors set to PocketBase's `data` object
+ * ({"fields": {"2": {"collectionId": {"code","message"}}}}; caller owns it). */
+int collection_check_relations(const struct schema *s, const struct collection *c,
+                               const struct collection *prev, json_t **errors);
 /* The PocketBase JSON shape of a collection, as the API shows it (token
  * secrets of auth collections left out); the caller owns the result. */
 json_t *collection_to_json(const struct collection *c);

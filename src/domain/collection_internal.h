@@ -44,4 +44,8 @@ json_t *collection_text_check(const struct field *f, const char *value);
 /* True for [A-Za-z_][A-Za-z0-9_]* of 1..max bytes. */
 bool coll_ident_valid(struct slice s, size_t max);
 
+/* A JSON integer when d is a whole number that JSON readers keep exact,
+ * else a real. */
+json_t *coll_number_json(double d);
+
 #endif

@@ -17,6 +17,7 @@
 
 #include "core/alloc.h"
 #include "core/timefmt.h"
+#include "domain/schema.h"
 
 enum tok_type {
     T_EOF,
@@ -56,6 +57,7 @@ enum operand_kind {
     K_ELEM,   /* one element of a multi-valued field, inside json_each */
     K_PARAM,  /* a literal or macro value, bound */
     K_CONST,  /* true, false or null: fixed SQL text */
+    K_SUB,    /* a scalar subquery through single relations, SQL text in `sub` */
 };
 
 /* How a multi-valued operand takes part in a comparison. A bare multiple
@@ -69,6 +71,7 @@ struct operand {
     const struct field *field;
     json_t *value;     /* K_PARAM: owned; K_JSON: the path string, owned */
     const char *cst;   /* K_CONST */
+    char *sub;         /* K_SUB: owned */
     enum multi multi;
     bool lower;        /* ":lower" */
     bool no_coalesce;  /* json values: NULL and '' are distinct */
@@ -87,6 +90,9 @@ struct state {
     json_t *params;
     struct filter_error *err;
     int terms;
+    const struct schema *schema;   /* resolves relations; NULL: none can be traversed */
+    const struct rule_request *rq; /* rule mode: @request.* resolves against it */
+    int joins;                     /* relation hops so far, at most RULE_MAX_JOINS */
 };
 
 static int fail(struct state *st, size_t pos, const char *fmt, ...)
@@ -308,6 +314,9 @@ static void put_operand(struct state *st, const struct operand *o)
         break;
     case K_CONST:
         buf_append_cstr(b, o->cst);
+        break;
+    case K_SUB:
+        buf_append_cstr(b, o->sub);
         break;
     }
     if (o->lower)
@@ -535,7 +544,7 @@ static const struct field *find_field(const struct collection *c, struct slice n
 
 static bool is_multi_select(const struct field *f)
 {
-    return f->type == FIELD_SELECT && f->opt.select.max_select > 1;
+    return f->type == FIELD_SELECT && field_is_multiple(f);
 }
 
 /* Floors a millisecond time to the start of its UTC day, month or year. */
@@ -612,14 +621,203 @@ static json_t *macro_value(struct slice name, int64_t now_ms)
 
 /* Resolves an identifier: a field with an optional json path and modifier,
  * a macro, or true/false/null when no field has that name. */
+/* ---- rules: @request.* and relations ---- */
+
+/* A request value as an operand: scalars bound as they are, arrays and
+ * objects bound as their JSON text, a missing value as NULL. */
+static void request_value(struct operand *o, json_t *v)
+{
+    o->kind = K_PARAM;
+    if (json_is_array(v) || json_is_object(v)) {
+        char *text = json_dumps(v, JSON_COMPACT);
+        o->value = json_string(text ? text : "");
+        free(text);
+    } else {
+        o->value = v ? json_incref(v) : json_null();
+    }
+}
+
+static bool hidden_always(struct slice name)
+{
+    return slice_eq_cstr(name, "password") || slice_eq_cstr(name, "tokenKey");
+}
+
+/* @request.<what>[.<key>][:modifier] in rule mode. */
+static int resolve_request(struct state *st, struct slice id, size_t pos, struct operand *o)
+{
+    const struct rule_request *rq = st->rq;
+    struct slice rest = slice_make(id.ptr + 9, id.len - 9); /* after "@request." */
+    const char *colon = memchr(rest.ptr, ':', rest.len);
+    struct slice path = colon ? slice_make(rest.ptr, (size_t)(colon - rest.ptr)) : rest;
+    struct slice mod = colon ? slice_make(colon + 1, rest.len - path.len - 1) : SLICE_NULL;
+    const char *dot = memchr(path.ptr, '.', path.len);
+    struct slice head = dot ? slice_make(path.ptr, (size_t)(dot - path.ptr)) : path;
+    struct slice key = dot ? slice_make(dot + 1, path.len - head.len - 1) : SLICE_NULL;
+    char k[80];
+
+    if (st->sort)
+        return fail(st, pos, "invalid sort field \"%.*s\"", SHOWN(id.len), id.ptr);
+    if (key.ptr && (key.len == 0 || key.len >= sizeof k || memchr(key.ptr, '.', key.len)))
+        return fail(st, pos, "unsupported request field \"%.*s\"", SHOWN(id.len), id.ptr);
+    if (key.ptr) {
+        memcpy(k, key.ptr, key.len);
+        k[key.len] = '\0';
+    }
+    if (slice_eq_cstr(head, "method") && !key.ptr) {
+        o->kind = K_PARAM;
+        o->value = json_string(rq->method ? rq->method : "GET");
+    } else if (slice_eq_cstr(head, "context") && !key.ptr) {
+        o->kind = K_PARAM;
+        o->value = json_string(rq->context ? rq->context : "default");
+    } else if (slice_eq_cstr(head, "auth") && key.ptr) {
+        if (hidden_always(key))
+            return fail(st, pos, "non-filterable field \"%.*s\"", SHOWN(key.len), key.ptr);
+        if (!rq->auth && slice_eq_cstr(key, "id")) {
+            o->kind = K_PARAM;
+            o->value = json_string(""); /* PocketBase: anonymous is the empty id */
+        } else {
+            request_value(o, rq->auth ? json_object_get(rq->auth, k) : NULL);
+        }
+    } else if ((slice_eq_cstr(head, "body") || slice_eq_cstr(head, "query") ||
+                slice_eq_cstr(head, "headers")) &&
+               key.ptr) {
+        json_t *obj = slice_eq_cstr(head, "body")    ? rq->body
+                      : slice_eq_cstr(head, "query") ? rq->query
+                                                     : rq->headers;
+        json_t *v = obj ? json_object_get(obj, k) : NULL;
+        if (mod.ptr && slice_eq_cstr(mod, "isset") && slice_eq_cstr(head, "body")) {
+            o->kind = K_CONST;
+            o->cst = v ? "1" : "0";
+            return 0;
+        }
+        if (mod.ptr && slice_eq_cstr(mod, "length") && slice_eq_cstr(head, "body")) {
+            o->kind = K_PARAM;
+            o->value = json_integer(json_is_array(v) ? (json_int_t)json_array_size(v)
+                                    : v && !json_is_null(v) && !(json_is_string(v) && json_string_length(v) == 0)
+                                        ? 1
+                                        : 0);
+            return 0;
+        }
+        request_value(o, v);
+    } else {
+        return fail(st, pos, "unknown request field \"%.*s\"", SHOWN(id.len), id.ptr);
+    }
+    if (mod.ptr) {
+        if (!slice_eq_cstr(mod, "lower"))
+            return fail(st, pos, "unsupported modifier \":%.*s\"", SHOWN(mod.len), mod.ptr);
+        o->lower = true;
+    }
+    return 0;
+}
+
+/* name.rel.field through single relations: a scalar subquery joining each
+ * related collection under an alias no collection can have ("__rel N"),
+ * correlated to the outer row by the table name. A single relation gives at
+ * most one row, so each comparison's own subquery equals PocketBase's shared
+ * LEFT JOIN. Multiple relations, back-relations and @collection joins would
+ * need PocketBase's row-sharing semantics across terms: refused for now. */
+static int resolve_relation(struct state *st, const struct field *f, struct slice id,
+                            size_t name_len, size_t pos, struct operand *o)
+{
+    struct buf from = BUF_INIT, where = BUF_INIT;
+    const struct collection *cur = st->c;
+    const struct field *hop = f;
+    char prev_alias[32] = "";
+    size_t i = name_len; /* at the '.' after the relation's name */
+    int rc = -1;
+    const char *colon = memchr(id.ptr, ':', id.len);
+    size_t end = colon ? (size_t)(colon - id.ptr) : id.len;
+    if (colon)
+        return fail(st, pos, "modifiers are not supported on relation paths yet");
+
+    for (;;) {
+        if (field_is_multiple(hop)) {
+            fail(st, pos, "multiple relation \"%s\" cannot be traversed yet", hop->name);
+            goto out;
+        }
+        if (++st->joins > RULE_MAX_JOINS) {
+            fail(st, pos, "too many relation joins (max %d)", RULE_MAX_JOINS);
+            goto out;
+        }
+        const struct collection *next =
+            st->schema && hop->opt.relation.collection_id
+                ? schema_find(st->schema, slice_cstr(hop->opt.relation.collection_id))
+                : NULL;
+        if (!next) {
+            fail(st, pos, "unknown related collection of \"%s\"", hop->name);
+            goto out;
+        }
+        char alias[32];
+        snprintf(alias, sizeof alias, "\"__rel %d\"", st->joins);
+        buf_append_cstr(&from, from.len ? ", " : " FROM ");
+        buf_append_sql_ident(&from, next->name);
+        buf_appendf(&from, " AS %s", alias);
+        buf_append_cstr(&where, where.len ? " AND " : " WHERE ");
+        buf_appendf(&where, "%s.\"id\" = ", alias);
+        if (prev_alias[0])
+            buf_append_cstr(&where, prev_alias);
+        else
+            buf_append_sql_ident(&where, cur->name);
+        buf_append_char(&where, '.');
+        buf_append_sql_ident(&where, hop->name);
+        snprintf(prev_alias, sizeof prev_alias, "%s", alias);
+        cur = next;
+
+        size_t j = i + 1;
+        while (j < end && id.ptr[j] != '.')
+            j++;
+        struct slice seg = slice_make(id.ptr + i + 1, j - i - 1);
+        const struct field *g = find_field(cur, seg);
+        if (!g || g->type == FIELD_PASSWORD || hidden_always(seg) ||
+            (g->hidden && !st->allow_hidden)) {
+            fail(st, pos, "unknown or non-filterable field \"%.*s\"", SHOWN(seg.len), seg.ptr);
+            goto out;
+        }
+        if (j < end) {
+            if (g->type != FIELD_RELATION) {
+                fail(st, pos, "field \"%.*s\" has no subfields", SHOWN(seg.len), seg.ptr);
+                goto out;
+            }
+            hop = g;
+            i = j;
+            continue;
+        }
+        if (field_is_multiple(g) || g->type == FIELD_JSON) {
+            fail(st, pos, "field \"%.*s\" cannot be compared through a relation yet",
+                 SHOWN(seg.len), seg.ptr);
+            goto out;
+        }
+        struct buf sub = BUF_INIT;
+        buf_appendf(&sub, "(SELECT %s.", prev_alias);
+        buf_append_sql_ident(&sub, g->name);
+        buf_append(&sub, from.ptr, from.len);
+        buf_append(&sub, where.ptr, where.len);
+        if (cur->type == COLLECTION_AUTH && strcmp(g->name, "email") == 0 && !st->allow_hidden &&
+            !st->rq)
+            buf_appendf(&sub, " AND %s.\"emailVisibility\" = TRUE", prev_alias);
+        buf_append_char(&sub, ')');
+        o->kind = K_SUB;
+        o->field = g;
+        o->sub = buf_steal(&sub);
+        rc = 0;
+        break;
+    }
+out:
+    buf_free(&from);
+    buf_free(&where);
+    return rc;
+}
+
 static int resolve_ident(struct state *st, struct slice id, size_t pos, struct operand *o)
 {
     memset(o, 0, sizeof *o);
     o->pos = pos;
 
     if (id.ptr[0] == '@') {
+        if (st->rq && slice_starts_with(id, SLICE_LIT("@request.")))
+            return resolve_request(st, id, pos, o);
         if (slice_eq_cstr(id, "@request") || slice_starts_with(id, SLICE_LIT("@request.")))
-            return fail(st, pos, "@request.* fields are not supported yet");
+            return fail(st, pos, "@request.* fields are only allowed in API rules");
         if (slice_eq_cstr(id, "@collection") || slice_starts_with(id, SLICE_LIT("@collection.")))
             return fail(st, pos, "@collection.* fields are not supported yet");
         if (st->sort)
@@ -655,8 +853,13 @@ static int resolve_ident(struct state *st, struct slice id, size_t pos, struct o
         }
         return fail(st, pos, "unknown field \"%.*s\"", SHOWN(name.len), name.ptr);
     }
-    if (f->type == FIELD_PASSWORD || (f->hidden && !st->allow_hidden))
+    if (f->type == FIELD_PASSWORD || hidden_always(name) || (f->hidden && !st->allow_hidden))
         return fail(st, pos, "non-filterable field \"%.*s\"", SHOWN(name.len), name.ptr);
+    if (f->type == FIELD_RELATION && path.ptr) {
+        if (st->sort)
+            return fail(st, pos, "invalid sort field \"%.*s\"", SHOWN(id.len), id.ptr);
+        return resolve_relation(st, f, id, name_len, pos, o);
+    }
 
     o->field = f;
     o->kind = K_COLUMN;
@@ -819,6 +1022,8 @@ static int parse_comparison(struct state *st, const struct tok *first)
 out:
     json_decref(l.value);
     json_decref(r.value);
+    free(l.sub);
+    free(r.sub);
     return rc;
 }
 
@@ -889,6 +1094,32 @@ int filter_compile_opts(const struct collection *c, struct slice expr, int64_t n
     };
     if (expr.len > FILTER_MAX_LEN)
         return fail(&st, FILTER_MAX_LEN, "filter is too long (max %d bytes)", FILTER_MAX_LEN);
+    struct schema *schema = schema_current();
+    st.schema = schema;
+    int rc = parse_group(&st, 0, 0);
+    schema_release(schema);
+    return rc;
+}
+
+int rule_compile(const struct schema *s, const struct collection *c, struct slice rule,
+                 const struct rule_request *rq, int64_t now_ms, struct buf *sql, json_t *params,
+                 struct filter_error *err)
+{
+    static const struct rule_request none = {0};
+    struct state st = {
+        .c = c,
+        .s = rule.ptr,
+        .n = rule.len,
+        .now_ms = now_ms,
+        .allow_hidden = true, /* rules are the superuser's own text */
+        .sql = sql,
+        .params = params,
+        .err = err,
+        .schema = s,
+        .rq = rq ? rq : &none,
+    };
+    if (rule.len > FILTER_MAX_LEN)
+        return fail(&st, FILTER_MAX_LEN, "rule is too long (max %d bytes)", FILTER_MAX_LEN);
     return parse_group(&st, 0, 0);
 }
 

@@ -18,7 +18,12 @@
 #include "domain/collection.h"
 #include "domain/collection_internal.h"
 
-enum { JSON_DEFAULT_MAX_SIZE = 1 << 20, PASSWORD_DEFAULT_MAX = 71, URL_MAX_LEN = 2083 };
+enum {
+    JSON_DEFAULT_MAX_SIZE = 1 << 20,
+    PASSWORD_DEFAULT_MAX = 71,
+    URL_MAX_LEN = 2083,
+    RELATION_ID_MAX_LEN = 100, /* a record id's maximum, as collection.c checks ids */
+};
 
 /* ------------------------------------------------------------ coercions */
 
@@ -82,12 +87,6 @@ static int to_number(json_t *v, double *out)
     return 0;
 }
 
-static json_t *number_json(double d)
-{
-    if (d == (double)(int64_t)d && d > -9.0e15 && d < 9.0e15)
-        return json_integer((json_int_t)d);
-    return json_real(d);
-}
 
 /* PocketBase's cast.ToBool (strconv.ParseBool), plus "on" as HTML checkboxes send. */
 static bool to_bool(json_t *v)
@@ -269,7 +268,7 @@ static json_t *check_number(const struct field *f, double v)
         return coll_err("validation_not_a_number", "The submitted number is not properly formatted.");
     if (v == 0)
         return f->required ? coll_err_required() : NULL;
-    if (f->opt.number.only_int && v != (double)(int64_t)v)
+    if (f->opt.number.only_int && v != trunc(v))
         return coll_err("validation_only_int_constraint", "Decimal numbers are not allowed.");
     if (f->opt.number.has_min && v < f->opt.number.min) {
         snprintf(a, sizeof(a), "%f", f->opt.number.min);
@@ -386,11 +385,6 @@ static json_t *check_json(const struct field *f, json_t *v)
     return NULL;
 }
 
-static bool is_multi_select(const struct field *f)
-{
-    return f->type == FIELD_SELECT && f->opt.select.max_select > 1;
-}
-
 static json_t *zero_value(const struct field *f)
 {
     switch (f->type) {
@@ -401,7 +395,9 @@ static json_t *zero_value(const struct field *f)
     case FIELD_JSON:
         return json_null();
     case FIELD_SELECT:
-        return is_multi_select(f) ? json_array() : json_string("");
+    case FIELD_RELATION:
+    case FIELD_FILE:
+        return field_is_multiple(f) ? json_array() : json_string("");
     default:
         return json_string("");
     }
@@ -437,6 +433,96 @@ static char *generate_text(const struct field *f)
         id_generate(out);
     }
     return out;
+}
+
+/* The value list of a select, relation or file field: the input (or the
+ * stored value) with the "+field" (prepend), "field+" (append) and "field-"
+ * (remove) modifiers applied, in PocketBase's order. Caller owns the list. */
+static json_t *list_with_modifiers(const struct field *f, json_t *input, json_t *in, json_t *cur)
+{
+    json_t *list = in ? to_string_list(in) : to_string_list(cur);
+    json_t *pre = modifier(input, f, "+", ""), *app = modifier(input, f, "", "+"),
+           *del = modifier(input, f, "", "-");
+    if (pre) {
+        json_t *add = to_string_list(pre);
+        for (size_t i = 0; i < json_array_size(list); i++)
+            if (!list_has(add, json_string_value(json_array_get(list, i))))
+                json_array_append(add, json_array_get(list, i));
+        json_decref(list);
+        list = add;
+    }
+    if (app) {
+        json_t *add = to_string_list(app);
+        for (size_t i = 0; i < json_array_size(add); i++)
+            if (!list_has(list, json_string_value(json_array_get(add, i))))
+                json_array_append(list, json_array_get(add, i));
+        json_decref(add);
+    }
+    if (del) {
+        json_t *rm = to_string_list(del), *kept = json_array();
+        for (size_t i = 0; i < json_array_size(list); i++)
+            if (!list_has(rm, json_string_value(json_array_get(list, i))))
+                json_array_append(kept, json_array_get(list, i));
+        json_decref(rm);
+        json_decref(list);
+        list = kept;
+    }
+    if (!field_is_multiple(f) && json_array_size(list) > 1) {
+        /* A single value keeps the last one given, as PocketBase does. */
+        json_t *last = json_incref(json_array_get(list, json_array_size(list) - 1));
+        json_array_clear(list);
+        json_array_append_new(list, last);
+    }
+    return list;
+}
+
+/* A relation's ids: shape only (they exist or not is the store's check, in the
+ * write's transaction), then PocketBase's required/minSelect/maxSelect. */
+static json_t *check_relation(const struct field *f, json_t *list)
+{
+    size_t n = json_array_size(list);
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_array_get(list, i);
+        const char *id = json_string_value(v);
+        size_t len = json_string_length(v);
+        if (len > RELATION_ID_MAX_LEN || memchr(id, '\0', len) || strpbrk(id, "/\\"))
+            return coll_err("validation_invalid_value", "Invalid value.");
+    }
+    if (n == 0)
+        return f->required ? coll_err_required() : NULL;
+    int64_t min = f->opt.relation.min_select;
+    int64_t max = f->opt.relation.max_select > 1 ? f->opt.relation.max_select : 1;
+    if (min > 0 && (int64_t)n < min)
+        return coll_err_param(coll_err("validation_not_enough_values", "Select at least %lld.",
+                                       (long long)min),
+                              "minSelect", json_integer(min));
+    if ((int64_t)n > max)
+        return coll_err_param(coll_err("validation_too_many_values", "Select no more than %lld.",
+                                       (long long)max),
+                              "maxSelect", json_integer(max));
+    return NULL;
+}
+
+/* Stored file names: plain names, never paths (they become paths on disk). */
+static json_t *check_files(const struct field *f, json_t *list)
+{
+    size_t n = json_array_size(list);
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_array_get(list, i);
+        const char *name = json_string_value(v);
+        size_t len = json_string_length(v);
+        if (len > 255 || memchr(name, '\0', len) || strpbrk(name, "/\\") ||
+            strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+            return coll_err("validation_invalid_value", "Invalid value.");
+    }
+    if (n == 0)
+        return f->required ? coll_err_required() : NULL;
+    int64_t max = f->opt.file.max_select > 1 ? f->opt.file.max_select : 1;
+    if ((int64_t)n > max)
+        return coll_err_param(coll_err("validation_too_many_values", "Select no more than %lld.",
+                                       (long long)max),
+                              "maxSelect", json_integer(max));
+    return NULL;
 }
 
 /* Validates and fills one field. Returns the value to store (new reference)
@@ -505,7 +591,7 @@ static json_t *field_value(const struct collection *c, const struct field *f, js
         if (sub && to_number(sub, &delta) == 0)
             v -= delta;
         if (!(*err = check_number(f, v)))
-            val = number_json(v);
+            val = coll_number_json(v);
         break;
     }
     case FIELD_BOOL: {
@@ -533,41 +619,21 @@ static json_t *field_value(const struct collection *c, const struct field *f, js
         break;
     }
     case FIELD_SELECT: {
-        json_t *list = in ? to_string_list(in) : to_string_list(cur);
-        json_t *pre = modifier(input, f, "+", ""), *app = modifier(input, f, "", "+"),
-               *del = modifier(input, f, "", "-");
-        if (pre) {
-            json_t *add = to_string_list(pre);
-            for (size_t i = 0; i < json_array_size(list); i++)
-                if (!list_has(add, json_string_value(json_array_get(list, i))))
-                    json_array_append(add, json_array_get(list, i));
-            json_decref(list);
-            list = add;
-        }
-        if (app) {
-            json_t *add = to_string_list(app);
-            for (size_t i = 0; i < json_array_size(add); i++)
-                if (!list_has(list, json_string_value(json_array_get(add, i))))
-                    json_array_append(list, json_array_get(add, i));
-            json_decref(add);
-        }
-        if (del) {
-            json_t *rm = to_string_list(del), *kept = json_array();
-            for (size_t i = 0; i < json_array_size(list); i++)
-                if (!list_has(rm, json_string_value(json_array_get(list, i))))
-                    json_array_append(kept, json_array_get(list, i));
-            json_decref(rm);
-            json_decref(list);
-            list = kept;
-        }
-        if (!is_multi_select(f) && json_array_size(list) > 1) {
-            /* A single select keeps the last value given, as PocketBase does. */
-            json_t *last = json_incref(json_array_get(list, json_array_size(list) - 1));
-            json_array_clear(list);
-            json_array_append_new(list, last);
-        }
+        json_t *list = list_with_modifiers(f, input, in, cur);
         *err = check_select(f, list);
-        if (is_multi_select(f)) {
+        if (field_is_multiple(f)) {
+            val = list;
+        } else {
+            val = json_array_size(list) ? json_incref(json_array_get(list, 0)) : json_string("");
+            json_decref(list);
+        }
+        break;
+    }
+    case FIELD_RELATION:
+    case FIELD_FILE: {
+        json_t *list = list_with_modifiers(f, input, in, cur);
+        *err = f->type == FIELD_RELATION ? check_relation(f, list) : check_files(f, list);
+        if (field_is_multiple(f)) {
             val = list;
         } else {
             val = json_array_size(list) ? json_incref(json_array_get(list, 0)) : json_string("");

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/alloc.h"
 #include "core/log.h"
@@ -245,8 +246,9 @@ static char *put_u64(char *p, uint64_t v)
     return put(p, t + i, (size_t)(24 - i));
 }
 
+/* body.len bytes are sent; clen is the Content-Length announced. */
 static void write_response(struct http_conn *c, int status, bool keep, bool send_body,
-                           struct slice extra, struct slice ctype, struct slice body)
+                           struct slice extra, struct slice ctype, struct slice body, uint64_t clen)
 {
     const char *reason = http_status_reason(status);
     size_t rlen = strlen(reason);
@@ -262,7 +264,7 @@ static void write_response(struct http_conn *c, int status, bool keep, bool send
     p = PUT_LIT(p, "\r\n");
     if (!bodyless) {
         p = PUT_LIT(p, "Content-Length: ");
-        p = put_u64(p, body.len);
+        p = put_u64(p, clen);
         p = PUT_LIT(p, "\r\n");
     }
     if (keep)
@@ -343,7 +345,7 @@ static void conn_fail(struct http_conn *c, int status, const char *msg)
     http_error_body(&body, status, msg);
     write_response(c, status, false, true,
                    status == 503 ? SLICE_LIT("Retry-After: 1\r\n") : SLICE_NULL,
-                   SLICE_LIT("application/json"), buf_slice(&body));
+                   SLICE_LIT("application/json"), buf_slice(&body), body.len);
     buf_free(&body);
     c->closing = true;
     c->phase = CONN_IDLE;
@@ -545,7 +547,7 @@ static int parser_status(enum http_errno e)
 static void process(struct http_conn *c)
 {
     c->in_process = true;
-    while (!c->closing && !(c->req && c->phase == CONN_WAIT)) {
+    while (!c->closing && !c->file.active && !(c->req && c->phase == CONN_WAIT)) {
         size_t done = (size_t)(c->pos_abs - c->view_abs);
         size_t avail = c->view_len - done;
         if (!avail)
@@ -630,12 +632,13 @@ static void after_batch(struct http_conn *c)
         return;
     }
     switch (c->phase) {
-    case CONN_IDLE: set_timer(c, TIMER_IDLE); break;
+    /* A file being sent is not idle time. */
+    case CONN_IDLE: set_timer(c, c->file.active ? TIMER_NONE : TIMER_IDLE); break;
     case CONN_HEAD: set_timer(c, TIMER_HEAD); break;
     case CONN_BODY: set_timer(c, TIMER_BODY); break;
     case CONN_WAIT: set_timer(c, TIMER_NONE); break;
     }
-    c->io->read(c, c->phase != CONN_WAIT && c->out.len < HTTP_OUT_HIGH_WATER);
+    c->io->read(c, c->phase != CONN_WAIT && !c->file.active && c->out.len < HTTP_OUT_HIGH_WATER);
     c->io->flush(c);
     if (c->phase == CONN_IDLE && c->rbuf.len == 0 && c->rbuf.cap)
         buf_free(&c->rbuf);
@@ -700,6 +703,10 @@ void http_conn_gone(struct http_conn *c, int reason)
 {
     struct http_xreq *r = c->req;
     c->closing = true;
+    if (c->file.active) {
+        close(c->file.fd);
+        c->file.active = false;
+    }
     if (r) {
         if (r->dispatched) {
             detach(c, r, reason);
@@ -713,7 +720,7 @@ void http_conn_gone(struct http_conn *c, int reason)
 
 void http_conn_drained(struct http_conn *c)
 {
-    if (!c->closing && c->phase != CONN_WAIT)
+    if (!c->closing && c->phase != CONN_WAIT && !c->file.active)
         c->io->read(c, true);
 }
 
@@ -764,7 +771,7 @@ void http_respond(struct http_request *req, int status, struct slice content_typ
      * closes after this response. */
     bool keep = req->keep_alive && r->body_done && !c->closing && !c->loop->draining;
     write_response(c, status, keep, req->method != HTTP_M_HEAD, buf_slice(&req->resp_headers),
-                   content_type, body);
+                   content_type, body, body.len);
     c->req = NULL;
     c->phase = CONN_IDLE;
     if (!keep)
@@ -775,4 +782,81 @@ void http_respond(struct http_request *req, int status, struct slice content_typ
             run_rbuf(c);
         after_batch(c);
     }
+}
+
+void http_conn_file_done(struct http_conn *c, bool sent)
+{
+    if (!c->file.active)
+        return;
+    close(c->file.fd);
+    c->file.active = false;
+    if (!sent) {
+        c->closing = true;
+        buf_reset(&c->out);
+    } else if (!c->closing) {
+        run_rbuf(c);
+    }
+    after_batch(c);
+}
+
+/* For io layers without sendfile (tests, fuzzing): the file goes through c->out. */
+static bool read_into_out(struct http_conn *c, int fd, uint64_t offset, uint64_t length)
+{
+    buf_reserve(&c->out, length);
+    while (length) {
+        ssize_t n = pread(fd, c->out.ptr + c->out.len, length, (off_t)offset);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        c->out.len += (size_t)n;
+        offset += (uint64_t)n;
+        length -= (uint64_t)n;
+    }
+    c->out.ptr[c->out.len] = '\0';
+    return true;
+}
+
+void http_respond_file(struct http_request *req, int status, struct slice content_type, int fd,
+                       uint64_t offset, uint64_t length)
+{
+    core_assert(status >= 100 && status <= 999 && fd >= 0);
+    struct http_xreq *r = (struct http_xreq *)req;
+    struct http_conn *c = req->conn;
+    req->status = status;
+    log_request(req->loop, c ? c->lim : NULL, r, c ? c->remote : NULL, status, length);
+    if (!c) {
+        close(fd);
+        xreq_free(r);
+        return;
+    }
+    core_assert(c->req == r && !c->file.active);
+    bool keep = req->keep_alive && r->body_done && !c->closing && !c->loop->draining;
+    write_response(c, status, keep, false, buf_slice(&req->resp_headers), content_type, SLICE_NULL,
+                   length);
+    bool bodyless = status < 200 || status == 204 || status == 304;
+    if (req->method == HTTP_M_HEAD || bodyless || length == 0) {
+        close(fd);
+    } else if (c->loop->sends_files) {
+        c->file = (struct http_conn_file){true, fd, offset, length};
+    } else {
+        if (!read_into_out(c, fd, offset, length))
+            keep = false;
+        close(fd);
+    }
+    c->req = NULL;
+    c->phase = CONN_IDLE;
+    if (!keep)
+        c->closing = true;
+    xreq_free(r);
+    if (!c->in_process) {
+        if (!c->closing)
+            run_rbuf(c);
+        after_batch(c);
+    }
+}
+
+struct slice http_request_remote(const struct http_request *req)
+{
+    return req->conn ? slice_cstr(req->conn->remote) : SLICE_NULL;
 }

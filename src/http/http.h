@@ -98,7 +98,8 @@ struct http_router *http_router_new(void);
 void http_router_free(struct http_router *r);
 /* pattern: "/api/collections/:collection/records/:id"; a ":name" segment
  * matches one non-empty path segment, percent-decoded into req->params in
- * order. `name` labels the route in metrics and logs. method HTTP_M_OTHER
+ * order. A last segment "*" matches the rest of the path, possibly empty or
+ * holding slashes, and fills the next param the same way. `name` labels the route in metrics and logs. method HTTP_M_OTHER
  * matches any method. */
 void http_router_add(struct http_router *r, enum http_method method, const char *pattern,
                      http_handler_fn fn, unsigned flags, const char *name);
@@ -115,6 +116,10 @@ struct slice http_request_header(const struct http_request *req, const char *nam
  * request's pool; returns false if absent. */
 bool http_request_query(struct http_request *req, const char *name, struct slice *value);
 
+/* The client's address ("127.0.0.1", "::1") while it is connected;
+ * SLICE_NULL once it has gone. Valid until the request is answered. */
+struct slice http_request_remote(const struct http_request *req);
+
 /* Adds a response header line; both are copied. */
 void http_response_header(struct http_request *req, struct slice name, struct slice value);
 /* Answers the request: status line, Date, Content-Length, the added headers,
@@ -122,6 +127,18 @@ void http_response_header(struct http_request *req, struct slice name, struct sl
  * counted but not sent. The request must not be touched afterwards. */
 void http_respond(struct http_request *req, int status, struct slice content_type,
                   struct slice body);
+
+/* Answers with `length` bytes of the open file `fd` from `offset` as the
+ * body, after the same head http_respond writes (Content-Length: length).
+ * The bytes go out with sendfile(2) from the loop, never copied through user
+ * space and never blocking it: when the socket is full, the loop waits for
+ * it to drain, serving other connections meanwhile. Later pipelined requests
+ * on the connection wait until the file is sent. Takes ownership of fd: it
+ * is closed once sent, at once for HEAD or a bodyless status, or when the
+ * client goes. If the file shrinks meanwhile the connection is closed, as
+ * the promised length can no longer be sent. */
+void http_respond_file(struct http_request *req, int status, struct slice content_type, int fd,
+                       uint64_t offset, uint64_t length);
 
 /* ---- loops ---- */
 

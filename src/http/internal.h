@@ -88,6 +88,10 @@ struct http_loop {
     char date[TIMEFMT_HTTP_LEN + 1]; /* refreshed once a second */
     struct http_metrics_slot *metrics;
     bool draining;
+    /* true: the io layer's flush also sends c->file once c->out is out, then
+     * calls http_conn_file_done(); false (bare test loops): conn.c reads the
+     * file into c->out. */
+    bool sends_files;
     struct buf logline;
 
     uv_tcp_t listener;
@@ -125,6 +129,13 @@ struct http_conn_io {
     void (*close)(struct http_conn *c); /* close once c->out is sent */
     void (*read)(struct http_conn *c, bool on);
     void (*timer)(struct http_conn *c, uint64_t ms); /* 0 stops it */
+};
+
+/* A file body queued behind the head in c->out (http_respond_file). */
+struct http_conn_file {
+    bool active;
+    int fd;
+    uint64_t offset, left;
 };
 
 struct http_xreq;
@@ -169,6 +180,11 @@ struct http_conn {
     uint64_t deadline, timer_due; /* loop ms; the timer may fire early and re-arm */
     char remote[48];
 
+    struct http_conn_file file;
+    int poll_fd;       /* a dup of the socket, watched while a file waits for room */
+    bool poll_inited;
+    uv_poll_t poll;
+
     uv_tcp_t tcp;
     uv_timer_t timer;
     uv_write_t wreq;
@@ -192,6 +208,9 @@ void http_conn_drained(struct http_conn *c);
 /* Answers with the layer's own JSON error and closes the connection (used
  * for the 503 of a connection over max_connections). */
 void http_conn_fail(struct http_conn *c, int status, const char *msg);
+/* The queued file is sent (or failed: sent=false closes the connection);
+ * closes its fd and resumes the requests waiting behind it. */
+void http_conn_file_done(struct http_conn *c, bool sent);
 /* Called by the loop when shutdown starts. */
 void http_conn_drain(struct http_conn *c);
 

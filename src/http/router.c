@@ -14,6 +14,7 @@ struct rnode {
     struct rnode **kids;
     size_t nkids;
     struct rnode *param;
+    struct rnode *wild; /* a trailing "*": the rest of the path */
     struct http_route *routes;
 };
 
@@ -50,6 +51,10 @@ static void rnode_free(struct rnode *n)
         rnode_free(n->param);
         free(n->param);
     }
+    if (n->wild) {
+        rnode_free(n->wild);
+        free(n->wild);
+    }
     struct http_route *rt = n->routes;
     while (rt) {
         struct http_route *next = rt->next;
@@ -80,7 +85,12 @@ void http_router_add(struct http_router *r, enum http_method method, const char 
         const char *e = strchr(s, '/');
         if (!e)
             e = s + strlen(s);
-        if (*s == ':') {
+        if (*s == '*') {
+            core_assert(e - s == 1 && *e == '\0' && ++nparams <= HTTP_MAX_ROUTE_PARAMS);
+            if (!n->wild)
+                n->wild = xcalloc(1, sizeof(*n->wild));
+            n = n->wild;
+        } else if (*s == ':') {
             core_assert(e - s > 1 && ++nparams <= HTTP_MAX_ROUTE_PARAMS);
             if (!n->param)
                 n->param = xcalloc(1, sizeof(*n->param));
@@ -154,6 +164,10 @@ static const struct rnode *match(const struct rnode *n, const char *p, const cha
         if (m)
             return m;
         (*np)--;
+    }
+    if (n->wild && n->wild->routes && *np < HTTP_MAX_ROUTE_PARAMS) {
+        params[(*np)++] = slice_make(s, (size_t)(end - s));
+        return n->wild;
     }
     return NULL;
 }
@@ -248,9 +262,11 @@ static bool key_matches(struct slice key, struct slice name)
 
 bool http_request_query(struct http_request *req, const char *name, struct slice *value)
 {
+    if (!req->query.ptr)
+        return false;
     struct slice want = slice_cstr(name);
     const char *p = req->query.ptr, *end = p + req->query.len;
-    while (p && p < end) {
+    while (p < end) {
         const char *amp = memchr(p, '&', (size_t)(end - p));
         if (!amp)
             amp = end;

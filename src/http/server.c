@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -36,7 +37,7 @@ struct http_server {
     int ndrained;
 };
 
-enum { LINGER_MS = 2000, KEEP_BUF_CAP = 16 * 1024, BACKLOG = 4096 };
+enum { LINGER_MS = 2000, KEEP_BUF_CAP = 16 * 1024, BACKLOG = 4096, FILE_SLICE = 4 << 20 };
 
 void http_limits_from_config(struct http_limits *lim, const struct config *cfg)
 {
@@ -146,11 +147,14 @@ static void out_done(struct buf *b)
 }
 
 static void io_flush(struct http_conn *c);
+static void send_file(struct http_conn *c);
 
 static void after_write(struct http_conn *c)
 {
     if (c->out.len) {
         io_flush(c);
+    } else if (c->file.active) {
+        send_file(c);
     } else if (c->want_close) {
         start_shutdown(c);
     } else {
@@ -204,6 +208,74 @@ static void io_flush(struct http_conn *c)
     }
 }
 
+static void on_writable(uv_poll_t *p, int status, int events)
+{
+    struct http_conn *c = p->data;
+    uv_poll_stop(p);
+    if (status < 0) {
+        conn_abort(c);
+        return;
+    }
+    send_file(c);
+}
+
+/* libuv lets one handle watch an fd, and the tcp handle has this one; a dup
+ * is the same socket under another number, so a poll handle can wait on it
+ * for room without copying bytes through a uv_write. */
+static void wait_writable(struct http_conn *c, int sock)
+{
+    if (!c->poll_inited) {
+        c->poll_fd = dup(sock);
+        if (c->poll_fd < 0) {
+            conn_abort(c);
+            return;
+        }
+        if (uv_poll_init(&c->loop->uv, &c->poll, c->poll_fd) != 0) {
+            close(c->poll_fd);
+            conn_abort(c);
+            return;
+        }
+        c->poll.data = c;
+        c->poll_inited = true;
+    }
+    if (uv_poll_start(&c->poll, UV_WRITABLE, on_writable) != 0)
+        conn_abort(c);
+}
+
+/* Sends the queued file with sendfile(2) until the socket is full, at most
+ * FILE_SLICE bytes a turn so one fast download does not starve the loop's
+ * other connections. */
+static void send_file(struct http_conn *c)
+{
+    int sock;
+    if (c->closed_handle || uv_fileno((uv_handle_t *)&c->tcp, &sock) != 0)
+        return;
+    uint64_t budget = FILE_SLICE;
+    while (c->file.left && budget) {
+        size_t want = (size_t)(c->file.left < budget ? c->file.left : budget);
+        off_t off = (off_t)c->file.offset;
+        ssize_t n = sendfile(sock, c->file.fd, &off, want);
+        if (n > 0) {
+            c->file.offset += (uint64_t)n;
+            c->file.left -= (uint64_t)n;
+            budget -= (uint64_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        /* n == 0: the file shrank below the Content-Length sent. */
+        conn_abort(c);
+        return;
+    }
+    if (c->file.left) {
+        wait_writable(c, sock);
+        return;
+    }
+    http_conn_file_done(c, true);
+}
+
 static void on_shutdown(uv_shutdown_t *s, int status)
 {
     (void)s;
@@ -231,7 +303,7 @@ static void start_shutdown(struct http_conn *c)
 static void io_close(struct http_conn *c)
 {
     c->want_close = true;
-    if (!c->writing && c->out.len == 0)
+    if (!c->writing && c->out.len == 0 && !c->file.active)
         start_shutdown(c);
 }
 
@@ -273,6 +345,8 @@ static void on_conn_close(uv_handle_t *h)
     buf_free(&c->out);
     buf_free(&c->wout);
     buf_free(&c->rbuf);
+    if (c->poll_inited)
+        close(c->poll_fd);
     free(c);
     report_drained(l);
 }
@@ -283,7 +357,9 @@ static void conn_abort(struct http_conn *c)
         return;
     http_conn_gone(c, -ECONNRESET);
     c->closed_handle = true;
-    c->pending_close = 2;
+    c->pending_close = 2 + c->poll_inited;
+    if (c->poll_inited)
+        uv_close((uv_handle_t *)&c->poll, on_conn_close);
     uv_close((uv_handle_t *)&c->timer, on_conn_close);
     uv_close((uv_handle_t *)&c->tcp, on_conn_close);
 }
@@ -445,6 +521,7 @@ static int loop_init(struct http_loop *l, struct http_server *srv, int fd)
     uv_loop_init(&l->uv);
     l->srv = srv;
     l->listen_fd = fd;
+    l->sends_files = true;
     l->metrics = http_metrics_slot_claim();
     l->rdbuf = xmalloc(HTTP_READ_CHUNK);
     uv_mutex_init(&l->qmu);

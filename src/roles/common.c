@@ -23,11 +23,13 @@ int roles_load_config(struct config *cfg, int role, int argc, char **argv, int *
     config_defaults(cfg);
     if (config_load(cfg, role, argc, argv, npositional, err, sizeof(err))) {
         fprintf(stderr, "cruder: %s\n", err);
+        config_free(cfg);
         return -1;
     }
     if (log_set_level(cfg->log_level)) {
         fprintf(stderr, "cruder: log_level: '%s' is not debug, info, warn or error\n",
                 cfg->log_level);
+        config_free(cfg);
         return -1;
     }
     return 0;

@@ -20,6 +20,7 @@
 #include "core/alloc.h"
 #include "core/id.h"
 #include "core/log.h"
+#include "domain/schema.h"
 #include "store/sqlite_int.h"
 
 /* ---- jobs and queues ---- */
@@ -56,7 +57,9 @@ static void job_free(struct sq_job *j)
         free((char *)j->id.ptr);
     free(j->where_sql);
     free(j->order_sql);
+    free(j->guard_sql);
     json_decref(j->params);
+    json_decref(j->guard_params);
     buf_free(&j->res.json);
     json_decref(j->res.errors);
     free(j);
@@ -556,6 +559,270 @@ static void render_stored(sqlite3 *db, struct sq_entry *e, struct slice id,
     sqlite3_reset(s);
 }
 
+/* ---- relations (the writer thread) ----
+ *
+ * Related collections are found in the current schema snapshot, which the API
+ * publishes before it sends writes that name a new collection. These
+ * statements run once per relation field of a write or per referencing field
+ * of a delete, so they are prepared on demand rather than cached. */
+
+enum { REL_MAX_DEPTH = 16 }; /* cascades deeper than this refuse the delete */
+
+static const char rel_missing_msg[] = "Failed to find all relation records with the provided ids.";
+
+/* Sets res to STORE_INVALID with PocketBase's missing-records error on field. */
+static void rel_missing(struct store_result *res, const char *field)
+{
+    res->status = STORE_INVALID;
+    if (!res->errors)
+        res->errors = json_object();
+    json_object_set_new(res->errors, field,
+                        json_pack("{s:s,s:s}", "code", "validation_missing_rel_records",
+                                  "message", rel_missing_msg));
+}
+
+/* Checks that every id held by c's relation fields in rec exists in the
+ * related collection. STORE_OK, STORE_INVALID (res->errors), or STORE_IO. */
+static int check_relations(sqlite3 *db, const struct schema *sc, const struct collection *c,
+                           json_t *rec, struct store_result *res)
+{
+    for (size_t i = 0; i < c->nfields; i++) {
+        const struct field *f = &c->fields[i];
+        if (f->type != FIELD_RELATION)
+            continue;
+        json_t *v = json_object_get(rec, f->name);
+        json_t *ids = json_is_array(v) ? json_incref(v) : json_array();
+        if (json_is_string(v) && json_string_length(v) > 0)
+            json_array_append(ids, v);
+        size_t n = json_array_size(ids);
+        const struct collection *rc =
+            f->opt.relation.collection_id
+                ? schema_find(sc, slice_cstr(f->opt.relation.collection_id))
+                : NULL;
+        if (!rc && f->opt.relation.collection_id && c->id &&
+            strcmp(f->opt.relation.collection_id, c->id) == 0)
+            rc = c;
+        if (n == 0) {
+            json_decref(ids);
+            continue;
+        }
+        if (!rc) {
+            json_decref(ids);
+            rel_missing(res, f->name);
+            continue;
+        }
+        struct buf sql = BUF_INIT;
+        buf_append_cstr(&sql, "SELECT COUNT(DISTINCT \"id\") FROM ");
+        buf_append_sql_ident(&sql, rc->name);
+        buf_append_cstr(&sql, " WHERE \"id\" IN (SELECT value FROM json_each(?1))");
+        sqlite3_stmt *st = NULL;
+        char *text = json_dumps(ids, JSON_COMPACT);
+        int64_t found = -1;
+        if (sqlite3_prepare_v2(db, sql.ptr, (int)sql.len, &st, NULL) == SQLITE_OK &&
+            sqlite3_bind_text(st, 1, text, -1, SQLITE_TRANSIENT) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
+            found = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        free(text);
+        buf_free(&sql);
+        json_decref(ids);
+        if (found < 0) {
+            sq_set_io(res, db, "relation check");
+            return STORE_IO;
+        }
+        if (found != (int64_t)n)
+            rel_missing(res, f->name);
+    }
+    return res->errors && json_object_size(res->errors) ? STORE_INVALID : STORE_OK;
+}
+
+static const char rel_required_msg[] =
+    "Failed to delete record. Make sure that the record is not part of a required relation "
+    "reference.";
+
+/* A delete refused for its references: STORE_INVALID, PocketBase's message,
+ * no field errors. */
+static void rel_refused(struct store_result *res)
+{
+    res->status = STORE_INVALID;
+    snprintf(res->message, sizeof(res->message), "%s", rel_required_msg);
+    if (!res->errors)
+        res->errors = json_object();
+}
+
+static int delete_refs(sqlite3 *db, const struct schema *sc, const struct collection *c,
+                       struct slice id, int depth, struct store_result *res);
+
+/* Deletes row id of c (already checked to exist or not: a missing row is no
+ * error, a cascade may reach it twice), then what references it. */
+static int delete_cascade(sqlite3 *db, const struct schema *sc, const struct collection *c,
+                          struct slice id, int depth, struct store_result *res)
+{
+    if (depth > REL_MAX_DEPTH) {
+        rel_refused(res);
+        return STORE_INVALID;
+    }
+    struct buf sql = BUF_INIT;
+    buf_append_cstr(&sql, "DELETE FROM ");
+    buf_append_sql_ident(&sql, c->name);
+    buf_append_cstr(&sql, " WHERE \"id\" = ?1");
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql.ptr, (int)sql.len, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, id.ptr, (int)id.len, SQLITE_TRANSIENT);
+        rc = sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+    buf_free(&sql);
+    if (rc != SQLITE_DONE) {
+        sq_set_io(res, db, "cascade delete");
+        return STORE_IO;
+    }
+    return delete_refs(db, sc, c, id, depth, res);
+}
+
+/* Updates or deletes every record whose relation fields hold id (a record of c
+ * just deleted), as PocketBase's cascadeRecordDelete: the id is removed from
+ * the field; a record left with no ids is deleted when the field cascades,
+ * and refused (STORE_INVALID with res->message) when the field is required or
+ * left under its minSelect. */
+static int delete_refs(sqlite3 *db, const struct schema *sc, const struct collection *c,
+                       struct slice id, int depth, struct store_result *res)
+{
+    for (size_t k = 0; k < sc->ncollections; k++) {
+        const struct collection *r = sc->collections[k];
+        for (size_t i = 0; i < r->nfields; i++) {
+            const struct field *f = &r->fields[i];
+            if (f->type != FIELD_RELATION || !f->opt.relation.collection_id ||
+                !c->id || strcmp(f->opt.relation.collection_id, c->id) != 0)
+                continue;
+            bool multi = field_is_multiple(f);
+            struct buf sql = BUF_INIT;
+            /* the ids left once id is removed, counted per referencing row */
+            buf_append_cstr(&sql, "SELECT \"id\", ");
+            if (multi) {
+                buf_append_cstr(&sql, "(SELECT json_group_array(value) FROM json_each(");
+                buf_append_sql_ident(&sql, f->name);
+                buf_append_cstr(&sql, ") WHERE value != ?1) FROM ");
+                buf_append_sql_ident(&sql, r->name);
+                buf_append_cstr(&sql, " WHERE EXISTS (SELECT 1 FROM json_each(");
+                buf_append_sql_ident(&sql, f->name);
+                buf_append_cstr(&sql, ") WHERE value = ?1)");
+            } else {
+                buf_append_cstr(&sql, "'[]' FROM ");
+                buf_append_sql_ident(&sql, r->name);
+                buf_append_cstr(&sql, " WHERE ");
+                buf_append_sql_ident(&sql, f->name);
+                buf_append_cstr(&sql, " = ?1");
+            }
+            sqlite3_stmt *st = NULL;
+            json_t *rows = json_array();
+            int rc = sqlite3_prepare_v2(db, sql.ptr, (int)sql.len, &st, NULL);
+            buf_free(&sql);
+            if (rc == SQLITE_OK) {
+                sqlite3_bind_text(st, 1, id.ptr, (int)id.len, SQLITE_TRANSIENT);
+                while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+                    json_array_append_new(
+                        rows, json_pack("[s,s]", (const char *)sqlite3_column_text(st, 0),
+                                        (const char *)sqlite3_column_text(st, 1)));
+            }
+            sqlite3_finalize(st);
+            if (rc != SQLITE_DONE) {
+                json_decref(rows);
+                sq_set_io(res, db, "relation references");
+                return STORE_IO;
+            }
+            for (size_t n = 0; n < json_array_size(rows); n++) {
+                json_t *row = json_array_get(rows, n);
+                const char *rid = json_string_value(json_array_get(row, 0));
+                const char *left = json_string_value(json_array_get(row, 1));
+                json_t *ids = json_loads(left, 0, NULL);
+                size_t nleft = json_array_size(ids);
+                json_decref(ids);
+                int ret = STORE_OK;
+                if (nleft == 0 && f->opt.relation.cascade_delete) {
+                    ret = delete_cascade(db, sc, r, slice_cstr(rid), depth + 1, res);
+                } else if ((nleft == 0 && f->required) ||
+                           (nleft > 0 && (int64_t)nleft < f->opt.relation.min_select)) {
+                    rel_refused(res);
+                    ret = STORE_INVALID;
+                } else {
+                    struct buf up = BUF_INIT;
+                    buf_append_cstr(&up, "UPDATE ");
+                    buf_append_sql_ident(&up, r->name);
+                    buf_append_cstr(&up, " SET ");
+                    buf_append_sql_ident(&up, f->name);
+                    buf_append_cstr(&up, multi ? " = ?1" : " = ''");
+                    buf_append_cstr(&up, ", \"_version\" = \"_version\" + 1 WHERE \"id\" = ?2");
+                    sqlite3_stmt *u = NULL;
+                    rc = sqlite3_prepare_v2(db, up.ptr, (int)up.len, &u, NULL);
+                    if (rc == SQLITE_OK) {
+                        if (multi)
+                            sqlite3_bind_text(u, 1, left, -1, SQLITE_TRANSIENT);
+                        sqlite3_bind_text(u, 2, rid, -1, SQLITE_TRANSIENT);
+                        rc = sqlite3_step(u);
+                    }
+                    sqlite3_finalize(u);
+                    buf_free(&up);
+                    if (rc != SQLITE_DONE) {
+                        sq_set_io(res, db, "relation update");
+                        ret = STORE_IO;
+                    }
+                }
+                if (ret != STORE_OK) {
+                    json_decref(rows);
+                    return ret;
+                }
+            }
+            json_decref(rows);
+        }
+    }
+    return STORE_OK;
+}
+
+/* Checks j's guard against row `id` as it stands now in the write's
+ * savepoint: STORE_OK, STORE_FORBIDDEN, or STORE_IO with res set. The guard's
+ * parameters come first, so the id is bound to the statement's last ?. The
+ * statement is prepared per write: guards differ by request (their values are
+ * bound, but the rule text differs per collection and operation). */
+static int check_guard(sqlite3 *db, const struct sq_job *j, struct slice id,
+                       struct store_result *res)
+{
+    if (!j->guard_sql)
+        return STORE_OK;
+    struct buf sql = BUF_INIT;
+    buf_append_cstr(&sql, "SELECT 1 FROM ");
+    buf_append_sql_ident(&sql, j->c->name);
+    buf_append_cstr(&sql, " WHERE (");
+    buf_append_cstr(&sql, j->guard_sql);
+    buf_append_cstr(&sql, ") AND ");
+    buf_append_sql_ident(&sql, j->c->name);
+    buf_append_cstr(&sql, ".\"id\" = ?");
+    sqlite3_stmt *s = NULL;
+    int ret = STORE_IO;
+    if (sqlite3_prepare_v2(db, sql.ptr, (int)sql.len, &s, NULL) != SQLITE_OK) {
+        sq_set_io(res, db, "guard");
+        goto out;
+    }
+    int np = sqlite3_bind_parameter_count(s);
+    if (bind_params(s, j->guard_params, np - 1) < 0 ||
+        sqlite3_bind_text(s, np, id.ptr, (int)id.len, SQLITE_STATIC) != SQLITE_OK) {
+        sq_set_io(res, db, "guard");
+        goto out;
+    }
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        ret = STORE_OK;
+    else if (rc == SQLITE_DONE)
+        ret = STORE_FORBIDDEN;
+    else
+        sq_set_io(res, db, "guard");
+out:
+    sqlite3_finalize(s);
+    buf_free(&sql);
+    return ret;
+}
+
 static void run_write(struct sqlite_store *st, struct sq_job *j)
 {
     sqlite3 *db = st->writer.db;
@@ -575,6 +842,10 @@ static void run_write(struct sqlite_store *st, struct sq_job *j)
         if (j->if_match >= 0 && version != j->if_match) {
             res->status = STORE_PRECONDITION;
             res->version = version;
+            return;
+        }
+        if (!j->guard_after && (rc = check_guard(db, j, id, res)) != STORE_OK) {
+            res->status = rc;
             return;
         }
         sqlite3_stmt *g = entry_stmt(db, e, STMT_GET, res);
@@ -598,6 +869,13 @@ static void run_write(struct sqlite_store *st, struct sq_job *j)
         return;
     }
     json_decref(errors);
+    struct schema *sc = schema_current();
+    int relrc = check_relations(db, sc, j->c, out, res);
+    schema_release(sc);
+    if (relrc != STORE_OK) {
+        res->status = relrc;
+        goto out;
+    }
     sqlite3_stmt *w = entry_stmt(db, e, j->create ? STMT_INSERT : STMT_UPDATE, res);
     if (!w)
         goto out;
@@ -623,6 +901,14 @@ static void run_write(struct sqlite_store *st, struct sq_job *j)
         write_failed(db, res);
     sqlite3_reset(w);
     sqlite3_clear_bindings(w); /* drops the dumped JSON texts now */
+    if (rc == SQLITE_DONE && j->guard_after) {
+        /* The batch rolls this write's savepoint back on any status but OK. */
+        int g = check_guard(db, j, id, res);
+        if (g != STORE_OK) {
+            res->status = g;
+            goto out;
+        }
+    }
     if (rc == SQLITE_DONE)
         render_stored(db, e, id, res);
 out:
@@ -644,17 +930,29 @@ static void run_delete(struct sqlite_store *st, struct sq_job *j)
         j->res.version = version;
         return;
     }
+    if ((rc = check_guard(db, j, j->id, &j->res)) != STORE_OK) {
+        j->res.status = rc;
+        return;
+    }
     sqlite3_stmt *s = entry_stmt(db, e, STMT_DELETE, &j->res);
     if (!s)
         return;
     sqlite3_bind_text(s, 1, j->id.ptr, (int)j->id.len, SQLITE_STATIC);
-    if (sqlite3_step(s) == SQLITE_DONE) {
-        j->res.status = STORE_OK;
-        j->res.version = version;
-    } else {
-        sq_set_io(&j->res, db, "delete");
-    }
+    rc = sqlite3_step(s);
     sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+        sq_set_io(&j->res, db, "delete");
+        return;
+    }
+    struct schema *sc = schema_current();
+    rc = delete_refs(db, sc, j->c, j->id, 0, &j->res);
+    schema_release(sc);
+    if (rc != STORE_OK) {
+        j->res.status = rc;
+        return;
+    }
+    j->res.status = STORE_OK;
+    j->res.version = version;
 }
 
 static int step_reset(sqlite3_stmt *s)
@@ -829,14 +1127,14 @@ static void sq_list(struct store *s, const struct store_list_query *q, void *tar
     submit(st, &st->rq, j);
 }
 
-/* Guards are not evaluated yet: a guarded write fails closed. */
-static bool refuse_guard(struct sq_job *j, const struct store_guard *guard)
+static void job_set_guard(struct sq_job *j, const struct store_guard *guard)
 {
     if (!guard)
-        return false;
-    j->res.status = STORE_FORBIDDEN;
-    job_post(j);
-    return true;
+        return;
+    /* A guard without a condition still checks that the row exists. */
+    j->guard_sql = xstrdup(guard->where_sql && *guard->where_sql ? guard->where_sql : "1");
+    j->guard_params = json_incref(guard->params);
+    j->guard_after = guard->after;
 }
 
 static void sq_write(struct store *s, const struct collection *c, struct slice id, bool create,
@@ -845,8 +1143,7 @@ static void sq_write(struct store *s, const struct collection *c, struct slice i
 {
     struct sqlite_store *st = (struct sqlite_store *)s;
     struct sq_job *j = job_new(st, SQ_WRITE, target, cb, arg);
-    if (refuse_guard(j, guard))
-        return;
+    job_set_guard(j, guard);
     j->c = c;
     if (!create)
         job_set_id(j, id);
@@ -863,8 +1160,7 @@ static void sq_delete(struct store *s, const struct collection *c, struct slice 
 {
     struct sqlite_store *st = (struct sqlite_store *)s;
     struct sq_job *j = job_new(st, SQ_DELETE, target, cb, arg);
-    if (refuse_guard(j, guard))
-        return;
+    job_set_guard(j, guard);
     j->c = c;
     job_set_id(j, id);
     j->if_match = if_match;

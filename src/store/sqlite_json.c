@@ -21,7 +21,9 @@ enum sq_colkind sq_colkind(const struct field *f)
     case FIELD_JSON:
         return SQ_COL_JSON;
     case FIELD_SELECT:
-        return f->opt.select.max_select > 1 ? SQ_COL_ARRAY : SQ_COL_TEXT;
+    case FIELD_RELATION:
+    case FIELD_FILE:
+        return field_is_multiple(f) ? SQ_COL_ARRAY : SQ_COL_TEXT;
     default:
         return SQ_COL_TEXT;
     }

@@ -26,7 +26,11 @@ enum store_status {
     STORE_OK = 0,
     STORE_NOT_FOUND = -1,
     STORE_PRECONDITION = -2, /* If-Match version differs; nothing changed */
-    STORE_INVALID = -3,      /* the merge callback rejected it: see errors */
+    /* the merge callback rejected it, or a relation names missing records
+     * (errors: {"field": {"code": "validation_missing_rel_records"}}): see
+     * errors; or a delete would leave a required relation empty (errors {},
+     * message: PocketBase's "Failed to delete record. Make sure ..."). */
+    STORE_INVALID = -3,
     STORE_UNIQUE = -4,       /* a unique index refused it: see errors */
     STORE_BUSY = -5,         /* queues full: answer 503 with Retry-After */
     STORE_IO = -6,           /* the engine failed: see message */
@@ -112,7 +116,14 @@ struct store_ops {
                          bool create, int64_t if_match, const struct store_guard *guard,
                          store_merge_fn merge, void *merge_arg, void *target, store_cb cb,
                          void *arg);
-    /* Deletes record `id` (if_match and guard as for writes). */
+    /* Deletes record `id` (if_match and guard as for writes), and in the same
+     * transaction what references it through relation fields of the current
+     * schema snapshot (schema_current): the id is removed from those fields;
+     * a referencing record left with no ids is deleted when its field has
+     * cascadeDelete (recursively), and the whole delete is refused with
+     * STORE_INVALID when a required field (or minSelect) would be left short.
+     * Writes check that every id their relation fields hold exists in the
+     * related collection (STORE_INVALID on that field otherwise). */
     void (*record_delete)(struct store *s, const struct collection *c, struct slice id,
                           int64_t if_match, const struct store_guard *guard, void *target,
                           store_cb cb, void *arg);

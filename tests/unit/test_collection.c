@@ -446,3 +446,76 @@ Test(schema, publish_find_release)
     collection_release(a);
     collection_release(b);
 }
+
+Test(collection, relation_and_file_fields)
+{
+    struct collection *users = build_ok("{\"name\":\"users\",\"id\":\"pbc_users\"}", NULL);
+    struct collection *c = build_ok(
+        "{\"name\":\"posts\",\"id\":\"pbc_posts\",\"fields\":["
+        "{\"id\":\"r1\",\"name\":\"author\",\"type\":\"relation\",\"collectionId\":\"pbc_users\","
+        "\"cascadeDelete\":true,\"minSelect\":1,\"maxSelect\":3,\"required\":true},"
+        "{\"id\":\"f1\",\"name\":\"pics\",\"type\":\"file\",\"maxSelect\":2,\"maxSize\":1000,"
+        "\"mimeTypes\":[\"image/png\"],\"thumbs\":[\"100x100\",\"0x50t\"],\"protected\":true}]}",
+        NULL);
+    json_t *j = shape(c);
+    expect_json(json_array_get(json_object_get(j, "fields"), 1),
+                "{\"id\":\"r1\",\"name\":\"author\",\"type\":\"relation\",\"system\":false,"
+                "\"hidden\":false,\"presentable\":false,\"required\":true,"
+                "\"collectionId\":\"pbc_users\",\"cascadeDelete\":true,\"minSelect\":1,"
+                "\"maxSelect\":3}");
+    expect_json(json_array_get(json_object_get(j, "fields"), 2),
+                "{\"id\":\"f1\",\"name\":\"pics\",\"type\":\"file\",\"system\":false,"
+                "\"hidden\":false,\"presentable\":false,\"required\":false,\"maxSelect\":2,"
+                "\"maxSize\":1000,\"mimeTypes\":[\"image/png\"],\"thumbs\":[\"100x100\",\"0x50t\"],"
+                "\"protected\":true}");
+    json_decref(j);
+    cr_assert(field_is_multiple(&c->fields[1]));
+    cr_assert(field_is_multiple(&c->fields[2]));
+
+    /* collectionId must exist in the schema, or be the collection itself */
+    json_t *errors = NULL;
+    struct collection *list[] = {users};
+    schema_publish(list, 1);
+    struct schema *s = schema_current();
+    cr_assert_eq(collection_check_relations(s, c, NULL, &errors), 0);
+    struct collection *dangling = build_ok(
+        "{\"name\":\"x\",\"id\":\"pbc_x\",\"fields\":[{\"name\":\"me\",\"type\":\"relation\","
+        "\"collectionId\":\"pbc_x\"},{\"name\":\"other\",\"type\":\"relation\","
+        "\"collectionId\":\"pbc_nope\"}]}",
+        NULL);
+    cr_assert_eq(collection_check_relations(s, dangling, NULL, &errors), -1);
+    expect_json(errors, "{\"fields\":{\"2\":{\"collectionId\":{\"code\":"
+                        "\"validation_field_invalid_relation\",\"message\":"
+                        "\"The relation collection doesn't exist.\"}}}}");
+    json_decref(errors);
+    /* an existing relation may not point elsewhere */
+    struct collection *moved = build_ok("{\"fields\":[{\"id\":\"r1\",\"name\":\"author\","
+                                        "\"type\":\"relation\",\"collectionId\":\"pbc_posts\"}]}",
+                                        c);
+    cr_assert_eq(collection_check_relations(s, moved, c, &errors), -1);
+    cr_assert_str_eq(json_string_value(json_object_get(
+                         json_object_get(json_object_get(json_object_get(errors, "fields"), "1"),
+                                         "collectionId"),
+                         "code")),
+                     "validation_field_relation_change");
+    json_decref(errors);
+    schema_release(s);
+    schema_publish(NULL, 0);
+
+    build_err("{\"name\":\"y\",\"fields\":[{\"name\":\"r\",\"type\":\"relation\","
+              "\"minSelect\":2,\"maxSelect\":1}]}",
+              NULL,
+              "{\"fields\":{\"1\":{\"collectionId\":{\"code\":\"validation_required\","
+              "\"message\":\"Cannot be blank.\"},\"maxSelect\":{\"code\":"
+              "\"validation_min_greater_equal_than_required\",\"message\":"
+              "\"Must be no less than 2.\",\"params\":{\"threshold\":2}}}}}");
+    build_err("{\"name\":\"y\",\"fields\":[{\"name\":\"f\",\"type\":\"file\","
+              "\"thumbs\":[\"axb\"]}]}",
+              NULL,
+              "{\"fields\":{\"1\":{\"thumbs\":{\"code\":\"validation_invalid_thumb_size\","
+              "\"message\":\"Invalid thumb size format.\",\"params\":{\"index\":0}}}}}");
+    collection_release(moved);
+    collection_release(dangling);
+    collection_release(c);
+    collection_release(users);
+}

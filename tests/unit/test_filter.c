@@ -244,7 +244,7 @@ static const struct err_case err_cases[] = {
     {"title = 'a')", 11, "unexpected ')'"},
     {"title = 'a' && ()", 15, "empty group"},
     {"( // c\n )", 0, "empty group"},
-    {"@request.auth.id != ''", 0, "@request.* fields are not supported yet"},
+    {"@request.auth.id != ''", 0, "@request.* fields are only allowed in API rules"},
     {"title = @collection.posts.title", 8, "@collection.* fields are not supported yet"},
     {"created > @nope", 10, "unknown macro \"@nope\""},
     {"title = lower(title)", 8, "functions are not supported yet"},
@@ -402,7 +402,7 @@ Test(sort, rejects_unknown_and_odd_keys_with_position)
         {"null", 0, "unknown field \"null\""},
         {"secret", 0, "non-filterable field \"secret\""},
         {"tags:each", 0, "invalid sort field \"tags:each\""},
-        {"@request.auth.id", 0, "@request.* fields are not supported yet"},
+        {"@request.auth.id", 0, "@request.* fields are only allowed in API rules"},
         {"x;DROP", 0, "invalid sort field \"x;DROP\""},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -423,6 +423,14 @@ static size_t read_all(int fd, char *buf, size_t cap)
     return n;
 }
 
+/* Waits (at most 5 s) until the server counts exactly n open connections. */
+static void wait_open_connections(long n)
+{
+    for (int i = 0; i < 500 && atomic_load(&http_metrics_open_connections) != n; i++)
+        usleep(10000);
+    cr_assert_eq(atomic_load(&http_metrics_open_connections), n);
+}
+
 Test(http_server, real_socket_pipelining_and_limits)
 {
     struct config cfg;
@@ -460,11 +468,13 @@ Test(http_server, real_socket_pipelining_and_limits)
     close(fd);
     cr_assert(strncmp(buf, "HTTP/1.1 400 Bad Request\r\n", 26) == 0, "%s", buf);
 
-    /* Excess connections are answered 503 and closed. */
+    /* Excess connections are answered 503 and closed. The connections above
+     * must be gone first (an error answer lingers while the client closes). */
+    wait_open_connections(0);
     int held[4];
     for (int i = 0; i < 4; i++)
         held[i] = dial(port);
-    usleep(100000);
+    wait_open_connections(4);
     fd = dial(port);
     read_all(fd, buf, sizeof(buf));
     close(fd);
@@ -475,6 +485,7 @@ Test(http_server, real_socket_pipelining_and_limits)
 
     kill(getpid(), SIGTERM);
     http_server_wait(srv);
+    http_server_free(srv);
     http_router_free(r);
     config_free(&cfg);
 }

@@ -260,3 +260,48 @@ Test(record, auth_token_key_and_password)
     json_decref(e);
     collection_release(c);
 }
+
+Test(record, relation_and_file_values)
+{
+    struct collection *c = coll(
+        "{\"name\":\"posts\",\"fields\":["
+        "{\"name\":\"author\",\"type\":\"relation\",\"collectionId\":\"pbc_u\",\"required\":true},"
+        "{\"name\":\"tags\",\"type\":\"relation\",\"collectionId\":\"pbc_t\",\"minSelect\":2,"
+        "\"maxSelect\":3},"
+        "{\"name\":\"doc\",\"type\":\"file\"},"
+        "{\"name\":\"pics\",\"type\":\"file\",\"maxSelect\":2}]}");
+    bad(c, "{}", NULL,
+        "{\"author\":{\"code\":\"validation_required\",\"message\":\"Cannot be blank.\"}}");
+    bad(c, "{\"author\":\"u1\",\"tags\":[\"t1\"]}", NULL,
+        "{\"tags\":{\"code\":\"validation_not_enough_values\",\"message\":\"Select at least 2.\","
+        "\"params\":{\"minSelect\":2}}}");
+    bad(c, "{\"author\":\"u1\",\"tags\":[\"a\",\"b\",\"c\",\"d\"]}", NULL,
+        "{\"tags\":{\"code\":\"validation_too_many_values\",\"message\":\"Select no more than 3.\","
+        "\"params\":{\"maxSelect\":3}}}");
+    bad(c, "{\"author\":\"../etc\"}", NULL,
+        "{\"author\":{\"code\":\"validation_invalid_value\",\"message\":\"Invalid value.\"}}");
+    bad(c, "{\"author\":\"u1\",\"pics\":[\"a.png\",\"b.png\",\"c.png\"]}", NULL,
+        "{\"pics\":{\"code\":\"validation_too_many_values\",\"message\":\"Select no more than 2.\","
+        "\"params\":{\"maxSelect\":2}}}");
+    bad(c, "{\"author\":\"u1\",\"doc\":\"a/b.txt\"}", NULL,
+        "{\"doc\":{\"code\":\"validation_invalid_value\",\"message\":\"Invalid value.\"}}");
+
+    /* a single relation keeps the last id given; duplicates and empties drop */
+    json_t *rec = ok(c, "{\"author\":[\"u1\",\"u2\"],\"tags\":[\"t1\",\"t1\",\"\",\"t2\"],"
+                        "\"pics\":\"[\\\"a.png\\\"]\"}",
+                     NULL);
+    json_object_del(rec, "id");
+    expect_json(rec, "{\"author\":\"u2\",\"tags\":[\"t1\",\"t2\"],\"doc\":\"\","
+                     "\"pics\":[\"a.png\"]}");
+
+    /* modifiers on an update: +field prepends, field+ appends, field- removes */
+    json_t *up = ok(c, "{\"+tags\":\"t0\",\"tags+\":[\"t3\"],\"tags-\":\"t1\",\"pics+\":\"b.png\","
+                       "\"pics-\":[\"a.png\"]}",
+                    rec);
+    json_object_del(up, "id");
+    expect_json(up, "{\"author\":\"u2\",\"tags\":[\"t0\",\"t2\",\"t3\"],\"doc\":\"\","
+                    "\"pics\":[\"b.png\"]}");
+    json_decref(up);
+    json_decref(rec);
+    collection_release(c);
+}

@@ -12,6 +12,7 @@
 #include "core/alloc.h"
 #include "core/config.h"
 #include "core/id.h"
+#include "domain/schema.h"
 #include "store/sqlite_int.h"
 #include "store/store.h"
 
@@ -22,8 +23,9 @@
  * collection.c: the linker takes no archive member for symbols already
  * defined, so they are what runs here. */
 
-static const char *const kind_names[] = {"text", "number", "bool", "email",    "url",
-                                         "date", "select", "json", "autodate", "password"};
+static const char *const kind_names[] = {"text", "number",   "bool",     "email",
+                                         "url",  "date",     "select",   "json",
+                                         "autodate", "password", "relation", "file"};
 
 __attribute__((weak)) json_t *collection_to_json_stored(const struct collection *c)
 {
@@ -71,6 +73,17 @@ static void coll_index(struct collection *c, const char *name, bool unique, cons
     ix->ncolumns = 1;
 }
 
+__attribute__((weak)) void collection_retain(struct collection *c)
+{
+    c->refcount++;
+}
+
+__attribute__((weak)) bool field_is_multiple(const struct field *f)
+{
+    return f->type == FIELD_RELATION ? f->opt.relation.max_select > 1
+                                     : f->opt.select.max_select > 1;
+}
+
 __attribute__((weak)) void collection_release(struct collection *c)
 {
     if (!c || --c->refcount)
@@ -78,6 +91,8 @@ __attribute__((weak)) void collection_release(struct collection *c)
     for (size_t i = 0; i < c->nfields; i++) {
         free(c->fields[i].id);
         free(c->fields[i].name);
+        if (c->fields[i].type == FIELD_RELATION)
+            free(c->fields[i].opt.relation.collection_id);
     }
     for (size_t i = 0; i < c->nindexes; i++) {
         free(c->indexes[i].name);
@@ -802,6 +817,242 @@ Test(store, reopen_finds_everything)
     sqlite3_close(db);
     collection_release(list[0]);
     free(list);
+}
+
+/* ---- guards ---- */
+
+static int guarded_write(const struct collection *c, const char *id, bool create,
+                         const struct store_guard *gd, const char *body)
+{
+    json_t *patch = json_loads(body, 0, NULL);
+    struct got g = {0};
+    st->ops->record_write(st, c, slice_cstr(id), create, -1, gd, merge_set, patch, NULL,
+                          on_result, &g);
+    got_wait(&g);
+    json_decref(patch);
+    int s = g.status;
+    got_free(&g);
+    return s;
+}
+
+static int guarded_delete(const struct collection *c, const char *id,
+                          const struct store_guard *gd)
+{
+    struct got g = {0};
+    st->ops->record_delete(st, c, slice_cstr(id), -1, gd, NULL, on_result, &g);
+    got_wait(&g);
+    int s = g.status;
+    got_free(&g);
+    return s;
+}
+
+static int64_t views_of(const struct collection *c, const char *id)
+{
+    struct got g = {0};
+    get_rec(c, id, false, &g);
+    int64_t v = -1;
+    if (g.status == STORE_OK) {
+        json_t *rec = json_loads(g.json, 0, NULL);
+        v = json_integer_value(json_object_get(rec, "views"));
+        json_decref(rec);
+    }
+    got_free(&g);
+    return v;
+}
+
+Test(store, guard_update_checks_stored_row)
+{
+    struct collection *c = posts_v1();
+    cr_assert_eq(save(NULL, c), STORE_OK);
+    create_ok(c, "{\"id\":\"hhhhhhhhhhhhh01\",\"title\":\"mine\",\"views\":1}");
+    json_t *params = json_pack("[s]", "mine");
+    struct store_guard gd = {.where_sql = "\"posts\".\"title\" = ?", .params = params};
+    /* the guard sees the stored row, not the new one: the write may change the
+     * very field the rule tests */
+    cr_assert_eq(guarded_write(c, "hhhhhhhhhhhhh01", false, &gd,
+                               "{\"views\":2,\"title\":\"theirs\"}"),
+                 STORE_OK);
+    cr_assert_eq(views_of(c, "hhhhhhhhhhhhh01"), 2);
+    cr_assert_eq(guarded_write(c, "hhhhhhhhhhhhh01", false, &gd, "{\"views\":3}"),
+                 STORE_FORBIDDEN);
+    cr_assert_eq(views_of(c, "hhhhhhhhhhhhh01"), 2);
+    /* a missing record stays NOT_FOUND whatever the guard */
+    cr_assert_eq(guarded_write(c, "hhhhhhhhhhhhh99", false, &gd, "{\"views\":3}"),
+                 STORE_NOT_FOUND);
+    json_decref(params);
+    collection_release(c);
+}
+
+Test(store, guard_create_checks_new_row_and_rolls_back)
+{
+    struct collection *c = posts_coll(false);
+    cr_assert_eq(save(NULL, c), STORE_OK);
+    json_t *params = json_pack("[i]", 10);
+    struct store_guard gd = {.where_sql = "\"posts\".\"views\" >= ?", .params = params,
+                             .after = true};
+    cr_assert_eq(guarded_write(c, NULL, true, &gd, "{\"id\":\"iiiiiiiiiiiii01\",\"views\":5}"),
+                 STORE_FORBIDDEN);
+    struct got g = {0};
+    get_rec(c, "iiiiiiiiiiiii01", false, &g);
+    cr_assert_eq(g.status, STORE_NOT_FOUND);
+    got_free(&g);
+    cr_assert_eq(guarded_write(c, NULL, true, &gd, "{\"id\":\"iiiiiiiiiiiii01\",\"views\":15}"),
+                 STORE_OK);
+    cr_assert_eq(views_of(c, "iiiiiiiiiiiii01"), 15);
+    /* a guard that looks at other rows sees the batch's own earlier writes */
+    struct store_guard count = {
+        .where_sql = "(SELECT COUNT(*) FROM \"posts\") <= 2", .after = true};
+    cr_assert_eq(guarded_write(c, NULL, true, &count, "{\"id\":\"iiiiiiiiiiiii02\"}"), STORE_OK);
+    cr_assert_eq(guarded_write(c, NULL, true, &count, "{\"id\":\"iiiiiiiiiiiii03\"}"),
+                 STORE_FORBIDDEN);
+    json_decref(params);
+    collection_release(c);
+}
+
+Test(store, guard_delete_and_bad_sql)
+{
+    struct collection *c = posts_v1();
+    cr_assert_eq(save(NULL, c), STORE_OK);
+    create_ok(c, "{\"id\":\"jjjjjjjjjjjjj01\",\"views\":1}");
+    json_t *params = json_pack("[i]", 2);
+    struct store_guard gd = {.where_sql = "\"posts\".\"views\" = ?", .params = params};
+    cr_assert_eq(guarded_delete(c, "jjjjjjjjjjjjj01", &gd), STORE_FORBIDDEN);
+    cr_assert_eq(views_of(c, "jjjjjjjjjjjjj01"), 1);
+    struct store_guard bad = {.where_sql = "no_such_column = 1"};
+    cr_assert_eq(guarded_delete(c, "jjjjjjjjjjjjj01", &bad), STORE_IO);
+    cr_assert_eq(views_of(c, "jjjjjjjjjjjjj01"), 1);
+    struct store_guard any = {.where_sql = NULL};
+    cr_assert_eq(guarded_delete(c, "jjjjjjjjjjjjj01", &any), STORE_OK);
+    cr_assert_eq(views_of(c, "jjjjjjjjjjjjj01"), -1);
+    json_decref(params);
+    collection_release(c);
+}
+
+/* ---- relations ---- */
+
+static struct field *rel_add(struct collection *c, const char *name, const char *target,
+                             int64_t max_select, bool required, bool cascade)
+{
+    char id[64];
+    snprintf(id, sizeof(id), "rel_%s", name);
+    struct field *f = coll_add(c, id, name, FIELD_RELATION);
+    f->opt.relation.collection_id = xstrdup(target);
+    f->opt.relation.max_select = max_select;
+    f->required = required;
+    f->opt.relation.cascade_delete = cascade;
+    return f;
+}
+
+static void expect_record(const struct collection *c, const char *id, const char *field,
+                          const char *json)
+{
+    struct got g = {0};
+    get_rec(c, id, false, &g);
+    cr_assert_eq(g.status, STORE_OK, "get %s", id);
+    json_t *rec = json_loads(g.json, 0, NULL);
+    char *v = json_dumps(json_object_get(rec, field), JSON_COMPACT | JSON_ENCODE_ANY);
+    cr_assert_str_eq(v, json, "%s.%s", id, field);
+    free(v);
+    json_decref(rec);
+    got_free(&g);
+}
+
+static void expect_gone(const struct collection *c, const char *id)
+{
+    struct got g = {0};
+    get_rec(c, id, false, &g);
+    cr_assert_eq(g.status, STORE_NOT_FOUND, "%s still there", id);
+    got_free(&g);
+}
+
+/* users <- posts.author (single, required), posts.editors (multiple),
+ * comments.post (single, cascade), tags.posts (multiple, cascade) */
+Test(store, relations_checked_and_deletes_cascade_or_refuse)
+{
+    struct collection *users = coll_new("pbc_u", "users");
+    coll_add(users, "text_id", "id", FIELD_TEXT)->opt.text.primary_key = true;
+    struct collection *posts = coll_new("pbc_p", "posts");
+    coll_add(posts, "text_id", "id", FIELD_TEXT)->opt.text.primary_key = true;
+    rel_add(posts, "author", "pbc_u", 1, false, false);
+    rel_add(posts, "editors", "pbc_u", 5, false, false);
+    struct collection *comments = coll_new("pbc_c", "comments");
+    coll_add(comments, "text_id", "id", FIELD_TEXT)->opt.text.primary_key = true;
+    rel_add(comments, "post", "pbc_p", 1, true, true);
+    struct collection *tags = coll_new("pbc_t", "tags");
+    coll_add(tags, "text_id", "id", FIELD_TEXT)->opt.text.primary_key = true;
+    rel_add(tags, "posts", "pbc_p", 5, true, true);
+    struct collection *all[] = {users, posts, comments, tags};
+    for (size_t i = 0; i < 4; i++)
+        cr_assert_eq(save(NULL, all[i]), STORE_OK);
+    schema_publish(all, 4);
+
+    create_ok(users, "{\"id\":\"u1\"}");
+    create_ok(users, "{\"id\":\"u2\"}");
+    struct got g = {0};
+    write_rec(posts, NULL, true, -1, "{\"id\":\"p0\",\"author\":\"nobody\"}", &g);
+    cr_assert_eq(g.status, STORE_INVALID);
+    cr_assert_str_eq(g.errors, "{\"author\":{\"code\":\"validation_missing_rel_records\","
+                               "\"message\":\"Failed to find all relation records with the "
+                               "provided ids.\"}}");
+    got_free(&g);
+    expect_gone(posts, "p0");
+    write_rec(posts, NULL, true, -1, "{\"id\":\"p0\",\"editors\":[\"u1\",\"zz\"]}", &g);
+    cr_assert_eq(g.status, STORE_INVALID);
+    cr_assert(strstr(g.errors, "\"editors\""));
+    got_free(&g);
+
+    create_ok(posts, "{\"id\":\"p1\",\"author\":\"u1\",\"editors\":[\"u1\",\"u2\"]}");
+    create_ok(posts, "{\"id\":\"p2\",\"author\":\"u2\",\"editors\":[\"u2\"]}");
+    create_ok(comments, "{\"id\":\"c1\",\"post\":\"p1\"}");
+    create_ok(comments, "{\"id\":\"c2\",\"post\":\"p2\"}");
+    create_ok(tags, "{\"id\":\"t1\",\"posts\":[\"p1\"]}");
+    create_ok(tags, "{\"id\":\"t2\",\"posts\":[\"p1\",\"p2\"]}");
+
+    /* u1: p1.author cleared, u1 removed from p1.editors, versions bumped */
+    struct got d = {0};
+    st->ops->record_delete(st, users, slice_cstr("u1"), -1, NULL, NULL, on_result, &d);
+    got_wait(&d);
+    cr_assert_eq(d.status, STORE_OK);
+    got_free(&d);
+    expect_record(posts, "p1", "author", "\"\"");
+    expect_record(posts, "p1", "editors", "[\"u2\"]");
+    get_rec(posts, "p1", false, &g);
+    cr_assert_eq(g.version, 3); /* one change per referencing field */
+    got_free(&g);
+
+    /* p1: c1 cascades, t1 (only p1) cascades, t2 keeps p2 */
+    st->ops->record_delete(st, posts, slice_cstr("p1"), -1, NULL, NULL, on_result, &d);
+    got_wait(&d);
+    cr_assert_eq(d.status, STORE_OK);
+    got_free(&d);
+    expect_gone(posts, "p1");
+    expect_gone(comments, "c1");
+    expect_gone(tags, "t1");
+    expect_record(tags, "t2", "posts", "[\"p2\"]");
+    expect_record(comments, "c2", "post", "\"p2\"");
+
+    /* a required, non-cascading reference refuses the delete, nothing changes */
+    struct collection *notes = coll_new("pbc_n", "notes");
+    coll_add(notes, "text_id", "id", FIELD_TEXT)->opt.text.primary_key = true;
+    rel_add(notes, "owner", "pbc_u", 1, true, false);
+    cr_assert_eq(save(NULL, notes), STORE_OK);
+    struct collection *all2[] = {users, posts, comments, tags, notes};
+    schema_publish(all2, 5);
+    create_ok(notes, "{\"id\":\"n1\",\"owner\":\"u2\"}");
+    st->ops->record_delete(st, users, slice_cstr("u2"), -1, NULL, NULL, on_result, &d);
+    got_wait(&d);
+    cr_assert_eq(d.status, STORE_INVALID);
+    cr_assert_str_eq(d.errors, "{}");
+    got_free(&d);
+    expect_record(posts, "p2", "author", "\"u2\"");
+    expect_record(notes, "n1", "owner", "\"u2\"");
+
+    schema_publish(NULL, 0);
+    collection_release(users);
+    collection_release(posts);
+    collection_release(comments);
+    collection_release(tags);
+    collection_release(notes);
 }
 
 /* ---- rendering ---- */

@@ -1,0 +1,299 @@
+/* The local-disk blob adapter (names, commit, abort, reads, removal, the
+ * orphan sweep, refused paths) and serving a blob with http_respond_file
+ * over a real server: a file larger than the socket buffers (the sendfile
+ * loop waits for room), HEAD, and a request pipelined behind a download. */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "blob/blob.h"
+#include "core/config.h"
+#include "http/http.h"
+
+static char dir[64];
+static struct blob_store *bs;
+
+static void setup(void)
+{
+    strcpy(dir, "/tmp/cruder-blob-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    char err[128];
+    bs = blob_local_open(dir, err, sizeof(err));
+    cr_assert_not_null(bs, "%s", err);
+}
+
+static void teardown(void)
+{
+    bs->ops->free(bs);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+static bool exists(const char *rel)
+{
+    char p[256];
+    snprintf(p, sizeof(p), "%s/%s", dir, rel);
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+static int count_entries(const char *rel)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "ls -A %s/%s 2>/dev/null | wc -l", dir, rel);
+    FILE *f = popen(cmd, "r");
+    int n = -1;
+    cr_assert_eq(fscanf(f, "%d", &n), 1);
+    pclose(f);
+    return n;
+}
+
+static void put(const char *coll, const char *rec, const char *name, const char *data)
+{
+    struct blob_writer *w;
+    cr_assert_eq(bs->ops->writer_open(bs, coll, rec, name, &w), 0);
+    cr_assert_eq(bs->ops->writer_write(w, slice_cstr(data)), 0);
+    cr_assert_eq(bs->ops->writer_commit(w), 0);
+}
+
+Test(blob, make_name_like_pocketbase)
+{
+    char out[BLOB_NAME_MAX];
+    struct {
+        const char *in, *prefix, *ext;
+    } cases[] = {
+        {"My Photo (1).JPG", "my_photo_1_", ".jpg"},
+        {"../../etc/passwd", "passwd_", ""},
+        {"a\\b\\c.tar.gz", "c_tar_", ".gz"},
+        {".env", "env_", ""},
+        {"", "file_", ""},
+        {"???.p n?g", "file_", ".png"},
+        {"x.%2e%2e", "x_", ".2e2e"},
+        {"résumé.pdf", "r_sum_", ".pdf"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        blob_make_name(slice_cstr(cases[i].in), out);
+        size_t pl = strlen(cases[i].prefix), el = strlen(cases[i].ext);
+        cr_assert_eq(strlen(out), pl + 10 + el, "%s -> %s", cases[i].in, out);
+        cr_assert(strncmp(out, cases[i].prefix, pl) == 0, "%s -> %s", cases[i].in, out);
+        cr_assert_str_eq(out + pl + 10, cases[i].ext, "%s -> %s", cases[i].in, out);
+        for (size_t j = pl; j < pl + 10; j++)
+            cr_assert(strchr("abcdefghijklmnopqrstuvwxyz0123456789", out[j]), "%s", out);
+        cr_assert(blob_plain_name(slice_cstr(out)), "%s", out);
+    }
+    char a[BLOB_NAME_MAX], b[BLOB_NAME_MAX];
+    blob_make_name(SLICE_LIT("same.txt"), a);
+    blob_make_name(SLICE_LIT("same.txt"), b);
+    cr_assert_str_neq(a, b);
+    char longname[400];
+    memset(longname, 'a', 300);
+    strcpy(longname + 300, ".abcdefghijklmnopqrstuvwxyz");
+    blob_make_name(slice_cstr(longname), out);
+    cr_assert_eq(strlen(out), 100 + 1 + 10 + 21, "%s", out);
+    cr_assert(blob_plain_name(slice_cstr(out)));
+}
+
+Test(blob, plain_names)
+{
+    cr_assert(blob_plain_name(SLICE_LIT("abc_1234567890.png")));
+    const char *bad[] = {"", ".", "..", ".hidden", "a/b", "a\\b", "a b", "%2e%2e", "/abs"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        cr_assert(!blob_plain_name(slice_cstr(bad[i])), "%s", bad[i]);
+    cr_assert(!blob_plain_name(SLICE_LIT("a\0b")));
+}
+
+Test(blob, write_commit_read_remove, .init = setup, .fini = teardown)
+{
+    put("pbc_1", "rec1", "a_0123456789.txt", "hello blob");
+    cr_assert(exists("storage/pbc_1/rec1/a_0123456789.txt"));
+    cr_assert_eq(count_entries("storage/.tmp"), 0);
+    int fd;
+    struct blob_stat st;
+    cr_assert_eq(bs->ops->open_read(bs, "pbc_1", "rec1", "a_0123456789.txt", &fd, &st), 0);
+    cr_assert_eq(st.size, 10);
+    cr_assert_gt(st.mtime_ms, 0);
+    char buf[32] = {0};
+    cr_assert_eq(read(fd, buf, sizeof(buf)), 10);
+    cr_assert_str_eq(buf, "hello blob");
+    close(fd);
+    /* A stored name is never replaced. */
+    struct blob_writer *w;
+    cr_assert_eq(bs->ops->writer_open(bs, "pbc_1", "rec1", "a_0123456789.txt", &w), 0);
+    cr_assert_eq(bs->ops->writer_write(w, SLICE_LIT("other")), 0);
+    cr_assert_eq(bs->ops->writer_commit(w), -EEXIST);
+    cr_assert_eq(count_entries("storage/.tmp"), 0);
+    cr_assert_eq(bs->ops->remove(bs, "pbc_1", "rec1", "a_0123456789.txt"), 0);
+    cr_assert(!exists("storage/pbc_1/rec1/a_0123456789.txt"));
+    cr_assert_eq(bs->ops->remove(bs, "pbc_1", "rec1", "a_0123456789.txt"), 0);
+    cr_assert_eq(bs->ops->open_read(bs, "pbc_1", "rec1", "a_0123456789.txt", &fd, &st), -ENOENT);
+}
+
+Test(blob, abort_leaves_nothing, .init = setup, .fini = teardown)
+{
+    struct blob_writer *w;
+    cr_assert_eq(bs->ops->writer_open(bs, "c", "r", "x.bin", &w), 0);
+    cr_assert_eq(bs->ops->writer_write(w, SLICE_LIT("partial")), 0);
+    cr_assert_eq(count_entries("storage/.tmp"), 1);
+    bs->ops->writer_abort(w);
+    bs->ops->writer_abort(NULL);
+    cr_assert_eq(count_entries("storage/.tmp"), 0);
+    cr_assert(!exists("storage/c"));
+}
+
+Test(blob, traversal_refused, .init = setup, .fini = teardown)
+{
+    const char *bad[][3] = {
+        {"..", "r", "x"}, {"c", "..", "x"}, {"c", "r", ".."}, {"c", "r", "../x"},
+        {"c", "r", "/etc/passwd"}, {"c", "r", "a\\b"}, {"c/d", "r", "x"}, {"c", "r", ""},
+        {"c", "r", ".tmp"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct blob_writer *w;
+        int fd;
+        struct blob_stat st;
+        cr_assert_eq(bs->ops->writer_open(bs, bad[i][0], bad[i][1], bad[i][2], &w), -EINVAL, "%zu", i);
+        cr_assert_eq(bs->ops->open_read(bs, bad[i][0], bad[i][1], bad[i][2], &fd, &st), -EINVAL);
+        cr_assert_eq(bs->ops->remove(bs, bad[i][0], bad[i][1], bad[i][2]), -EINVAL);
+    }
+}
+
+static bool keep_only_k(void *ud, const char *coll, const char *rec, const char *name)
+{
+    int *calls = ud;
+    (*calls)++;
+    return name[0] == 'k';
+}
+
+Test(blob, orphan_sweep, .init = setup, .fini = teardown)
+{
+    put("c1", "r1", "keep.txt", "1");
+    put("c1", "r1", "drop.txt", "2");
+    put("c1", "r2", "drop2.txt", "3");
+    put("c2", "r3", "kept.bin", "4");
+    struct blob_writer *w;
+    cr_assert_eq(bs->ops->writer_open(bs, "c1", "r1", "inflight.txt", &w), 0);
+    cr_assert_eq(bs->ops->writer_write(w, SLICE_LIT("half")), 0);
+    int calls = 0;
+    size_t removed = 0;
+    cr_assert_eq(bs->ops->sweep(bs, keep_only_k, &calls, &removed), 0);
+    cr_assert_eq(calls, 4);
+    cr_assert_eq(removed, 3); /* two orphans, one temporary */
+    cr_assert(exists("storage/c1/r1/keep.txt"));
+    cr_assert(exists("storage/c2/r3/kept.bin"));
+    cr_assert(!exists("storage/c1/r1/drop.txt"));
+    cr_assert(!exists("storage/c1/r2"), "emptied directories go too");
+    cr_assert_eq(count_entries("storage/.tmp"), 0);
+    bs->ops->writer_abort(w);
+}
+
+/* ---- serving a blob with http_respond_file ---- */
+
+enum { BIG = 24 << 20 };
+
+static void serve_blob(struct http_request *req)
+{
+    int fd;
+    struct blob_stat st;
+    if (bs->ops->open_read(bs, "c", "r", req->params[0].ptr, &fd, &st) != 0) {
+        http_respond(req, 404, SLICE_NULL, SLICE_NULL);
+        return;
+    }
+    uint64_t off = 0, len = st.size;
+    struct slice range;
+    if (http_request_query(req, "skip", &range)) {
+        off = (uint64_t)slice_to_uint(range);
+        len -= off;
+    }
+    http_respond_file(req, 200, SLICE_LIT("application/octet-stream"), fd, off, len);
+}
+
+static int dial(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    return fd;
+}
+
+static char *read_all(int fd, size_t *n)
+{
+    size_t cap = BIG + (1 << 20);
+    char *buf = malloc(cap);
+    *n = 0;
+    ssize_t r;
+    while (*n < cap - 1 && (r = read(fd, buf + *n, cap - 1 - *n)) > 0) {
+        *n += (size_t)r;
+        if (*n < 4 * 1024 * 1024)
+            usleep(200); /* a slow reader at first: the server must wait for room */
+    }
+    buf[*n] = '\0';
+    return buf;
+}
+
+Test(blob, served_with_sendfile, .init = setup, .fini = teardown)
+{
+    char *big = malloc(BIG);
+    for (size_t i = 0; i < BIG; i++)
+        big[i] = (char)('a' + i * 7 % 26);
+    struct blob_writer *w;
+    cr_assert_eq(bs->ops->writer_open(bs, "c", "r", "big.bin", &w), 0);
+    cr_assert_eq(bs->ops->writer_write(w, slice_make(big, BIG)), 0);
+    cr_assert_eq(bs->ops->writer_commit(w), 0);
+    put("c", "r", "small.txt", "0123456789");
+
+    struct config cfg;
+    config_defaults(&cfg);
+    free(cfg.http);
+    cfg.http = strdup("127.0.0.1:0");
+    cfg.loops = 1;
+    cfg.access_log = false;
+    cfg.shutdown_timeout_ms = 1000;
+    struct http_router *r = http_router_new();
+    http_router_add(r, HTTP_M_GET, "/f/:name", serve_blob, 0, "blob");
+    struct http_server *srv;
+    char err[128];
+    cr_assert_eq(http_server_start(&cfg, r, &srv, err, sizeof(err)), 0, "%s", err);
+    int port = http_server_port(srv);
+
+    int fd = dial(port);
+    const char req[] = "GET /f/big.bin HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "HEAD /f/small.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /f/small.txt?skip=4 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    cr_assert_eq(write(fd, req, sizeof(req) - 1), (ssize_t)sizeof(req) - 1);
+    size_t n;
+    char *buf = read_all(fd, &n);
+    close(fd);
+    char *body = strstr(buf, "\r\n\r\n");
+    cr_assert_not_null(body);
+    cr_assert_not_null(memmem(buf, (size_t)(body - buf), "Content-Length: 25165824\r\n", 26));
+    body += 4;
+    cr_assert(memcmp(body, big, BIG) == 0, "the big body, byte for byte");
+    char *rest = body + BIG;
+    cr_assert(strncmp(rest, "HTTP/1.1 200 OK\r\n", 17) == 0, "%.200s", rest);
+    char *head_end = strstr(rest, "\r\n\r\n");
+    cr_assert_not_null(strstr(rest, "Content-Length: 10\r\n"));
+    rest = head_end + 4; /* HEAD: no body */
+    cr_assert(strncmp(rest, "HTTP/1.1 200 OK\r\n", 17) == 0, "%.200s", rest);
+    cr_assert_not_null(strstr(rest, "Content-Length: 6\r\n"));
+    cr_assert_str_eq(strstr(rest, "\r\n\r\n") + 4, "456789");
+    cr_assert_eq(n, (size_t)(strstr(rest, "\r\n\r\n") + 4 + 6 - buf));
+    free(buf);
+    free(big);
+
+    kill(getpid(), SIGTERM);
+    http_server_wait(srv);
+    http_server_free(srv);
+    http_router_free(r);
+    config_free(&cfg);
+}
