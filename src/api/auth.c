@@ -172,12 +172,11 @@ static void auth_lookup_done(void *arg, struct store_result *res)
         json_t *rec = json_loadb(res->json.ptr, res->json.len, 0, NULL);
         struct buf key = BUF_INIT;
         struct auth_claims claims;
-        if (token_key(lk->collection, json_string_value(json_object_get(rec, "tokenKey")),
-                      &key) == 0 &&
+        if (token_key(lk->collection, json_string_value(json_object_get(rec, "tokenKey")), &key) ==
+                0 &&
             auth_token_verify(lk->token, buf_slice(&key), time_now_ms() / 1000, &claims) == 0) {
             snprintf(auth->record_id, sizeof(auth->record_id), "%s", claims.id);
-            snprintf(auth->collection_id, sizeof(auth->collection_id), "%s",
-                     lk->collection->id);
+            snprintf(auth->collection_id, sizeof(auth->collection_id), "%s", lk->collection->id);
             auth->superuser = strcmp(lk->collection->name, "_superusers") == 0;
             auth->refreshable = claims.refreshable;
             strip_hidden(lk->collection, rec);
@@ -303,8 +302,7 @@ static bool throttled(struct http_request *req, struct slice key, uint32_t limit
 
 /* ---- auth endpoints ---- */
 
-static void answer_with_token(struct http_request *req, const struct collection *c,
-                              json_t *record)
+static void answer_with_token(struct http_request *req, const struct collection *c, json_t *record)
 {
     char *token = api_token_for(c, record);
     if (!token) {
@@ -403,13 +401,13 @@ static void handle_auth_with_password(struct http_request *req)
     const char *password = json_string_value(json_object_get(body, "password"));
     json_t *errors = json_object();
     if (!identity || !*identity)
-        json_object_set_new(errors, "identity",
-                            json_pack("{s:s,s:s}", "code", "validation_required", "message",
-                                      "Cannot be blank."));
+        json_object_set_new(
+            errors, "identity",
+            json_pack("{s:s,s:s}", "code", "validation_required", "message", "Cannot be blank."));
     if (!password || !*password)
-        json_object_set_new(errors, "password",
-                            json_pack("{s:s,s:s}", "code", "validation_required", "message",
-                                      "Cannot be blank."));
+        json_object_set_new(
+            errors, "password",
+            json_pack("{s:s,s:s}", "code", "validation_required", "message", "Cannot be blank."));
     if (json_object_size(errors)) {
         json_decref(body);
         api_error(req, 400, "An error occurred while validating the submitted data.", errors);
@@ -450,9 +448,8 @@ static void handle_auth_with_password(struct http_request *req)
     size_t i, n = json_array_size(fields) ? json_array_size(fields) : 1;
     buf_append_char(&where, '(');
     for (i = 0; i < n; i++) {
-        const char *name = json_array_size(fields)
-                               ? json_string_value(json_array_get(fields, i))
-                               : "email";
+        const char *name =
+            json_array_size(fields) ? json_string_value(json_array_get(fields, i)) : "email";
         if (!name || !collection_field(c, slice_cstr(name)))
             continue;
         if (where.len > 1)
@@ -473,8 +470,7 @@ static void handle_auth_with_password(struct http_request *req)
         struct api_auth anonymous = {0};
         struct filter_error fe;
         buf_append_cstr(&where, " AND (");
-        if (api_rule_compile(req, &anonymous, c, rule, NULL, "default", &where, params,
-                             &fe)) {
+        if (api_rule_compile(req, &anonymous, c, rule, NULL, "default", &where, params, &fe)) {
             log_warn("authRule of %s does not compile: %s", c->name, fe.message);
             buf_reset(&where);
             json_array_clear(params);
@@ -527,8 +523,7 @@ static void refresh_loaded(void *arg, struct store_result *res)
         }
         free(token);
     } else {
-        answer_with_token(rf.req, rf.collection,
-                          json_loadb(res->json.ptr, res->json.len, 0, NULL));
+        answer_with_token(rf.req, rf.collection, json_loadb(res->json.ptr, res->json.len, 0, NULL));
     }
     collection_release(rf.collection);
 }
@@ -550,8 +545,8 @@ static void refresh_authed(struct http_request *req, struct api_auth *auth)
     }
     struct refresh *rf = arena_zalloc(&req->pool, sizeof(*rf));
     *rf = (struct refresh){req, c, 0};
-    api_ctx.store->ops->record_get(api_ctx.store, c, slice_cstr(auth->record_id), true,
-                                   req->loop, refresh_loaded, rf);
+    api_ctx.store->ops->record_get(api_ctx.store, c, slice_cstr(auth->record_id), true, req->loop,
+                                   refresh_loaded, rf);
 }
 
 static void handle_auth_refresh(struct http_request *req)
@@ -569,8 +564,7 @@ static void impersonate_authed(struct http_request *req, struct api_auth *auth)
         return;
     }
     if (!auth->superuser) {
-        api_error(req, 403, "The authorized record is not allowed to perform this action.",
-                  NULL);
+        api_error(req, 403, "The authorized record is not allowed to perform this action.", NULL);
         return;
     }
     json_t *body = api_body_object(req);
@@ -609,11 +603,10 @@ static void handle_auth_methods(struct http_request *req)
     json_t *pa = json_object_get(c->auth_options, "passwordAuth");
     json_t *fields = json_object_get(pa, "identityFields");
     json_t *enabled = json_object_get(pa, "enabled");
-    json_t *body = json_pack(
-        "{s:{s:b, s:O}, s:{s:b}, s:{s:b}, s:{s:b, s:[]}}", "password", "enabled",
-        enabled ? json_is_true(enabled) : 1, "identityFields",
-        fields ? fields : json_pack("[s]", "email"), "mfa", "enabled", 0, "otp", "enabled", 0,
-        "oauth2", "enabled", 0, "providers");
+    json_t *body = json_pack("{s:{s:b, s:O}, s:{s:b}, s:{s:b}, s:{s:b, s:[]}}", "password",
+                             "enabled", enabled ? json_is_true(enabled) : 1, "identityFields",
+                             fields ? fields : json_pack("[s]", "email"), "mfa", "enabled", 0,
+                             "otp", "enabled", 0, "oauth2", "enabled", 0, "providers");
     collection_release(c);
     api_json(req, 200, body);
 }
@@ -629,6 +622,6 @@ void api_register_auth(struct http_router *r)
                     handle_auth_refresh, 0, "auth_refresh");
     http_router_add(r, HTTP_M_POST, "/api/collections/:collection/impersonate/:id",
                     handle_impersonate, 0, "impersonate");
-    http_router_add(r, HTTP_M_GET, "/api/collections/:collection/auth-methods",
-                    handle_auth_methods, 0, "auth_methods");
+    http_router_add(r, HTTP_M_GET, "/api/collections/:collection/auth-methods", handle_auth_methods,
+                    0, "auth_methods");
 }

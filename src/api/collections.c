@@ -76,8 +76,7 @@ static bool require_superuser(struct http_request *req, const struct api_auth *a
     if (auth->superuser)
         return true;
     if (auth->record_id[0])
-        api_error(req, 403, "The authorized record is not allowed to perform this action.",
-                  NULL);
+        api_error(req, 403, "The authorized record is not allowed to perform this action.", NULL);
     else
         api_error(req, 401, "The request requires valid record authorization token.", NULL);
     return false;
@@ -189,8 +188,7 @@ static void list_authed(struct http_request *req, struct api_auth *auth)
     schema_release(s);
     json_t *body = json_pack("{s:I, s:I, s:I, s:I, s:o}", "page", page, "perPage", per_page,
                              "totalItems", skip_total ? -1 : total, "totalPages",
-                             skip_total ? -1 : (total + per_page - 1) / per_page, "items",
-                             items);
+                             skip_total ? -1 : (total + per_page - 1) / per_page, "items", items);
     api_json(req, 200, body);
 }
 
@@ -248,8 +246,7 @@ static void change_saved(void *arg, struct store_result *res)
     api_schema_change_done();
 }
 
-static void save_change(struct http_request *req, struct collection *prev,
-                        struct collection *next)
+static void save_change(struct http_request *req, struct collection *prev, struct collection *next)
 {
     struct change *ch = arena_zalloc(&req->pool, sizeof(*ch));
     *ch = (struct change){req, prev, next};

@@ -83,8 +83,8 @@ static bool value_in(json_t *v, const char *id)
         return strcmp(json_string_value(v), id) == 0;
     size_t i;
     json_t *x;
-    json_array_foreach(v, i, x) if (json_is_string(x) && strcmp(json_string_value(x), id) == 0)
-        return true;
+    json_array_foreach(v, i, x) if (json_is_string(x) &&
+                                    strcmp(json_string_value(x), id) == 0) return true;
     return false;
 }
 
@@ -111,17 +111,18 @@ static void job_done(void *arg, struct store_result *res)
 {
     struct xjob *j = arg;
     struct xrun *run = j->run;
-    json_t *found = res->status == STORE_OK ? json_loadb(res->json.ptr, res->json.len, 0, NULL)
-                                            : NULL;
+    json_t *found =
+        res->status == STORE_OK ? json_loadb(res->json.ptr, res->json.len, 0, NULL) : NULL;
     size_t i, k;
     json_t *rec, *parent;
     json_array_foreach(found, i, rec) api_record_redact(j->target, run->auth, rec);
-    json_array_foreach(j->parents, i, parent) {
+    json_array_foreach(j->parents, i, parent)
+    {
         if (j->back) {
             const char *pid = json_string_value(json_object_get(parent, "id"));
             json_t *list = json_array();
-            json_array_foreach(found, k, rec) if (pid &&
-                                                  value_in(json_object_get(rec, j->field->name), pid))
+            json_array_foreach(found, k,
+                               rec) if (pid && value_in(json_object_get(rec, j->field->name), pid))
                 json_array_append(list, rec);
             if (json_array_size(list))
                 json_object_set_new(expand_slot(parent), j->node->name, list);
@@ -134,7 +135,8 @@ static void job_done(void *arg, struct store_result *res)
         size_t n;
         json_t *id;
         json_t *ids = json_is_array(v) ? json_incref(v) : json_pack("[O]", v ? v : json_null());
-        json_array_foreach(ids, n, id) {
+        json_array_foreach(ids, n, id)
+        {
             json_array_foreach(found, k, rec) if (json_is_string(id) &&
                                                   json_equal(json_object_get(rec, "id"), id))
                 json_array_append(list, rec);
@@ -185,11 +187,13 @@ static size_t bind_keys(const struct xjob *j, json_t *records, struct buf *out)
     size_t i, k, n = 0;
     json_t *rec, *v;
     buf_append_char(out, '(');
-    json_array_foreach(records, i, rec) {
+    json_array_foreach(records, i, rec)
+    {
         json_t *vals = json_object_get(rec, j->back ? "id" : j->field->name);
-        json_t *list = json_is_array(vals) ? json_incref(vals)
-                                           : json_pack("[O]", vals ? vals : json_null());
-        json_array_foreach(list, k, v) {
+        json_t *list =
+            json_is_array(vals) ? json_incref(vals) : json_pack("[O]", vals ? vals : json_null());
+        json_array_foreach(list, k, v)
+        {
             if (!json_is_string(v) || !json_string_length(v) || n >= EXPAND_MAX_IDS)
                 continue;
             buf_append_cstr(out, n ? ",?" : "?");
@@ -273,9 +277,8 @@ static void expand_level(struct xrun *run, const struct collection *c, json_t *r
         start_job(run, c, records, parent->children[i]);
 }
 
-void api_expand(struct http_request *req, const struct api_auth *auth,
-                const struct collection *c, json_t *records, struct slice spec,
-                api_expand_cb done, void *arg)
+void api_expand(struct http_request *req, const struct api_auth *auth, const struct collection *c,
+                json_t *records, struct slice spec, api_expand_cb done, void *arg)
 {
     struct xnode *root = arena_zalloc(&req->pool, sizeof(*root));
     size_t i = 0;

@@ -17,10 +17,10 @@ void files_register_static(struct http_router *r);
 enum files_encoding { FILES_ENC_IDENTITY, FILES_ENC_GZIP, FILES_ENC_BR, FILES_ENC_COUNT };
 
 struct files_asset {
-    const char *path;         /* below /_/, e.g. "assets/app.1a2b3c4d5e.js" */
+    const char *path; /* below /_/, e.g. "assets/app.1a2b3c4d5e.js" */
     const char *content_type;
-    const char *hash;         /* hex digest of the identity bytes; the ETag's base */
-    bool immutable;           /* fingerprinted: cached for a year */
+    const char *hash; /* hex digest of the identity bytes; the ETag's base */
+    bool immutable;   /* fingerprinted: cached for a year */
     const unsigned char *data[FILES_ENC_COUNT]; /* NULL: no such variant */
     size_t len[FILES_ENC_COUNT];
 };

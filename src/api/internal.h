@@ -80,8 +80,7 @@ int api_rule_compile(struct http_request *req, const struct api_auth *auth,
 /* Makes one record of c fit for this caller in place: hidden and password
  * fields removed, and on auth collections the email removed unless the
  * caller is a superuser, the record itself, or emailVisibility is on. */
-void api_record_redact(const struct collection *c, const struct api_auth *auth,
-                       json_t *record);
+void api_record_redact(const struct collection *c, const struct api_auth *auth, json_t *record);
 
 /* ---- expand (expand.c) ---- */
 
@@ -93,9 +92,8 @@ typedef void (*api_expand_cb)(void *arg);
  * (at once when there is nothing to fetch). The caller keeps records, c and
  * auth alive until done. Unknown or unreadable relations expand to nothing,
  * as in PocketBase. */
-void api_expand(struct http_request *req, const struct api_auth *auth,
-                const struct collection *c, json_t *records, struct slice spec,
-                api_expand_cb done, void *arg);
+void api_expand(struct http_request *req, const struct api_auth *auth, const struct collection *c,
+                json_t *records, struct slice spec, api_expand_cb done, void *arg);
 
 /* ---- route groups ---- */
 

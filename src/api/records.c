@@ -35,9 +35,9 @@ struct rec_call {
     struct collection *collection; /* retained; released when answered */
     enum collection_rule rule;
     struct slice id;
-    int64_t if_match;   /* -1 when absent */
-    json_t *input;      /* create/update: decoded body */
-    struct buf where;   /* list: compiled filter */
+    int64_t if_match; /* -1 when absent */
+    json_t *input;    /* create/update: decoded body */
+    struct buf where; /* list: compiled filter */
     json_t *params;
     struct buf order;
     long long page, per_page;
@@ -48,8 +48,8 @@ struct rec_call {
     long long total;
     int64_t version;
     struct api_auth *auth;
-    bool guarded;        /* write/delete: where + params hold the rule */
-    char *old_hash;      /* own password change: the hash oldPassword matched */
+    bool guarded;   /* write/delete: where + params hold the rule */
+    char *old_hash; /* own password change: the hash oldPassword matched */
 };
 
 static void rec_call_end(struct rec_call *rc)
@@ -137,7 +137,8 @@ static void pick_nested(json_t *keep, json_t *subs)
 {
     const char *head;
     json_t *sub;
-    json_object_foreach(subs, head, sub) {
+    json_object_foreach(subs, head, sub)
+    {
         json_t *v = json_object_get(keep, head);
         struct slice spec = slice_make(json_string_value(sub), json_string_length(sub));
         if (json_is_object(v))
@@ -258,8 +259,7 @@ static bool compile_rule(struct rec_call *rc, const char *expr, json_t *body)
         rc->params = json_array();
     buf_append_char(&rc->where, '(');
     if (api_rule_compile(rc->req, rc->auth, rc->collection, expr, body, "default", &rc->where,
-                         rc->params,
-                         &fe)) {
+                         rc->params, &fe)) {
         log_warn("rule of %s does not compile: %s (at %zu)", rc->collection->name, fe.message,
                  fe.position);
         api_error(rc->req, 403, "The rule of this action cannot be evaluated.", NULL);
@@ -273,7 +273,8 @@ static bool compile_rule(struct rec_call *rc, const char *expr, json_t *body)
  * the store rendered them. */
 static bool needs_rewrite(const struct rec_call *rc)
 {
-    return rc->fields.len || rc->expand.len || (rc->collection->type == COLLECTION_AUTH && !rc->auth->superuser);
+    return rc->fields.len || rc->expand.len ||
+           (rc->collection->type == COLLECTION_AUTH && !rc->auth->superuser);
 }
 
 /* Redacts and applies fields= to one record, in place. */
@@ -318,8 +319,9 @@ static void list_answer(struct rec_call *rc, json_t *items, struct slice res_jso
     struct buf body = BUF_INIT;
     long long total = rc->total;
     long long pages = total < 0 ? -1 : (total + rc->per_page - 1) / rc->per_page;
-    buf_appendf(&body, "{\"page\":%lld,\"perPage\":%lld,\"totalItems\":%lld,\"totalPages\":%lld,"
-                       "\"items\":",
+    buf_appendf(&body,
+                "{\"page\":%lld,\"perPage\":%lld,\"totalItems\":%lld,\"totalPages\":%lld,"
+                "\"items\":",
                 rc->page, rc->per_page, total, pages);
     if (items) {
         size_t i;
@@ -374,8 +376,7 @@ static void list_done(void *arg, struct store_result *res)
         list_answer(rc, rc->items, SLICE_NULL);
 }
 
-static void filter_failed(struct http_request *req, const char *what,
-                          const struct filter_error *fe)
+static void filter_failed(struct http_request *req, const char *what, const struct filter_error *fe)
 {
     char msg[256];
     snprintf(msg, sizeof(msg), "Invalid %s: %s (at %zu).", what, fe->message, fe->position);
@@ -473,8 +474,8 @@ static void view_done(void *arg, struct store_result *res)
 
 static void view_get(struct rec_call *rc)
 {
-    api_ctx.store->ops->record_get(api_ctx.store, rc->collection, rc->id, false,
-                                   rc->req->loop, view_done, rc);
+    api_ctx.store->ops->record_get(api_ctx.store, rc->collection, rc->id, false, rc->req->loop,
+                                   view_done, rc);
 }
 
 /* The view rule's verdict: the record it admits, or none (404). */
@@ -629,9 +630,9 @@ static void submit_write(struct rec_call *rc)
             m->password_field = rc->collection->fields[i].name;
     bool create = req->method == HTTP_M_POST;
     struct store_guard guard = {rc->where.ptr, rc->params, create};
-    api_ctx.store->ops->record_write(api_ctx.store, rc->collection, rc->id, create,
-                                     rc->if_match, rc->guarded ? &guard : NULL, merge_record, m,
-                                     req->loop, write_done, rc);
+    api_ctx.store->ops->record_write(api_ctx.store, rc->collection, rc->id, create, rc->if_match,
+                                     rc->guarded ? &guard : NULL, merge_record, m, req->loop,
+                                     write_done, rc);
 }
 
 /* Password fields arrive as plain text and leave as Argon2id hashes; hashing
@@ -710,8 +711,8 @@ static void old_hash_loaded(void *arg, struct store_result *res)
 {
     struct hashing *h = arg;
     struct rec_call *rc = h->rc;
-    json_t *list = res->status == STORE_OK ? json_loadb(res->json.ptr, res->json.len, 0, NULL)
-                                           : NULL;
+    json_t *list =
+        res->status == STORE_OK ? json_loadb(res->json.ptr, res->json.len, 0, NULL) : NULL;
     json_t *rec = json_array_get(list, 0);
     if (res->status != STORE_OK || !rec) {
         json_decref(list);
@@ -875,8 +876,8 @@ static void write_authed(struct http_request *req, struct api_auth *auth)
     if (!err && (!json_is_string(confirm) ||
                  strcmp(json_string_value(confirm), json_string_value(plain)) != 0))
         json_object_set_new(errors, "passwordConfirm",
-                            json_pack("{s:s,s:s}", "code", "validation_values_mismatch",
-                                      "message", "Values don't match."));
+                            json_pack("{s:s,s:s}", "code", "validation_values_mismatch", "message",
+                                      "Values don't match."));
     const char *manage = c->rules[RULE_MANAGE];
     bool maybe_manager = own_change && manage && *manage;
     if (own_change && !maybe_manager && (!json_is_string(old) || !json_string_length(old)))
@@ -1016,8 +1017,8 @@ void api_register_records(struct http_router *r)
                     "records_create");
     http_router_add(r, HTTP_M_GET, "/api/collections/:collection/records/:id", handle_view, 0,
                     "records_view");
-    http_router_add(r, HTTP_M_PATCH, "/api/collections/:collection/records/:id", handle_update,
-                    0, "records_update");
-    http_router_add(r, HTTP_M_DELETE, "/api/collections/:collection/records/:id",
-                    handle_delete, 0, "records_delete");
+    http_router_add(r, HTTP_M_PATCH, "/api/collections/:collection/records/:id", handle_update, 0,
+                    "records_update");
+    http_router_add(r, HTTP_M_DELETE, "/api/collections/:collection/records/:id", handle_delete, 0,
+                    "records_delete");
 }

@@ -57,12 +57,10 @@ void api_store_error(struct http_request *req, const struct store_result *res)
 json_t *api_body_object(struct http_request *req)
 {
     json_error_t jerr;
-    json_t *v = req->body.len ? json_loadb(req->body.ptr, req->body.len, 0, &jerr)
-                              : json_object();
+    json_t *v = req->body.len ? json_loadb(req->body.ptr, req->body.len, 0, &jerr) : json_object();
     if (!v || !json_is_object(v)) {
         json_decref(v);
-        api_error(req, 400, "Failed to load the submitted data due to invalid formatting.",
-                  NULL);
+        api_error(req, 400, "Failed to load the submitted data due to invalid formatting.", NULL);
         return NULL;
     }
     return v;

@@ -86,16 +86,14 @@ static json_t *headers_object(const struct http_request *req)
 
 int api_rule_compile(struct http_request *req, const struct api_auth *auth,
                      const struct collection *c, const char *expr, json_t *body,
-                     const char *context, struct buf *sql, json_t *params,
-                     struct filter_error *err)
+                     const char *context, struct buf *sql, json_t *params, struct filter_error *err)
 {
     char method[16];
     size_t mlen = req->method_name.len < sizeof(method) ? req->method_name.len : 0;
     memcpy(method, req->method_name.ptr, mlen);
     method[mlen] = 0;
     struct rule_request rq = {
-        .auth = auth->record.len ? json_loadb(auth->record.ptr, auth->record.len, 0, NULL)
-                                 : NULL,
+        .auth = auth->record.len ? json_loadb(auth->record.ptr, auth->record.len, 0, NULL) : NULL,
         .body = body,
         .query = query_object(req),
         .headers = headers_object(req),
@@ -111,8 +109,7 @@ int api_rule_compile(struct http_request *req, const struct api_auth *auth,
     return rc;
 }
 
-void api_record_redact(const struct collection *c, const struct api_auth *auth,
-                       json_t *record)
+void api_record_redact(const struct collection *c, const struct api_auth *auth, json_t *record)
 {
     for (size_t i = 0; i < c->nfields; i++)
         if (c->fields[i].hidden || c->fields[i].type == FIELD_PASSWORD)

@@ -75,13 +75,16 @@ enum files_encoding files_pick_encoding(struct slice accept, const struct files_
         struct slice item = slice_make(p, (size_t)(comma - p));
         p = comma + 1;
         const char *semi = memchr(item.ptr, ';', item.len);
-        struct slice coding = slice_trim(semi ? slice_make(item.ptr, (size_t)(semi - item.ptr)) : item);
+        struct slice coding =
+            slice_trim(semi ? slice_make(item.ptr, (size_t)(semi - item.ptr)) : item);
         int qv = 1000;
         while (semi) {
             const char *pend = item.ptr + item.len;
             const char *next = memchr(semi + 1, ';', (size_t)(pend - semi - 1));
-            struct slice param = slice_trim(slice_make(semi + 1, (size_t)((next ? next : pend) - semi - 1)));
-            if (param.len >= 2 && (param.ptr[0] == 'q' || param.ptr[0] == 'Q') && param.ptr[1] == '=')
+            struct slice param =
+                slice_trim(slice_make(semi + 1, (size_t)((next ? next : pend) - semi - 1)));
+            if (param.len >= 2 && (param.ptr[0] == 'q' || param.ptr[0] == 'Q') &&
+                param.ptr[1] == '=')
                 qv = parse_q(slice_trim(slice_make(param.ptr + 2, param.len - 2)));
             semi = next;
         }
@@ -89,7 +92,8 @@ enum files_encoding files_pick_encoding(struct slice accept, const struct files_
             continue;
         if (slice_case_eq(coding, SLICE_LIT("br")))
             q[FILES_ENC_BR] = qv;
-        else if (slice_case_eq(coding, SLICE_LIT("gzip")) || slice_case_eq(coding, SLICE_LIT("x-gzip")))
+        else if (slice_case_eq(coding, SLICE_LIT("gzip")) ||
+                 slice_case_eq(coding, SLICE_LIT("x-gzip")))
             q[FILES_ENC_GZIP] = qv;
         else if (slice_case_eq(coding, SLICE_LIT("identity")))
             q[FILES_ENC_IDENTITY] = qv;
@@ -198,7 +202,8 @@ static void handle_static(struct http_request *req)
          * one of its pages. A missing asset stays a 404, so an old
          * fingerprint is never cached as HTML. */
         const char *slash = memrchr(path.ptr, '/', path.len);
-        struct slice last = slash ? slice_make(slash + 1, (size_t)(path.ptr + path.len - slash - 1)) : path;
+        struct slice last =
+            slash ? slice_make(slash + 1, (size_t)(path.ptr + path.len - slash - 1)) : path;
         if (!memchr(last.ptr, '.', last.len))
             a = find_asset(SLICE_LIT("index.html"));
     }

@@ -19,8 +19,7 @@ char *core_xstrndup(const char *s, size_t n, const char *file, int line);
 
 /* An invariant of the program itself, kept in release builds. Never use it on
  * anything a client, a file or the network can influence. */
-#define core_assert(cond)                                                      \
-    ((cond) ? (void)0 : core_assert_fail(#cond, __FILE__, __LINE__))
+#define core_assert(cond) ((cond) ? (void)0 : core_assert_fail(#cond, __FILE__, __LINE__))
 _Noreturn void core_assert_fail(const char *what, const char *file, int line);
 
 #endif

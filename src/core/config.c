@@ -165,8 +165,7 @@ void config_free(struct config *cfg)
         }
 }
 
-int config_set(struct config *cfg, const char *name, const char *value, char *err,
-               size_t errlen)
+int config_set(struct config *cfg, const char *name, const char *value, char *err, size_t errlen)
 {
     const struct setting *s = find_setting(name, strlen(name));
     if (!s) {
@@ -220,8 +219,8 @@ static int load_file(struct config *cfg, const char *path, char *err, size_t err
     return rc;
 }
 
-int config_load(struct config *cfg, int role, int argc, char **argv, int *npositional,
-                char *err, size_t errlen)
+int config_load(struct config *cfg, int role, int argc, char **argv, int *npositional, char *err,
+                size_t errlen)
 {
     /* The config file comes first, whichever way it is named, so that the
      * environment and the flags override it. */

@@ -43,12 +43,11 @@ void config_free(struct config *cfg);
  * CRUDER_* environment, then the flags in argv. Non-flag arguments are moved to
  * the front of argv and counted in *npositional. On error returns -1 and writes a
  * one-line reason into err. */
-int config_load(struct config *cfg, int role, int argc, char **argv, int *npositional,
-                char *err, size_t errlen);
+int config_load(struct config *cfg, int role, int argc, char **argv, int *npositional, char *err,
+                size_t errlen);
 
 /* Sets one setting by name (underscores or dashes) from text; -1 with a reason. */
-int config_set(struct config *cfg, const char *name, const char *value, char *err,
-               size_t errlen);
+int config_set(struct config *cfg, const char *name, const char *value, char *err, size_t errlen);
 
 /* Prints the settings that apply to role, with defaults and help. */
 void config_print_help(int role, void *stream);

@@ -21,10 +21,10 @@ int log_set_level(const char *name);
 #define LOG_SRC __FILE__, __LINE__
 #endif
 
-#define log_debug(...)                                                         \
-    do {                                                                       \
-        if (log_min_level <= LOG_DEBUG)                                        \
-            log_write(LOG_DEBUG, LOG_SRC, __VA_ARGS__);                        \
+#define log_debug(...)                                  \
+    do {                                                \
+        if (log_min_level <= LOG_DEBUG)                 \
+            log_write(LOG_DEBUG, LOG_SRC, __VA_ARGS__); \
     } while (0)
 #define log_info(...) log_write(LOG_INFO, LOG_SRC, __VA_ARGS__)
 #define log_warn(...) log_write(LOG_WARN, LOG_SRC, __VA_ARGS__)

@@ -34,8 +34,13 @@ void time_format_pb(int64_t unix_ms, char out[TIMEFMT_PB_LEN + 1])
     struct tm tm;
     gmtime_r(&sec, &tm);
     /* Fixed-width digits written by hand: snprintf cannot prove the width. */
-    int parts[] = {(tm.tm_year + 1900) % 10000, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                   tm.tm_min, tm.tm_sec, ms};
+    int parts[] = {(tm.tm_year + 1900) % 10000,
+                   tm.tm_mon + 1,
+                   tm.tm_mday,
+                   tm.tm_hour,
+                   tm.tm_min,
+                   tm.tm_sec,
+                   ms};
     static const int widths[] = {4, 2, 2, 2, 2, 2, 3};
     static const char seps[] = "-- ::.Z";
     char *p = out;

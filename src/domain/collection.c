@@ -66,8 +66,9 @@ static json_t *err_invalid_value(void)
 
 static json_t *err_length(int64_t min, int64_t max)
 {
-    json_t *e = coll_err("validation_length_out_of_range", "The length must be between %lld and %lld.",
-                         (long long)min, (long long)max);
+    json_t *e =
+        coll_err("validation_length_out_of_range", "The length must be between %lld and %lld.",
+                 (long long)min, (long long)max);
     coll_err_param(e, "min", json_integer(min));
     return coll_err_param(e, "max", json_integer(max));
 }
@@ -99,8 +100,7 @@ uint32_t coll_crc32(struct slice s)
 
 void coll_random_alnum(char *out, size_t n)
 {
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     size_t filled = 0;
     while (filled < n) {
         unsigned char rnd[64];
@@ -187,9 +187,9 @@ size_t coll_utf8_len(const char *s, size_t n)
 /* ------------------------------------------------------------------ names */
 
 static const char *const type_names[] = {
-    [FIELD_TEXT] = "text",         [FIELD_NUMBER] = "number", [FIELD_BOOL] = "bool",
-    [FIELD_EMAIL] = "email",       [FIELD_URL] = "url",       [FIELD_DATE] = "date",
-    [FIELD_SELECT] = "select",     [FIELD_JSON] = "json",     [FIELD_AUTODATE] = "autodate",
+    [FIELD_TEXT] = "text",         [FIELD_NUMBER] = "number",     [FIELD_BOOL] = "bool",
+    [FIELD_EMAIL] = "email",       [FIELD_URL] = "url",           [FIELD_DATE] = "date",
+    [FIELD_SELECT] = "select",     [FIELD_JSON] = "json",         [FIELD_AUTODATE] = "autodate",
     [FIELD_PASSWORD] = "password", [FIELD_RELATION] = "relation", [FIELD_FILE] = "file",
 };
 
@@ -434,7 +434,8 @@ static char *rd_date(json_t *o, const char *key, json_t *ferr)
         return NULL;
     if (time_parse_pb(s, strlen(s), &ms) < 0) {
         free(s);
-        json_object_set_new(ferr, key, coll_err("validation_invalid_date", "Must be a valid date."));
+        json_object_set_new(ferr, key,
+                            coll_err("validation_invalid_date", "Must be a valid date."));
         return NULL;
     }
     s = xrealloc(s, TIMEFMT_PB_LEN + 1);
@@ -455,8 +456,9 @@ static int field_from_json(json_t *o, struct field *f, json_t **err)
     json_t *ferr = json_object();
     json_t *jt = json_object_get(o, "type");
     if (!json_is_string(jt) || field_type_parse(json_string_value(jt), &f->type) < 0) {
-        json_object_set_new(ferr, "type",
-                            coll_err("validation_invalid_field_type", "Missing or unknown field type."));
+        json_object_set_new(
+            ferr, "type",
+            coll_err("validation_invalid_field_type", "Missing or unknown field type."));
         *err = ferr;
         return -1;
     }
@@ -567,17 +569,16 @@ static json_t *field_to_json(const struct field *f)
         json_object_set_new(o, "max", json_integer(f->opt.text.max));
         json_object_set_new(o, "pattern",
                             json_string(f->opt.text.pattern ? f->opt.text.pattern : ""));
-        json_object_set_new(o, "autogeneratePattern",
-                            json_string(f->opt.text.autogenerate_pattern
-                                            ? f->opt.text.autogenerate_pattern
-                                            : ""));
+        json_object_set_new(
+            o, "autogeneratePattern",
+            json_string(f->opt.text.autogenerate_pattern ? f->opt.text.autogenerate_pattern : ""));
         json_object_set_new(o, "primaryKey", json_boolean(f->opt.text.primary_key));
         break;
     case FIELD_NUMBER:
-        json_object_set_new(o, "min", f->opt.number.has_min ? coll_number_json(f->opt.number.min)
-                                                            : json_null());
-        json_object_set_new(o, "max", f->opt.number.has_max ? coll_number_json(f->opt.number.max)
-                                                            : json_null());
+        json_object_set_new(
+            o, "min", f->opt.number.has_min ? coll_number_json(f->opt.number.min) : json_null());
+        json_object_set_new(
+            o, "max", f->opt.number.has_max ? coll_number_json(f->opt.number.max) : json_null());
         json_object_set_new(o, "onlyInt", json_boolean(f->opt.number.only_int));
         break;
     case FIELD_EMAIL:
@@ -614,9 +615,9 @@ static json_t *field_to_json(const struct field *f)
                             json_string(f->opt.password.pattern ? f->opt.password.pattern : ""));
         break;
     case FIELD_RELATION:
-        json_object_set_new(o, "collectionId", json_string(f->opt.relation.collection_id
-                                                               ? f->opt.relation.collection_id
-                                                               : ""));
+        json_object_set_new(
+            o, "collectionId",
+            json_string(f->opt.relation.collection_id ? f->opt.relation.collection_id : ""));
         json_object_set_new(o, "cascadeDelete", json_boolean(f->opt.relation.cascade_delete));
         json_object_set_new(o, "minSelect", json_integer(f->opt.relation.min_select));
         json_object_set_new(o, "maxSelect", json_integer(f->opt.relation.max_select));
@@ -692,7 +693,8 @@ static void check_domains(json_t *ferr, const char *key, char **v, size_t n, boo
         if (!domain_valid(v[i])) {
             char k[24];
             snprintf(k, sizeof(k), "%zu", i);
-            json_object_set_new(each, k, coll_err("validation_is_domain", "Must be a valid domain."));
+            json_object_set_new(each, k,
+                                coll_err("validation_is_domain", "Must be a valid domain."));
         }
     }
     if (json_object_size(each))
@@ -720,31 +722,37 @@ static json_t *field_check(const struct collection *c, struct field *f, const st
     } else if (name.len > NAME_MAX_LEN) {
         json_object_set_new(ferr, "name", err_length(1, NAME_MAX_LEN));
     } else if (!coll_ident_valid(name, NAME_MAX_LEN)) {
-        json_object_set_new(ferr, "name", coll_err("validation_match_invalid", "Must be in a valid format."));
+        json_object_set_new(ferr, "name",
+                            coll_err("validation_match_invalid", "Must be in a valid format."));
     } else {
         for (size_t i = 0; i < sizeof(excluded) / sizeof(excluded[0]); i++)
             if (strcmp(f->name, excluded[i]) == 0)
-                json_object_set_new(ferr, "name", coll_err("validation_not_in_invalid", "Must not be in list."));
+                json_object_set_new(ferr, "name",
+                                    coll_err("validation_not_in_invalid", "Must not be in list."));
         if (!json_object_get(ferr, "name") && strcasestr(f->name, "_via_"))
-            json_object_set_new(ferr, "name",
-                                coll_err("validation_found_via", "The value cannot contain \"_via_\"."));
+            json_object_set_new(
+                ferr, "name",
+                coll_err("validation_found_via", "The value cannot contain \"_via_\"."));
     }
 
     switch (f->type) {
     case FIELD_TEXT: {
         int64_t min = f->opt.text.min, max = f->opt.text.max;
         if (f->opt.text.primary_key && !json_object_get(ferr, "name") && strcmp(f->name, "id") != 0)
-            json_object_set_new(ferr, "name",
-                                coll_err("validation_in_invalid", "The primary key must be named \"id\"."));
+            json_object_set_new(
+                ferr, "name",
+                coll_err("validation_in_invalid", "The primary key must be named \"id\"."));
         if (f->opt.text.primary_key) {
             size_t npk = 0;
             for (size_t i = 0; i < c->nfields; i++)
                 if (c->fields[i].type == FIELD_TEXT && c->fields[i].opt.text.primary_key)
                     npk++;
             if (npk > 1)
-                json_object_set_new(ferr, "primaryKey",
-                                    coll_err("validation_unsupported_composite_pk",
-                                             "Composite PKs are not supported and the collection must have only 1 PK."));
+                json_object_set_new(
+                    ferr, "primaryKey",
+                    coll_err(
+                        "validation_unsupported_composite_pk",
+                        "Composite PKs are not supported and the collection must have only 1 PK."));
         }
         if (min < 0)
             json_object_set_new(ferr, "min", err_min(0));
@@ -794,11 +802,16 @@ static json_t *field_check(const struct collection *c, struct field *f, const st
         double min = f->opt.number.min, max = f->opt.number.max;
         bool only_int = f->opt.number.only_int;
         if (only_int && f->opt.number.has_min && min != (double)(int64_t)min)
-            json_object_set_new(ferr, "min", coll_err("validation_only_int_constraint", "Decimal numbers are not allowed."));
+            json_object_set_new(
+                ferr, "min",
+                coll_err("validation_only_int_constraint", "Decimal numbers are not allowed."));
         if (only_int && f->opt.number.has_max && max != (double)(int64_t)max)
-            json_object_set_new(ferr, "max", coll_err("validation_only_int_constraint", "Decimal numbers are not allowed."));
+            json_object_set_new(
+                ferr, "max",
+                coll_err("validation_only_int_constraint", "Decimal numbers are not allowed."));
         else if (f->opt.number.has_min && f->opt.number.has_max && max != 0 && max < min) {
-            json_t *e = coll_err("validation_min_greater_equal_than_required", "Must be no less than %g.", min);
+            json_t *e = coll_err("validation_min_greater_equal_than_required",
+                                 "Must be no less than %g.", min);
             json_object_set_new(ferr, "max", coll_err_param(e, "threshold", coll_number_json(min)));
         }
         break;
@@ -812,7 +825,8 @@ static json_t *field_check(const struct collection *c, struct field *f, const st
         break;
     case FIELD_DATE:
         if (f->opt.date.min && f->opt.date.max && strcmp(f->opt.date.max, f->opt.date.min) < 0)
-            json_object_set_new(ferr, "max", coll_err("validation_date_out_of_range", "The date is out of range."));
+            json_object_set_new(
+                ferr, "max", coll_err("validation_date_out_of_range", "The date is out of range."));
         break;
     case FIELD_SELECT: {
         int64_t max = f->opt.select.nvalues ? (int64_t)f->opt.select.nvalues : 1;
@@ -834,13 +848,19 @@ static json_t *field_check(const struct collection *c, struct field *f, const st
         bool oc = f->opt.autodate.on_create, ou = f->opt.autodate.on_update;
         if (f->system && prevf && prevf->type == FIELD_AUTODATE) {
             if (oc != prevf->opt.autodate.on_create)
-                json_object_set_new(ferr, "onCreate", coll_err("validation_values_mismatch", "Values don't match."));
+                json_object_set_new(ferr, "onCreate",
+                                    coll_err("validation_values_mismatch", "Values don't match."));
             if (ou != prevf->opt.autodate.on_update)
-                json_object_set_new(ferr, "onUpdate", coll_err("validation_values_mismatch", "Values don't match."));
+                json_object_set_new(ferr, "onUpdate",
+                                    coll_err("validation_values_mismatch", "Values don't match."));
         }
         if (!oc && !ou) {
-            json_object_set_new(ferr, "onCreate", coll_err("validation_required", "Either onCreate or onUpdate must be enabled."));
-            json_object_set_new(ferr, "onUpdate", coll_err("validation_required", "Either onCreate or onUpdate must be enabled."));
+            json_object_set_new(
+                ferr, "onCreate",
+                coll_err("validation_required", "Either onCreate or onUpdate must be enabled."));
+            json_object_set_new(
+                ferr, "onUpdate",
+                coll_err("validation_required", "Either onCreate or onUpdate must be enabled."));
         }
         break;
     }
@@ -896,7 +916,8 @@ static json_t *field_check(const struct collection *c, struct field *f, const st
             size_t w = strspn(t, "0123456789");
             size_t h = t[w] == 'x' ? strspn(t + w + 1, "0123456789") : 0;
             const char *rest = t + w + 1 + h;
-            bool ok = w > 0 && w <= 6 && h > 0 && h <= 6 && (!*rest || (strchr("tbf", *rest) && !rest[1])) &&
+            bool ok = w > 0 && w <= 6 && h > 0 && h <= 6 &&
+                      (!*rest || (strchr("tbf", *rest) && !rest[1])) &&
                       !(strtoll(t, NULL, 10) == 0 && strtoll(t + w + 1, NULL, 10) == 0);
             if (!ok) {
                 json_object_set_new(ferr, "thumbs",
@@ -927,13 +948,14 @@ static json_t *check_text_plain(const struct field *f, const char *v)
         return NULL;
     int64_t len = (int64_t)coll_utf8_len(v, n);
     if (f->opt.text.min > 0 && len < f->opt.text.min)
-        return coll_err_param(coll_err("validation_min_text_constraint", "Must be at least %lld character(s).",
+        return coll_err_param(coll_err("validation_min_text_constraint",
+                                       "Must be at least %lld character(s).",
                                        (long long)f->opt.text.min),
                               "min", json_integer(f->opt.text.min));
     int64_t max = f->opt.text.max ? f->opt.text.max : TEXT_MAX_SAFE;
     if (len > max)
-        return coll_err_param(coll_err("validation_max_text_constraint", "Must be no more than %lld character(s).",
-                                       (long long)max),
+        return coll_err_param(coll_err("validation_max_text_constraint",
+                                       "Must be no more than %lld character(s).", (long long)max),
                               "max", json_integer(max));
     if (f->opt.text.re_ready && regexec(&f->opt.text.re, v, 0, NULL, 0) != 0)
         return coll_err("validation_invalid_format", "Invalid value format.");
@@ -985,7 +1007,8 @@ static struct field *find_typed(struct collection *c, const char *name, enum fie
     return NULL;
 }
 
-static struct field *add_system(struct collection *c, size_t at, const char *name, enum field_type t)
+static struct field *add_system(struct collection *c, size_t at, const char *name,
+                                enum field_type t)
 {
     struct field *f = fields_push(c, at);
     f->name = xstrdup(name);
@@ -1046,9 +1069,18 @@ static void apply_default_fields(struct collection *c)
 static const char *const token_keys[] = {"authToken", "passwordResetToken", "emailChangeToken",
                                          "verificationToken", "fileToken"};
 static const char *const option_keys[] = {
-    "authAlert",         "oauth2",    "passwordAuth",        "mfa",
-    "otp",               "authToken", "passwordResetToken",  "emailChangeToken",
-    "verificationToken", "fileToken", "verificationTemplate", "resetPasswordTemplate",
+    "authAlert",
+    "oauth2",
+    "passwordAuth",
+    "mfa",
+    "otp",
+    "authToken",
+    "passwordResetToken",
+    "emailChangeToken",
+    "verificationToken",
+    "fileToken",
+    "verificationTemplate",
+    "resetPasswordTemplate",
     "confirmEmailChangeTemplate",
 };
 
@@ -1075,18 +1107,19 @@ static json_t *auth_defaults(void)
                                            "{APP_NAME} account from a new location.</p>")));
     json_object_set_new(o, "oauth2",
                         json_pack("{s:[], s:{s:s, s:s, s:s, s:s}, s:b}", "providers",
-                                  "mappedFields", "id", "", "name", "", "username", "",
-                                  "avatarURL", "", "enabled", 0));
+                                  "mappedFields", "id", "", "name", "", "username", "", "avatarURL",
+                                  "", "enabled", 0));
     json_object_set_new(o, "passwordAuth",
                         json_pack("{s:b, s:[s]}", "enabled", 1, "identityFields", "email"));
-    json_object_set_new(o, "mfa", json_pack("{s:b, s:I, s:s}", "enabled", 0, "duration",
-                                            (json_int_t)1800, "rule", ""));
-    json_object_set_new(o, "otp",
-                        json_pack("{s:b, s:I, s:I, s:o}", "enabled", 0, "duration",
-                                  (json_int_t)180, "length", (json_int_t)8, "emailTemplate",
-                                  template("OTP for {APP_NAME}",
-                                           "<p>Hello,</p><p>Your one-time password is: "
-                                           "<strong>{OTP}</strong></p>")));
+    json_object_set_new(
+        o, "mfa",
+        json_pack("{s:b, s:I, s:s}", "enabled", 0, "duration", (json_int_t)1800, "rule", ""));
+    json_object_set_new(
+        o, "otp",
+        json_pack("{s:b, s:I, s:I, s:o}", "enabled", 0, "duration", (json_int_t)180, "length",
+                  (json_int_t)8, "emailTemplate",
+                  template("OTP for {APP_NAME}", "<p>Hello,</p><p>Your one-time password is: "
+                                                 "<strong>{OTP}</strong></p>")));
     json_object_set_new(o, "authToken", token_config(604800));
     json_object_set_new(o, "passwordResetToken", token_config(1800));
     json_object_set_new(o, "emailChangeToken", token_config(1800));
@@ -1102,11 +1135,12 @@ static json_t *auth_defaults(void)
                                  "<p>Hello,</p><p>Click below to reset your password.</p>"
                                  "<p><a href=\"{APP_URL}/_/#/auth/confirm-password-reset/{TOKEN}\">"
                                  "Reset password</a></p>"));
-    json_object_set_new(o, "confirmEmailChangeTemplate",
-                        template("Confirm your {APP_NAME} new email address",
-                                 "<p>Hello,</p><p>Click below to confirm your new email address.</p>"
-                                 "<p><a href=\"{APP_URL}/_/#/auth/confirm-email-change/{TOKEN}\">"
-                                 "Confirm new email</a></p>"));
+    json_object_set_new(
+        o, "confirmEmailChangeTemplate",
+        template("Confirm your {APP_NAME} new email address",
+                 "<p>Hello,</p><p>Click below to confirm your new email address.</p>"
+                 "<p><a href=\"{APP_URL}/_/#/auth/confirm-email-change/{TOKEN}\">"
+                 "Confirm new email</a></p>"));
     return o;
 }
 
@@ -1234,7 +1268,8 @@ static void append_default_index(json_t *list, const struct collection *c, const
     buf_free(&b);
 }
 
-static bool index_same_definition(const struct collection_index *a, const struct collection_index *b)
+static bool index_same_definition(const struct collection_index *a,
+                                  const struct collection_index *b)
 {
     if (a->unique != b->unique || a->ncolumns != b->ncolumns ||
         (a->where == NULL) != (b->where == NULL) || (a->where && strcmp(a->where, b->where) != 0))
@@ -1301,7 +1336,8 @@ static json_t *indexes_build(struct collection *c, json_t *list)
             }
             for (size_t k = 0; !e && k + 1 < c->nindexes; k++) {
                 if (strcasecmp(c->indexes[k].name, ix->name) == 0)
-                    e = coll_err("validation_duplicated_index_name", "The index name already exists.");
+                    e = coll_err("validation_duplicated_index_name",
+                                 "The index name already exists.");
                 else if (index_same_definition(&c->indexes[k], ix))
                     e = coll_err("validation_duplicated_index_definition",
                                  "The index definition already exists.");
@@ -1326,7 +1362,8 @@ static bool list_has_unique(json_t *list, const char *column)
         json_t *s = json_array_get(list, i), *e = NULL;
         struct collection_index ix;
         if (!json_is_string(s) ||
-            coll_index_parse(slice_make(json_string_value(s), json_string_length(s)), &ix, &e) < 0) {
+            coll_index_parse(slice_make(json_string_value(s), json_string_length(s)), &ix, &e) <
+                0) {
             json_decref(e);
             continue;
         }
@@ -1340,7 +1377,7 @@ static bool list_has_unique(json_t *list, const char *column)
 
 /* ------------------------------------------------------------ the build */
 
-static const char *const rule_keys[] = {"listRule", "viewRule",   "createRule", "updateRule",
+static const char *const rule_keys[] = {"listRule",   "viewRule", "createRule", "updateRule",
                                         "deleteRule", "authRule", "manageRule"};
 
 static bool str_eq_nullable(const char *a, const char *b)
@@ -1362,11 +1399,13 @@ static json_t *fields_check(struct collection *c, const struct collection *prev)
         for (size_t k = 0; k < i; k++) {
             json_t *e = NULL, *inner = json_object();
             if (strcmp(c->fields[k].id, c->fields[i].id) == 0) {
-                e = coll_err("validation_duplicated_field_id", "Duplicated or invalid field id \"%s\".",
+                e = coll_err("validation_duplicated_field_id",
+                             "Duplicated or invalid field id \"%s\".",
                              strlen(c->fields[i].id) <= ID_MAX_LEN ? c->fields[i].id : "");
                 json_object_set_new(inner, "id", e);
             } else if (strcasecmp(c->fields[k].name, c->fields[i].name) == 0) {
-                e = coll_err("validation_duplicated_field_name", "Duplicated or invalid field name %s.",
+                e = coll_err("validation_duplicated_field_name",
+                             "Duplicated or invalid field name %s.",
                              coll_ident_valid(slice_cstr(c->fields[i].name), NAME_MAX_LEN)
                                  ? c->fields[i].name
                                  : "");
@@ -1388,13 +1427,16 @@ static json_t *fields_check(struct collection *c, const struct collection *prev)
                 continue;
             const struct field *now = collection_field_by_id(c, slice_cstr(old->id));
             if (!now || strcmp(now->name, old->name) != 0)
-                return coll_err("validation_system_field_change", "System fields cannot be deleted or renamed.");
+                return coll_err("validation_system_field_change",
+                                "System fields cannot be deleted or renamed.");
         }
         json_t *errs = json_object();
         for (size_t i = 0; i < c->nfields; i++) {
             const struct field *old = collection_field_by_id(prev, slice_cstr(c->fields[i].id));
             if (old && old->type != c->fields[i].type)
-                set_index_err(errs, i, coll_err("validation_field_type_change", "Field type cannot be changed."));
+                set_index_err(
+                    errs, i,
+                    coll_err("validation_field_type_change", "Field type cannot be changed."));
         }
         if (json_object_size(errs))
             return errs;
@@ -1405,15 +1447,17 @@ static json_t *fields_check(struct collection *c, const struct collection *prev)
         for (size_t i = 0; i < c->nfields; i++)
             if (strcmp(c->fields[i].name, "passwordConfirm") == 0 ||
                 strcmp(c->fields[i].name, "oldPassword") == 0)
-                set_index_err(errs, i,
-                              json_pack("{s:o}", "name",
-                                        coll_err("validation_reserved_field_name",
-                                                 "The field name is reserved and cannot be used.")));
+                set_index_err(
+                    errs, i,
+                    json_pack("{s:o}", "name",
+                              coll_err("validation_reserved_field_name",
+                                       "The field name is reserved and cannot be used.")));
         if (json_object_size(errs))
             return errs;
     }
     for (size_t i = 0; i < c->nfields; i++) {
-        const struct field *old = prev ? collection_field_by_id(prev, slice_cstr(c->fields[i].id)) : NULL;
+        const struct field *old =
+            prev ? collection_field_by_id(prev, slice_cstr(c->fields[i].id)) : NULL;
         json_t *e = field_check(c, &c->fields[i], old);
         if (e)
             set_index_err(errs, i, e);
@@ -1505,10 +1549,12 @@ static void read_rule(struct collection *c, json_t *eff, enum collection_rule r,
         return;
     }
     if (r == RULE_MANAGE && c->rules[r] && !c->rules[r][0])
-        json_object_set_new(errs, key, coll_err("validation_nil_or_not_empty_required", "Cannot be blank."));
+        json_object_set_new(errs, key,
+                            coll_err("validation_nil_or_not_empty_required", "Cannot be blank."));
     else if (prev && prev->system && !str_eq_nullable(prev->rules[r], c->rules[r]))
-        json_object_set_new(errs, key, coll_err("validation_collection_system_rule_change",
-                                                "System collection API rule cannot be changed."));
+        json_object_set_new(errs, key,
+                            coll_err("validation_collection_system_rule_change",
+                                     "System collection API rule cannot be changed."));
 }
 
 static bool read_date(json_t *eff, const char *key, char out[32])
@@ -1549,14 +1595,17 @@ static struct collection *build(json_t *body, const struct collection *prev, boo
         if (ts && strcmp(ts, "auth") == 0)
             c->type = COLLECTION_AUTH;
         else if (ts && strcmp(ts, "view") == 0)
-            json_object_set_new(errs, "type", coll_err("validation_view_not_supported",
-                                                       "View collections are not supported yet."));
+            json_object_set_new(errs, "type",
+                                coll_err("validation_view_not_supported",
+                                         "View collections are not supported yet."));
         else
-            json_object_set_new(errs, "type", coll_err("validation_in_invalid", "Must be a valid value."));
+            json_object_set_new(errs, "type",
+                                coll_err("validation_in_invalid", "Must be a valid value."));
     }
     if (prev && !json_object_get(errs, "type") && c->type != prev->type)
-        json_object_set_new(errs, "type", coll_err("validation_collection_type_change",
-                                                   "Collection type cannot be changed."));
+        json_object_set_new(
+            errs, "type",
+            coll_err("validation_collection_type_change", "Collection type cannot be changed."));
 
     /* name */
     json_t *jn = json_object_get(eff, "name");
@@ -1570,22 +1619,28 @@ static struct collection *build(json_t *body, const struct collection *prev, boo
     else if (name.len > NAME_MAX_LEN)
         json_object_set_new(errs, "name", err_length(1, NAME_MAX_LEN));
     else if (strcasestr(c->name, "_via_"))
-        json_object_set_new(errs, "name", coll_err("validation_found_via", "The value cannot contain \"_via_\"."));
+        json_object_set_new(
+            errs, "name", coll_err("validation_found_via", "The value cannot contain \"_via_\"."));
     else if (!collection_name_valid(name))
-        json_object_set_new(errs, "name", coll_err("validation_match_invalid", "Must be in a valid format."));
+        json_object_set_new(errs, "name",
+                            coll_err("validation_match_invalid", "Must be in a valid format."));
     else if (prev && prev->system && strcmp(prev->name, c->name) != 0)
-        json_object_set_new(errs, "name", coll_err("validation_collection_system_name_change",
-                                                   "System collection name cannot be changed."));
+        json_object_set_new(errs, "name",
+                            coll_err("validation_collection_system_name_change",
+                                     "System collection name cannot be changed."));
     else if (c->name[0] == '_' && !system_ok && !(prev && strcmp(prev->name, c->name) == 0))
-        json_object_set_new(errs, "name", coll_err("validation_collection_name_invalid",
-                                                   "Names starting with \"_\" are reserved for system collections."));
+        json_object_set_new(
+            errs, "name",
+            coll_err("validation_collection_name_invalid",
+                     "Names starting with \"_\" are reserved for system collections."));
 
     /* id */
     json_t *ji = json_object_get(eff, "id");
     if (prev) {
         c->id = xstrdup(prev->id);
         if (!json_is_string(ji) || strcmp(json_string_value(ji), prev->id) != 0)
-            json_object_set_new(errs, "id", coll_err("validation_values_mismatch", "Values don't match."));
+            json_object_set_new(errs, "id",
+                                coll_err("validation_values_mismatch", "Values don't match."));
     } else if (!ji || json_is_null(ji) || (json_is_string(ji) && json_string_length(ji) == 0)) {
         char id[32];
         struct buf tn = BUF_INIT;
@@ -1605,7 +1660,8 @@ static struct collection *build(json_t *body, const struct collection *prev, boo
         else if (len > ID_MAX_LEN)
             json_object_set_new(errs, "id", err_length(1, ID_MAX_LEN));
         else if (!word)
-            json_object_set_new(errs, "id", coll_err("validation_match_invalid", "Must be in a valid format."));
+            json_object_set_new(errs, "id",
+                                coll_err("validation_match_invalid", "Must be in a valid format."));
     }
 
     /* system */
@@ -1615,8 +1671,9 @@ static struct collection *build(json_t *body, const struct collection *prev, boo
     if (prev) {
         c->system = prev->system;
         if (json_is_boolean(js) && json_is_true(js) != prev->system)
-            json_object_set_new(errs, "system", coll_err("validation_collection_system_flag_change",
-                                                         "System collection state cannot be changed."));
+            json_object_set_new(errs, "system",
+                                coll_err("validation_collection_system_flag_change",
+                                         "System collection state cannot be changed."));
     } else {
         c->system = system_ok && json_is_true(js);
     }
@@ -1702,8 +1759,8 @@ static json_t *to_json(const struct collection *c, bool secrets)
 {
     static const char *const type_str[] = {"base", "auth", "view"};
     json_t *o = json_pack("{s:s, s:s, s:s, s:b, s:s, s:s}", "id", c->id, "name", c->name, "type",
-                          type_str[c->type], "system", c->system, "created", c->created,
-                          "updated", c->updated);
+                          type_str[c->type], "system", c->system, "created", c->created, "updated",
+                          c->updated);
     json_t *fields = json_array();
     for (size_t i = 0; i < c->nfields; i++)
         json_array_append_new(fields, field_to_json(&c->fields[i]));

@@ -94,7 +94,7 @@ enum collection_type { COLLECTION_BASE, COLLECTION_AUTH, COLLECTION_VIEW };
  * [WHERE col != '']". The store builds its SQL from these parts, never from `sql`;
  * the table name in `sql` is ignored (it always follows the collection's name). */
 struct collection_index {
-    char *sql; /* as the client gave it */
+    char *sql;  /* as the client gave it */
     char *name; /* [A-Za-z0-9_]{1,64} */
     bool unique;
     char **columns; /* field names, each checked to exist */
@@ -119,7 +119,8 @@ struct collection {
     size_t nindexes;
     char *rules[7]; /* enum collection_rule; NULL = superusers only */
     char created[32], updated[32];
-    json_t *auth_options; /* auth collections: passwordAuth, authToken, ... as PocketBase shows them */
+    json_t
+        *auth_options; /* auth collections: passwordAuth, authToken, ... as PocketBase shows them */
     uint32_t refcount;
 };
 

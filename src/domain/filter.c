@@ -43,11 +43,22 @@ static const struct {
     const char *text;
     enum op op;
 } sign_table[] = {
-    {"=", OP_EQ},  {"!=", OP_NEQ}, {"~", OP_LIKE},  {"!~", OP_NLIKE},
-    {"<", OP_LT},  {"<=", OP_LTE}, {">", OP_GT},    {">=", OP_GTE},
-    {"?=", OP_ANY | OP_EQ},        {"?!=", OP_ANY | OP_NEQ}, {"?~", OP_ANY | OP_LIKE},
-    {"?!~", OP_ANY | OP_NLIKE},    {"?<", OP_ANY | OP_LT},   {"?<=", OP_ANY | OP_LTE},
-    {"?>", OP_ANY | OP_GT},        {"?>=", OP_ANY | OP_GTE},
+    {"=", OP_EQ},
+    {"!=", OP_NEQ},
+    {"~", OP_LIKE},
+    {"!~", OP_NLIKE},
+    {"<", OP_LT},
+    {"<=", OP_LTE},
+    {">", OP_GT},
+    {">=", OP_GTE},
+    {"?=", OP_ANY | OP_EQ},
+    {"?!=", OP_ANY | OP_NEQ},
+    {"?~", OP_ANY | OP_LIKE},
+    {"?!~", OP_ANY | OP_NLIKE},
+    {"?<", OP_ANY | OP_LT},
+    {"?<=", OP_ANY | OP_LTE},
+    {"?>", OP_ANY | OP_GT},
+    {"?>=", OP_ANY | OP_GTE},
 };
 
 enum operand_kind {
@@ -69,13 +80,13 @@ enum multi { MV_NONE, MV_RAW, MV_EACH };
 struct operand {
     enum operand_kind kind;
     const struct field *field;
-    json_t *value;     /* K_PARAM: owned; K_JSON: the path string, owned */
-    const char *cst;   /* K_CONST */
-    char *sub;         /* K_SUB: owned */
+    json_t *value;   /* K_PARAM: owned; K_JSON: the path string, owned */
+    const char *cst; /* K_CONST */
+    char *sub;       /* K_SUB: owned */
     enum multi multi;
-    bool lower;        /* ":lower" */
-    bool no_coalesce;  /* json values: NULL and '' are distinct */
-    bool email_guard;  /* auth email: only where emailVisibility is on */
+    bool lower;       /* ":lower" */
+    bool no_coalesce; /* json values: NULL and '' are distinct */
+    bool email_guard; /* auth email: only where emailVisibility is on */
     size_t pos;
 };
 
@@ -168,8 +179,8 @@ static int scan(struct state *st, struct tok *t)
     if (ch == '(' || ch == ')') {
         t->type = ch == '(' ? T_LPAREN : T_RPAREN;
     } else if (is_ident_start(ch)) {
-        while (j < n && (is_letter(s[j]) || is_digit(s[j]) || s[j] == '_' || s[j] == '.' ||
-                         s[j] == ':'))
+        while (j < n &&
+               (is_letter(s[j]) || is_digit(s[j]) || s[j] == '_' || s[j] == '.' || s[j] == ':'))
             j++;
         if (j < n && s[j] == '(')
             return fail(st, i, "functions are not supported yet");
@@ -228,7 +239,6 @@ static int scan(struct state *st, struct tok *t)
 }
 
 /* ---- SQL output helpers ---- */
-
 
 /* Wraps what was written since `start` in parentheses. */
 static void wrap_from(struct buf *b, size_t start)
@@ -451,8 +461,7 @@ static json_t *like_pattern(const json_t *v)
     return out;
 }
 
-static void put_like(struct state *st, bool like, const struct operand *l,
-                     const struct operand *r)
+static void put_like(struct state *st, bool like, const struct operand *l, const struct operand *r)
 {
     struct buf *b = st->sql;
     put_operand(st, l);
@@ -473,8 +482,8 @@ static void put_like(struct state *st, bool like, const struct operand *l,
 static void put_compare(struct state *st, enum op op, const struct operand *l,
                         const struct operand *r)
 {
-    static const char *const rel[] = {[OP_LT] = " < ", [OP_LTE] = " <= ", [OP_GT] = " > ",
-                                      [OP_GTE] = " >= "};
+    static const char *const rel[] = {
+        [OP_LT] = " < ", [OP_LTE] = " <= ", [OP_GT] = " > ", [OP_GTE] = " >= "};
     switch (op) {
     case OP_EQ:
     case OP_NEQ:
@@ -515,8 +524,8 @@ static int put_term(struct state *st, enum op op, struct operand *l, struct oper
         struct operand *multi = lelem ? l : r;
         struct operand elem = {.kind = K_ELEM, .pos = multi->pos};
         buf_append_cstr(st->sql, any ? "EXISTS (" : "NOT EXISTS (");
-        buf_append_cstr(st->sql, "SELECT 1 FROM (SELECT \"__mm e\".value AS " ELEM_COL
-                                 " FROM (SELECT ");
+        buf_append_cstr(st->sql,
+                        "SELECT 1 FROM (SELECT \"__mm e\".value AS " ELEM_COL " FROM (SELECT ");
         put_each_source(st->sql, multi->field);
         buf_append_cstr(st->sql, " AS \"__mm j\") AS \"__mm s\", json_each(\"__mm s\".\"__mm j\")"
                                  " AS \"__mm e\") WHERE ");
@@ -590,32 +599,48 @@ static json_t *macro_value(struct slice name, int64_t now_ms)
     gmtime_r(&sec, &tm);
     const int64_t day = 86400000;
     static const char *const names[] = {
-        "@now",       "@second",   "@minute",    "@hour",    "@day",
-        "@month",     "@year",     "@weekday",   "@yesterday", "@tomorrow",
-        "@todayStart", "@todayEnd", "@monthStart", "@monthEnd", "@yearStart",
-        "@yearEnd",
+        "@now",        "@second",   "@minute",    "@hour",     "@day",        "@month",
+        "@year",       "@weekday",  "@yesterday", "@tomorrow", "@todayStart", "@todayEnd",
+        "@monthStart", "@monthEnd", "@yearStart", "@yearEnd",
     };
     size_t i = 0;
     while (i < sizeof names / sizeof names[0] && !slice_eq_cstr(name, names[i]))
         i++;
     switch (i) {
-    case 0: return time_value(now_ms);
-    case 1: return json_integer(tm.tm_sec);
-    case 2: return json_integer(tm.tm_min);
-    case 3: return json_integer(tm.tm_hour);
-    case 4: return json_integer(tm.tm_mday);
-    case 5: return json_integer(tm.tm_mon + 1);
-    case 6: return json_integer(tm.tm_year + 1900);
-    case 7: return json_integer(tm.tm_wday);
-    case 8: return time_value(now_ms - day);
-    case 9: return time_value(now_ms + day);
-    case 10: return time_value(start_of(now_ms, 'd'));
-    case 11: return time_value(start_of_next(now_ms, 'd') - 1);
-    case 12: return time_value(start_of(now_ms, 'm'));
-    case 13: return time_value(start_of_next(now_ms, 'm') - 1);
-    case 14: return time_value(start_of(now_ms, 'y'));
-    case 15: return time_value(start_of_next(now_ms, 'y') - 1);
-    default: return NULL;
+    case 0:
+        return time_value(now_ms);
+    case 1:
+        return json_integer(tm.tm_sec);
+    case 2:
+        return json_integer(tm.tm_min);
+    case 3:
+        return json_integer(tm.tm_hour);
+    case 4:
+        return json_integer(tm.tm_mday);
+    case 5:
+        return json_integer(tm.tm_mon + 1);
+    case 6:
+        return json_integer(tm.tm_year + 1900);
+    case 7:
+        return json_integer(tm.tm_wday);
+    case 8:
+        return time_value(now_ms - day);
+    case 9:
+        return time_value(now_ms + day);
+    case 10:
+        return time_value(start_of(now_ms, 'd'));
+    case 11:
+        return time_value(start_of_next(now_ms, 'd') - 1);
+    case 12:
+        return time_value(start_of(now_ms, 'm'));
+    case 13:
+        return time_value(start_of_next(now_ms, 'm') - 1);
+    case 14:
+        return time_value(start_of(now_ms, 'y'));
+    case 15:
+        return time_value(start_of_next(now_ms, 'y') - 1);
+    default:
+        return NULL;
     }
 }
 
@@ -692,10 +717,10 @@ static int resolve_request(struct state *st, struct slice id, size_t pos, struct
         }
         if (mod.ptr && slice_eq_cstr(mod, "length") && slice_eq_cstr(head, "body")) {
             o->kind = K_PARAM;
-            o->value = json_integer(json_is_array(v) ? (json_int_t)json_array_size(v)
-                                    : v && !json_is_null(v) && !(json_is_string(v) && json_string_length(v) == 0)
-                                        ? 1
-                                        : 0);
+            o->value = json_integer(
+                json_is_array(v) ? (json_int_t)json_array_size(v)
+                : v && !json_is_null(v) && !(json_is_string(v) && json_string_length(v) == 0) ? 1
+                                                                                              : 0);
             return 0;
         }
         request_value(o, v);
@@ -911,11 +936,10 @@ static int resolve_ident(struct state *st, struct slice id, size_t pos, struct o
             if (is_multi_select(f))
                 o->multi = MV_EACH;
         } else if (slice_eq_cstr(modifier, "length") || slice_eq_cstr(modifier, "each")) {
-            return fail(st, pos, "field \"%.*s\" doesn't support :%.*s", SHOWN(name.len),
-                        name.ptr, SHOWN(modifier.len), modifier.ptr);
+            return fail(st, pos, "field \"%.*s\" doesn't support :%.*s", SHOWN(name.len), name.ptr,
+                        SHOWN(modifier.len), modifier.ptr);
         } else {
-            return fail(st, pos, "unknown modifier \":%.*s\"", SHOWN(modifier.len),
-                        modifier.ptr);
+            return fail(st, pos, "unknown modifier \":%.*s\"", SHOWN(modifier.len), modifier.ptr);
         }
         if (st->sort && o->multi != MV_NONE)
             return fail(st, pos, "invalid sort field \"%.*s\"", SHOWN(id.len), id.ptr);
@@ -923,8 +947,8 @@ static int resolve_ident(struct state *st, struct slice id, size_t pos, struct o
         o->multi = MV_RAW;
     }
 
-    o->email_guard = !st->allow_hidden && st->c->type == COLLECTION_AUTH &&
-                     strcmp(f->name, "email") == 0;
+    o->email_guard =
+        !st->allow_hidden && st->c->type == COLLECTION_AUTH && strcmp(f->name, "email") == 0;
     return 0;
 }
 
@@ -1041,8 +1065,7 @@ static int parse_group(struct state *st, int depth, size_t open_pos)
             return -1;
         if (t.type == T_LPAREN) {
             if (depth + 1 > FILTER_MAX_DEPTH)
-                return fail(st, t.pos, "filter is nested too deeply (max %d)",
-                            FILTER_MAX_DEPTH);
+                return fail(st, t.pos, "filter is nested too deeply (max %d)", FILTER_MAX_DEPTH);
             if (parse_group(st, depth + 1, t.pos) < 0)
                 return -1;
         } else if (t.type == T_RPAREN && count == 0 && depth > 0) {
@@ -1069,8 +1092,7 @@ static int parse_group(struct state *st, int depth, size_t open_pos)
         } else if (t.type == T_RPAREN) {
             return fail(st, t.pos, "unexpected ')'");
         } else {
-            return fail(st, t.pos, "expected && or ||, got \"%.*s\"", SHOWN(t.len),
-                        st->s + t.pos);
+            return fail(st, t.pos, "expected && or ||, got \"%.*s\"", SHOWN(t.len), st->s + t.pos);
         }
     }
     if (count > 1)
@@ -1123,8 +1145,8 @@ int rule_compile(const struct schema *s, const struct collection *c, struct slic
     return parse_group(&st, 0, 0);
 }
 
-int filter_compile(const struct collection *c, struct slice expr, int64_t now_ms,
-                   struct buf *sql, json_t *params, struct filter_error *err)
+int filter_compile(const struct collection *c, struct slice expr, int64_t now_ms, struct buf *sql,
+                   json_t *params, struct filter_error *err)
 {
     return filter_compile_opts(c, expr, now_ms, NULL, sql, params, err);
 }
@@ -1137,8 +1159,7 @@ static bool is_trim_space(char ch)
 }
 
 int sort_compile_opts(const struct collection *c, struct slice sort,
-                      const struct filter_options *opts, struct buf *sql,
-                      struct filter_error *err)
+                      const struct filter_options *opts, struct buf *sql, struct filter_error *err)
 {
     struct state st = {
         .c = c,

@@ -64,8 +64,8 @@ struct filter_options {
  * expression to *sql and the values its ?s bind to, in order, to params (a JSON
  * array the caller owns). now_ms fixes @now and the other macros. On failure
  * returns -1, fills *err and leaves sql/params in an unspecified state. */
-int filter_compile(const struct collection *c, struct slice expr, int64_t now_ms,
-                   struct buf *sql, json_t *params, struct filter_error *err);
+int filter_compile(const struct collection *c, struct slice expr, int64_t now_ms, struct buf *sql,
+                   json_t *params, struct filter_error *err);
 
 /* Compiles a sort list ("-created,title,+id", "@random") to an ORDER BY body
  * (without the keywords) appended to *sql. 0, or -1 with *err. */
@@ -78,8 +78,7 @@ int sort_compile(const struct collection *c, struct slice sort, struct buf *sql,
                  struct filter_error *err);
 /* sort_compile with options (opts may be NULL: the defaults of sort_compile). */
 int sort_compile_opts(const struct collection *c, struct slice sort,
-                      const struct filter_options *opts, struct buf *sql,
-                      struct filter_error *err);
+                      const struct filter_options *opts, struct buf *sql, struct filter_error *err);
 
 /* ---- API rules ----
  *
@@ -96,7 +95,8 @@ int sort_compile_opts(const struct collection *c, struct slice sort,
 struct schema;
 
 struct rule_request {
-    json_t *auth;        /* the caller's auth record with collectionId and collectionName; NULL if anonymous */
+    json_t *
+        auth; /* the caller's auth record with collectionId and collectionName; NULL if anonymous */
     json_t *body;        /* the submitted fields (create/update), NULL otherwise */
     json_t *query;       /* query parameters as an object of strings */
     json_t *headers;     /* request headers as an object, names normalised as above */

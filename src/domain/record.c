@@ -87,7 +87,6 @@ static int to_number(json_t *v, double *out)
     return 0;
 }
 
-
 /* PocketBase's cast.ToBool (strconv.ParseBool), plus "on" as HTML checkboxes send. */
 static bool to_bool(json_t *v)
 {
@@ -265,7 +264,8 @@ static json_t *check_number(const struct field *f, double v)
 {
     char a[64];
     if (isnan(v) || isinf(v))
-        return coll_err("validation_not_a_number", "The submitted number is not properly formatted.");
+        return coll_err("validation_not_a_number",
+                        "The submitted number is not properly formatted.");
     if (v == 0)
         return f->required ? coll_err_required() : NULL;
     if (f->opt.number.only_int && v != trunc(v))
@@ -290,8 +290,10 @@ static json_t *check_email(const struct field *f, const char *v, size_t n)
     const char *at = strrchr(v, '@');
     struct slice domain = slice_make(at + 1, n - (size_t)(at + 1 - v));
     const struct field *e = f;
-    if ((e->opt.email_url.nonly && !in_list(e->opt.email_url.only_domains, e->opt.email_url.nonly, domain)) ||
-        (e->opt.email_url.nexcept && in_list(e->opt.email_url.except_domains, e->opt.email_url.nexcept, domain)))
+    if ((e->opt.email_url.nonly &&
+         !in_list(e->opt.email_url.only_domains, e->opt.email_url.nonly, domain)) ||
+        (e->opt.email_url.nexcept &&
+         in_list(e->opt.email_url.except_domains, e->opt.email_url.nexcept, domain)))
         return coll_err("validation_email_domain_not_allowed", "Email domain is not allowed.");
     return NULL;
 }
@@ -303,8 +305,10 @@ static json_t *check_url(const struct field *f, const char *v, size_t n)
         return f->required ? coll_err_required() : NULL;
     if (!url_valid(v, n, &host))
         return coll_err("validation_invalid_url", "Must be a valid url.");
-    if ((f->opt.email_url.nonly && !in_list(f->opt.email_url.only_domains, f->opt.email_url.nonly, host)) ||
-        (f->opt.email_url.nexcept && in_list(f->opt.email_url.except_domains, f->opt.email_url.nexcept, host)))
+    if ((f->opt.email_url.nonly &&
+         !in_list(f->opt.email_url.only_domains, f->opt.email_url.nonly, host)) ||
+        (f->opt.email_url.nexcept &&
+         in_list(f->opt.email_url.except_domains, f->opt.email_url.nexcept, host)))
         return coll_err("validation_url_domain_not_allowed", "Url domain is not allowed.");
     return NULL;
 }
@@ -352,9 +356,9 @@ static json_t *check_select(const struct field *f, json_t *list)
         return f->required ? coll_err_required() : NULL;
     int64_t max = f->opt.select.max_select > 1 ? f->opt.select.max_select : 1;
     if ((int64_t)n > max)
-        return coll_err_param(coll_err("validation_too_many_values", "Select no more than %lld.",
-                                       (long long)max),
-                              "maxSelect", json_integer(max));
+        return coll_err_param(
+            coll_err("validation_too_many_values", "Select no more than %lld.", (long long)max),
+            "maxSelect", json_integer(max));
     for (size_t i = 0; i < n; i++) {
         const char *v = json_string_value(json_array_get(list, i));
         bool ok = false;
@@ -362,9 +366,13 @@ static json_t *check_select(const struct field *f, json_t *list)
             ok = strcmp(v, f->opt.select.values[k]) == 0;
         if (!ok) {
             /* The message echoes only allowed-looking values; params carry the rest. */
-            bool plain = strlen(v) <= 100 && strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_- .") == strlen(v);
-            return coll_err_param(coll_err("validation_invalid_value", "Invalid value %s.", plain ? v : ""),
-                                  "value", json_string(v));
+            bool plain =
+                strlen(v) <= 100 &&
+                strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_- .") ==
+                    strlen(v);
+            return coll_err_param(
+                coll_err("validation_invalid_value", "Invalid value %s.", plain ? v : ""), "value",
+                json_string(v));
         }
     }
     return NULL;
@@ -376,11 +384,12 @@ static json_t *check_json(const struct field *f, json_t *v)
     size_t size = json_dumpb(v, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
     if ((int64_t)size > max)
         return coll_err_param(coll_err("validation_json_size_limit",
-                                       "The maximum allowed JSON size is %lld bytes.", (long long)max),
+                                       "The maximum allowed JSON size is %lld bytes.",
+                                       (long long)max),
                               "maxSize", json_integer(max));
-    if (f->required &&
-        (json_is_null(v) || (json_is_string(v) && json_string_length(v) == 0) ||
-         (json_is_array(v) && json_array_size(v) == 0) || (json_is_object(v) && json_object_size(v) == 0)))
+    if (f->required && (json_is_null(v) || (json_is_string(v) && json_string_length(v) == 0) ||
+                        (json_is_array(v) && json_array_size(v) == 0) ||
+                        (json_is_object(v) && json_object_size(v) == 0)))
         return coll_err_required();
     return NULL;
 }
@@ -404,7 +413,8 @@ static json_t *zero_value(const struct field *f)
 }
 
 /* The input value under "<prefix><name><suffix>", if any. */
-static json_t *modifier(json_t *input, const struct field *f, const char *prefix, const char *suffix)
+static json_t *modifier(json_t *input, const struct field *f, const char *prefix,
+                        const char *suffix)
 {
     char key[80];
     snprintf(key, sizeof(key), "%s%s%s", prefix, f->name, suffix);
@@ -493,13 +503,13 @@ static json_t *check_relation(const struct field *f, json_t *list)
     int64_t min = f->opt.relation.min_select;
     int64_t max = f->opt.relation.max_select > 1 ? f->opt.relation.max_select : 1;
     if (min > 0 && (int64_t)n < min)
-        return coll_err_param(coll_err("validation_not_enough_values", "Select at least %lld.",
-                                       (long long)min),
-                              "minSelect", json_integer(min));
+        return coll_err_param(
+            coll_err("validation_not_enough_values", "Select at least %lld.", (long long)min),
+            "minSelect", json_integer(min));
     if ((int64_t)n > max)
-        return coll_err_param(coll_err("validation_too_many_values", "Select no more than %lld.",
-                                       (long long)max),
-                              "maxSelect", json_integer(max));
+        return coll_err_param(
+            coll_err("validation_too_many_values", "Select no more than %lld.", (long long)max),
+            "maxSelect", json_integer(max));
     return NULL;
 }
 
@@ -519,9 +529,9 @@ static json_t *check_files(const struct field *f, json_t *list)
         return f->required ? coll_err_required() : NULL;
     int64_t max = f->opt.file.max_select > 1 ? f->opt.file.max_select : 1;
     if ((int64_t)n > max)
-        return coll_err_param(coll_err("validation_too_many_values", "Select no more than %lld.",
-                                       (long long)max),
-                              "maxSelect", json_integer(max));
+        return coll_err_param(
+            coll_err("validation_too_many_values", "Select no more than %lld.", (long long)max),
+            "maxSelect", json_integer(max));
     return NULL;
 }
 
@@ -544,7 +554,8 @@ static json_t *field_value(const struct collection *c, const struct field *f, js
                 struct buf given = BUF_INIT;
                 to_string(in, &given);
                 if (in && given.len && strcmp(given.ptr, s.ptr) != 0)
-                    *err = coll_err("validation_pk_change", "The record primary key cannot be changed.");
+                    *err = coll_err("validation_pk_change",
+                                    "The record primary key cannot be changed.");
                 buf_free(&given);
                 break;
             }
@@ -578,12 +589,14 @@ static json_t *field_value(const struct collection *c, const struct field *f, js
         if (to_number(cur, &v) < 0)
             v = 0;
         if (in && to_number(in, &v) < 0) {
-            *err = coll_err("validation_not_a_number", "The submitted number is not properly formatted.");
+            *err = coll_err("validation_not_a_number",
+                            "The submitted number is not properly formatted.");
             break;
         }
         json_t *add = modifier(input, f, "", "+"), *sub = modifier(input, f, "", "-");
         if ((add && to_number(add, &delta) < 0) || (sub && to_number(sub, &delta) < 0)) {
-            *err = coll_err("validation_not_a_number", "The submitted number is not properly formatted.");
+            *err = coll_err("validation_not_a_number",
+                            "The submitted number is not properly formatted.");
             break;
         }
         if (add && to_number(add, &delta) == 0)
@@ -670,7 +683,8 @@ static json_t *field_value(const struct collection *c, const struct field *f, js
     }
     if (!val)
         val = f->type == FIELD_TEXT || f->type == FIELD_EMAIL || f->type == FIELD_URL ||
-                      f->type == FIELD_DATE || f->type == FIELD_AUTODATE || f->type == FIELD_PASSWORD
+                      f->type == FIELD_DATE || f->type == FIELD_AUTODATE ||
+                      f->type == FIELD_PASSWORD
                   ? json_stringn(s.ptr ? s.ptr : "", s.len)
                   : zero_value(f);
     buf_free(&s);

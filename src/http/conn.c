@@ -289,7 +289,7 @@ static void log_request(struct http_loop *loop, const struct http_limits *lim,
                         const struct http_xreq *r, const char *remote, int status, size_t bytes)
 {
     uint64_t dur = r ? time_mono_ns() - r->pub.start_ns : 0;
-    unsigned id = r && r->route ? r->route->metric_id
+    unsigned id = r && r->route        ? r->route->metric_id
                   : r && r->dispatched ? HTTP_ROUTE_ID_FALLBACK
                                        : HTTP_ROUTE_ID_ERROR;
     http_metrics_record(loop->metrics, id, status, dur);
@@ -362,14 +362,22 @@ void http_conn_fail(struct http_conn *c, int status, const char *msg)
 static enum http_method map_method(unsigned m)
 {
     switch (m) {
-    case HTTP_GET: return HTTP_M_GET;
-    case HTTP_HEAD: return HTTP_M_HEAD;
-    case HTTP_POST: return HTTP_M_POST;
-    case HTTP_PUT: return HTTP_M_PUT;
-    case HTTP_PATCH: return HTTP_M_PATCH;
-    case HTTP_DELETE: return HTTP_M_DELETE;
-    case HTTP_OPTIONS: return HTTP_M_OPTIONS;
-    default: return HTTP_M_OTHER;
+    case HTTP_GET:
+        return HTTP_M_GET;
+    case HTTP_HEAD:
+        return HTTP_M_HEAD;
+    case HTTP_POST:
+        return HTTP_M_POST;
+    case HTTP_PUT:
+        return HTTP_M_PUT;
+    case HTTP_PATCH:
+        return HTTP_M_PATCH;
+    case HTTP_DELETE:
+        return HTTP_M_DELETE;
+    case HTTP_OPTIONS:
+        return HTTP_M_OPTIONS;
+    default:
+        return HTTP_M_OTHER;
     }
 }
 
@@ -429,7 +437,7 @@ static void head_done(struct http_conn *c)
     char *copy = arena_alloc(&q->pool, hlen + 1);
     memcpy(copy, raw, hlen);
     copy[hlen] = '\0';
-#define AT(a) (copy + ((a) - c->head_abs))
+#define AT(a) (copy + ((a)-c->head_abs))
 
     q->method = map_method(hp->method);
     q->method_name = slice_cstr(http_method_str((enum http_parser_method)hp->method));
@@ -480,7 +488,9 @@ static void head_done(struct http_conn *c)
         return;
     }
     bool chunked = (hp->flags & F_CHUNKED) != 0;
-    q->content_length = chunked ? -1 : hp->content_length == UINT64_MAX ? 0 : (long long)hp->content_length;
+    q->content_length = chunked                            ? -1
+                        : hp->content_length == UINT64_MAX ? 0
+                                                           : (long long)hp->content_length;
     q->keep_alive = http_should_keep_alive(hp) != 0;
 
     int status;
@@ -633,10 +643,18 @@ static void after_batch(struct http_conn *c)
     }
     switch (c->phase) {
     /* A file being sent is not idle time. */
-    case CONN_IDLE: set_timer(c, c->file.active ? TIMER_NONE : TIMER_IDLE); break;
-    case CONN_HEAD: set_timer(c, TIMER_HEAD); break;
-    case CONN_BODY: set_timer(c, TIMER_BODY); break;
-    case CONN_WAIT: set_timer(c, TIMER_NONE); break;
+    case CONN_IDLE:
+        set_timer(c, c->file.active ? TIMER_NONE : TIMER_IDLE);
+        break;
+    case CONN_HEAD:
+        set_timer(c, TIMER_HEAD);
+        break;
+    case CONN_BODY:
+        set_timer(c, TIMER_BODY);
+        break;
+    case CONN_WAIT:
+        set_timer(c, TIMER_NONE);
+        break;
     }
     c->io->read(c, c->phase != CONN_WAIT && !c->file.active && c->out.len < HTTP_OUT_HIGH_WATER);
     c->io->flush(c);
@@ -741,8 +759,7 @@ void http_response_header(struct http_request *req, struct slice name, struct sl
         }
     for (size_t i = 0; i < value.len; i++)
         if (value.ptr[i] == '\r' || value.ptr[i] == '\n' || value.ptr[i] == '\0') {
-            log_warn("dropped response header %.*s: control character in value",
-                     SLICE_FMT(name));
+            log_warn("dropped response header %.*s: control character in value", SLICE_FMT(name));
             return;
         }
     struct buf *b = &req->resp_headers;

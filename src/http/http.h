@@ -80,7 +80,7 @@ struct http_request {
 
     void *user; /* the handler's own state */
     uint64_t start_ns;
-    int status; /* of the response, once answered */
+    int status;              /* of the response, once answered */
     struct buf resp_headers; /* extra response header lines, "Name: value\r\n" */
 };
 

@@ -68,8 +68,8 @@ struct http_route {
 
 /* Finds the route for method and path, filling req->params (decoded into
  * req->pool). Returns the route, or NULL with *status 404 or 405. */
-const struct http_route *http_router_match(const struct http_router *r,
-                                           struct http_request *req, int *status);
+const struct http_route *http_router_match(const struct http_router *r, struct http_request *req,
+                                           int *status);
 http_handler_fn http_router_fallback(const struct http_router *r);
 /* Percent-decodes s into pool; plus_space maps '+' to ' '. Invalid escapes
  * are kept as they are. NUL-terminated. */
@@ -162,7 +162,7 @@ struct http_conn {
     enum http_conn_phase phase;
     struct http_xreq *req;
     int pause_reason;
-    int error;            /* status a parser callback asked for */
+    int error; /* status a parser callback asked for */
     const char *error_msg;
 
     struct buf out;  /* responses not yet handed to the socket */
@@ -181,7 +181,7 @@ struct http_conn {
     char remote[48];
 
     struct http_conn_file file;
-    int poll_fd;       /* a dup of the socket, watched while a file waits for room */
+    int poll_fd; /* a dup of the socket, watched while a file waits for room */
     bool poll_inited;
     uv_poll_t poll;
 

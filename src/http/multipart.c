@@ -52,15 +52,24 @@ static bool is_bchar(unsigned char c)
 const char *http_multipart_strerror(int err)
 {
     switch (err) {
-    case HTTP_MP_OK: return "OK.";
-    case HTTP_MP_EBOUNDARY: return "Invalid or missing multipart boundary.";
-    case HTTP_MP_ENODELIM: return "The multipart body does not start with its boundary.";
-    case HTTP_MP_EHEADER: return "Malformed multipart part headers.";
-    case HTTP_MP_EHEADER_SIZE: return "Multipart part headers too large.";
-    case HTTP_MP_EPARTS: return "Too many multipart parts.";
-    case HTTP_MP_ETRUNCATED: return "The multipart body ended before its closing boundary.";
-    case HTTP_MP_EABORTED: return "The multipart upload was aborted.";
-    default: return "Invalid multipart body.";
+    case HTTP_MP_OK:
+        return "OK.";
+    case HTTP_MP_EBOUNDARY:
+        return "Invalid or missing multipart boundary.";
+    case HTTP_MP_ENODELIM:
+        return "The multipart body does not start with its boundary.";
+    case HTTP_MP_EHEADER:
+        return "Malformed multipart part headers.";
+    case HTTP_MP_EHEADER_SIZE:
+        return "Multipart part headers too large.";
+    case HTTP_MP_EPARTS:
+        return "Too many multipart parts.";
+    case HTTP_MP_ETRUNCATED:
+        return "The multipart body ended before its closing boundary.";
+    case HTTP_MP_EABORTED:
+        return "The multipart upload was aborted.";
+    default:
+        return "Invalid multipart body.";
     }
 }
 

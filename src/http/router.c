@@ -27,7 +27,8 @@ static void default_fallback(struct http_request *req)
 {
     struct buf b = BUF_INIT;
     http_error_body(&b, req->status,
-                    req->status == 405 ? "Method Not Allowed." : "The requested resource wasn't found.");
+                    req->status == 405 ? "Method Not Allowed."
+                                       : "The requested resource wasn't found.");
     struct slice body = arena_slice_dup(&req->pool, buf_slice(&b));
     buf_free(&b);
     http_respond(req, req->status, SLICE_LIT("application/json"), body);
@@ -98,7 +99,8 @@ void http_router_add(struct http_router *r, enum http_method method, const char 
         } else {
             struct rnode *kid = NULL;
             for (size_t i = 0; i < n->nkids && !kid; i++)
-                if (n->kids[i]->seglen == (size_t)(e - s) && memcmp(n->kids[i]->seg, s, (size_t)(e - s)) == 0)
+                if (n->kids[i]->seglen == (size_t)(e - s) &&
+                    memcmp(n->kids[i]->seg, s, (size_t)(e - s)) == 0)
                     kid = n->kids[i];
             if (!kid) {
                 kid = xcalloc(1, sizeof(*kid));

@@ -102,7 +102,7 @@ static int upsert(struct store *store, struct collection *c, const char *email,
     return status;
 }
 
-static int delete(struct store *store, struct collection *c, const char *email)
+static int delete (struct store *store, struct collection *c, const char *email)
 {
     json_t *existing = find_by_email(store, c, email);
     if (!existing) {
@@ -110,8 +110,9 @@ static int delete(struct store *store, struct collection *c, const char *email)
         return 1;
     }
     struct store_sync *sync = store_sync_new();
-    store->ops->record_delete(store, c, slice_cstr(json_string_value(json_object_get(existing, "id"))),
-                              -1, NULL, NULL, store_sync_cb, sync);
+    store->ops->record_delete(store, c,
+                              slice_cstr(json_string_value(json_object_get(existing, "id"))), -1,
+                              NULL, NULL, store_sync_cb, sync);
     struct store_result *res = store_sync_wait(sync);
     int status = 0;
     if (res->status != STORE_OK) {
@@ -153,7 +154,7 @@ int role_superuser(int argc, char **argv)
     }
     struct schema *s = schema_current();
     struct collection *c = schema_find(s, SLICE_LIT("_superusers"));
-    int status = is_upsert ? upsert(store, c, argv[1], argv[2]) : delete(store, c, argv[1]);
+    int status = is_upsert ? upsert(store, c, argv[1], argv[2]) : delete (store, c, argv[1]);
     schema_release(s);
     store->ops->close(store);
     config_free(&cfg);

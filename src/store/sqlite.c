@@ -338,8 +338,8 @@ static struct sq_query *entry_query(sqlite3 *db, struct sq_entry *e, const struc
     buf_append_cstr(&count, "SELECT COUNT(*) FROM ");
     buf_append_sql_ident(&count, e->c->name);
     buf_append(&count, sql.ptr + e->select.len, where_end - e->select.len);
-    if (sqlite3_prepare_v3(db, sql.ptr, (int)sql.len, SQLITE_PREPARE_PERSISTENT, &q->list,
-                           NULL) != SQLITE_OK ||
+    if (sqlite3_prepare_v3(db, sql.ptr, (int)sql.len, SQLITE_PREPARE_PERSISTENT, &q->list, NULL) !=
+            SQLITE_OK ||
         sqlite3_prepare_v3(db, count.ptr, (int)count.len, SQLITE_PREPARE_PERSISTENT, &q->count_stmt,
                            NULL) != SQLITE_OK) {
         query_free(q);
@@ -358,9 +358,8 @@ static int conn_stmt(sqlite3 *db, sqlite3_stmt **slot, const char *sql)
 {
     if (*slot)
         return 0;
-    return sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL) == SQLITE_OK
-               ? 0
-               : -1;
+    return sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL) == SQLITE_OK ? 0
+                                                                                               : -1;
 }
 
 /* Runs a one-row statement and resets it; its integer in *out if given. */
@@ -425,8 +424,8 @@ static void run_list(struct sqlite_store *st, struct sq_conn *conn, struct sq_jo
              (params && q->total_params && strcmp(params, q->total_params) == 0))) {
             j->res.total = q->total;
         } else {
-            if (bind_params(q->count_stmt, j->params,
-                            sqlite3_bind_parameter_count(q->count_stmt)) < 0 ||
+            if (bind_params(q->count_stmt, j->params, sqlite3_bind_parameter_count(q->count_stmt)) <
+                    0 ||
                 step_once(q->count_stmt, &j->res.total))
                 goto io;
             free(q->total_params);
@@ -577,8 +576,8 @@ static void rel_missing(struct store_result *res, const char *field)
     if (!res->errors)
         res->errors = json_object();
     json_object_set_new(res->errors, field,
-                        json_pack("{s:s,s:s}", "code", "validation_missing_rel_records",
-                                  "message", rel_missing_msg));
+                        json_pack("{s:s,s:s}", "code", "validation_missing_rel_records", "message",
+                                  rel_missing_msg));
 }
 
 /* Checks that every id held by c's relation fields in rec exists in the
@@ -693,8 +692,8 @@ static int delete_refs(sqlite3 *db, const struct schema *sc, const struct collec
         const struct collection *r = sc->collections[k];
         for (size_t i = 0; i < r->nfields; i++) {
             const struct field *f = &r->fields[i];
-            if (f->type != FIELD_RELATION || !f->opt.relation.collection_id ||
-                !c->id || strcmp(f->opt.relation.collection_id, c->id) != 0)
+            if (f->type != FIELD_RELATION || !f->opt.relation.collection_id || !c->id ||
+                strcmp(f->opt.relation.collection_id, c->id) != 0)
                 continue;
             bool multi = field_is_multiple(f);
             struct buf sql = BUF_INIT;
@@ -1155,8 +1154,8 @@ static void sq_write(struct store *s, const struct collection *c, struct slice i
 }
 
 static void sq_delete(struct store *s, const struct collection *c, struct slice id,
-                      int64_t if_match, const struct store_guard *guard, void *target,
-                      store_cb cb, void *arg)
+                      int64_t if_match, const struct store_guard *guard, void *target, store_cb cb,
+                      void *arg)
 {
     struct sqlite_store *st = (struct sqlite_store *)s;
     struct sq_job *j = job_new(st, SQ_DELETE, target, cb, arg);

@@ -13,7 +13,6 @@
 #include "core/log.h"
 #include "store/sqlite_int.h"
 
-
 const char *sq_coldef(const struct field *f)
 {
     switch (sq_colkind(f)) {

@@ -43,7 +43,7 @@ struct sq_job {
     int64_t if_match;
     store_merge_fn merge;
     void *merge_arg;
-    char *guard_sql;     /* the guard's where_sql copied, NULL without a guard */
+    char *guard_sql;      /* the guard's where_sql copied, NULL without a guard */
     json_t *guard_params; /* a reference, dropped with the job */
     bool guard_after;
     /* collection_save */

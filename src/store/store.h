@@ -31,10 +31,10 @@ enum store_status {
      * errors; or a delete would leave a required relation empty (errors {},
      * message: PocketBase's "Failed to delete record. Make sure ..."). */
     STORE_INVALID = -3,
-    STORE_UNIQUE = -4,       /* a unique index refused it: see errors */
-    STORE_BUSY = -5,         /* queues full: answer 503 with Retry-After */
-    STORE_IO = -6,           /* the engine failed: see message */
-    STORE_FORBIDDEN = -7,    /* a write's guard (an API rule) refused it; nothing changed */
+    STORE_UNIQUE = -4,    /* a unique index refused it: see errors */
+    STORE_BUSY = -5,      /* queues full: answer 503 with Retry-After */
+    STORE_IO = -6,        /* the engine failed: see message */
+    STORE_FORBIDDEN = -7, /* a write's guard (an API rule) refused it; nothing changed */
 };
 
 struct store_result {
@@ -69,7 +69,7 @@ struct store_list_query {
     int64_t page;          /* from 1 */
     int64_t per_page;
     bool skip_total;
-    bool include_hidden;   /* auth needs the password hash and tokenKey */
+    bool include_hidden; /* auth needs the password hash and tokenKey */
 };
 
 /* A condition a write must meet, checked inside its transaction (an API rule
@@ -98,8 +98,7 @@ struct store_ops {
      * table in one write transaction: fields added, renamed (matched by field
      * id) and dropped without losing other columns' data, indexes replaced. */
     void (*collection_save)(struct store *s, const struct collection *prev,
-                            const struct collection *next, void *target, store_cb cb,
-                            void *arg);
+                            const struct collection *next, void *target, store_cb cb, void *arg);
 
     void (*record_get)(struct store *s, const struct collection *c, struct slice id,
                        bool include_hidden, void *target, store_cb cb, void *arg);
@@ -112,10 +111,9 @@ struct store_ops {
      * An update of a missing id is STORE_NOT_FOUND; a create whose id exists
      * is STORE_UNIQUE on "id". A guard (may be NULL) is checked inside the same
      * transaction: STORE_FORBIDDEN, with nothing changed, when it fails. */
-    void (*record_write)(struct store *s, const struct collection *c, struct slice id,
-                         bool create, int64_t if_match, const struct store_guard *guard,
-                         store_merge_fn merge, void *merge_arg, void *target, store_cb cb,
-                         void *arg);
+    void (*record_write)(struct store *s, const struct collection *c, struct slice id, bool create,
+                         int64_t if_match, const struct store_guard *guard, store_merge_fn merge,
+                         void *merge_arg, void *target, store_cb cb, void *arg);
     /* Deletes record `id` (if_match and guard as for writes), and in the same
      * transaction what references it through relation fields of the current
      * schema snapshot (schema_current): the id is removed from those fields;
@@ -142,7 +140,7 @@ struct store {
  * durability level of cfg->durability, P from cfg->partitions on creation (a
  * later different value is ignored with a warning: P never changes). Starts the
  * writer and cfg->store_readers reader threads. 0, or -1 with a reason. */
-int store_sqlite_open(const struct config *cfg, store_post_fn post, struct store **out,
-                      char *err, size_t errlen);
+int store_sqlite_open(const struct config *cfg, store_post_fn post, struct store **out, char *err,
+                      size_t errlen);
 
 #endif

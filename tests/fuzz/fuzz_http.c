@@ -7,10 +7,24 @@
 
 #include "http/internal.h"
 
-static void f_flush(struct http_conn *c) { buf_reset(&c->out); }
-static void f_close(struct http_conn *c) { (void)c; }
-static void f_read(struct http_conn *c, bool on) { (void)c; (void)on; }
-static void f_timer(struct http_conn *c, uint64_t ms) { (void)c; (void)ms; }
+static void f_flush(struct http_conn *c)
+{
+    buf_reset(&c->out);
+}
+static void f_close(struct http_conn *c)
+{
+    (void)c;
+}
+static void f_read(struct http_conn *c, bool on)
+{
+    (void)c;
+    (void)on;
+}
+static void f_timer(struct http_conn *c, uint64_t ms)
+{
+    (void)c;
+    (void)ms;
+}
 static const struct http_conn_io io = {f_flush, f_close, f_read, f_timer};
 
 static struct http_request *pending;
@@ -22,9 +36,20 @@ static void h_echo(struct http_request *req)
     http_request_header(req, "content-type");
     http_respond(req, 200, SLICE_LIT("text/plain"), req->body);
 }
-static void h_async(struct http_request *req) { pending = req; }
-static int s_body(struct http_request *req, struct slice chunk) { (void)req; return chunk.len > 100; }
-static void s_end(struct http_request *req, int status) { (void)status; http_respond(req, 201, SLICE_NULL, SLICE_NULL); }
+static void h_async(struct http_request *req)
+{
+    pending = req;
+}
+static int s_body(struct http_request *req, struct slice chunk)
+{
+    (void)req;
+    return chunk.len > 100;
+}
+static void s_end(struct http_request *req, int status)
+{
+    (void)status;
+    http_respond(req, 201, SLICE_NULL, SLICE_NULL);
+}
 static void h_stream(struct http_request *req)
 {
     req->on_body = s_body;

@@ -19,7 +19,8 @@ Test(api_rules, query_object_decodes_and_keeps_the_first_value)
     struct http_request req = request_with("a=1&b=x%20y+z&a=2&empty&%zz=%4&=v&c=%C3%A9", NULL, 0);
     json_t *q = query_object(&req);
     char *text = json_dumps(q, JSON_COMPACT | JSON_SORT_KEYS);
-    cr_assert_str_eq(text, "{\"%zz\":\"%4\",\"a\":\"1\",\"b\":\"x y z\",\"c\":\"\xc3\xa9\",\"empty\":\"\"}");
+    cr_assert_str_eq(
+        text, "{\"%zz\":\"%4\",\"a\":\"1\",\"b\":\"x y z\",\"c\":\"\xc3\xa9\",\"empty\":\"\"}");
     free(text);
     json_decref(q);
 }
@@ -59,8 +60,8 @@ static struct collection *users(void)
 
 static json_t *record(const char *id, bool visible)
 {
-    return json_pack("{s:s,s:s,s:b,s:s,s:s}", "id", id, "email", "a@example.com",
-                     "emailVisibility", visible, "password", "$argon2id$x", "tokenKey", "k");
+    return json_pack("{s:s,s:s,s:b,s:s,s:s}", "id", id, "email", "a@example.com", "emailVisibility",
+                     visible, "password", "$argon2id$x", "tokenKey", "k");
 }
 
 Test(api_rules, redact_hides_secrets_always_and_email_from_others)
@@ -74,7 +75,10 @@ Test(api_rules, redact_hides_secrets_always_and_email_from_others)
         bool visible;
         bool email;
     } cases[] = {
-        {&anon, false, false}, {&anon, true, true}, {&owner, false, true}, {&su, false, true},
+        {&anon, false, false},
+        {&anon, true, true},
+        {&owner, false, true},
+        {&su, false, true},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         json_t *r = record("u1", cases[i].visible);

@@ -153,7 +153,7 @@ Test(blob, abort_leaves_nothing, .init = setup, .fini = teardown)
 Test(blob, traversal_refused, .init = setup, .fini = teardown)
 {
     const char *bad[][3] = {
-        {"..", "r", "x"}, {"c", "..", "x"}, {"c", "r", ".."}, {"c", "r", "../x"},
+        {"..", "r", "x"},          {"c", "..", "x"},   {"c", "r", ".."},  {"c", "r", "../x"},
         {"c", "r", "/etc/passwd"}, {"c", "r", "a\\b"}, {"c/d", "r", "x"}, {"c", "r", ""},
         {"c", "r", ".tmp"},
     };
@@ -161,7 +161,8 @@ Test(blob, traversal_refused, .init = setup, .fini = teardown)
         struct blob_writer *w;
         int fd;
         struct blob_stat st;
-        cr_assert_eq(bs->ops->writer_open(bs, bad[i][0], bad[i][1], bad[i][2], &w), -EINVAL, "%zu", i);
+        cr_assert_eq(bs->ops->writer_open(bs, bad[i][0], bad[i][1], bad[i][2], &w), -EINVAL, "%zu",
+                     i);
         cr_assert_eq(bs->ops->open_read(bs, bad[i][0], bad[i][1], bad[i][2], &fd, &st), -EINVAL);
         cr_assert_eq(bs->ops->remove(bs, bad[i][0], bad[i][1], bad[i][2]), -EINVAL);
     }

@@ -51,18 +51,20 @@ static json_t *shape(const struct collection *c)
     return j;
 }
 
-#define ID_FIELD                                                                                   \
-    "{\"id\":\"text3208210256\",\"name\":\"id\",\"type\":\"text\",\"system\":true,\"hidden\":false," \
-    "\"presentable\":false,\"required\":true,\"min\":15,\"max\":15,\"pattern\":\"^[a-z0-9]+$\","     \
+#define ID_FIELD                                                                                 \
+    "{\"id\":\"text3208210256\",\"name\":\"id\",\"type\":\"text\",\"system\":true,\"hidden\":"   \
+    "false,"                                                                                     \
+    "\"presentable\":false,\"required\":true,\"min\":15,\"max\":15,\"pattern\":\"^[a-z0-9]+$\"," \
     "\"autogeneratePattern\":\"[a-z0-9]{15}\",\"primaryKey\":true}"
 
 Test(collection, create_base_minimal)
 {
     struct collection *c = build_ok("{\"name\":\"posts\"}", NULL);
     json_t *j = shape(c);
-    expect_json(j, "{\"id\":\"pbc_1125843985\",\"name\":\"posts\",\"type\":\"base\",\"system\":false,"
-                   "\"fields\":[" ID_FIELD "],\"indexes\":[],\"listRule\":null,\"viewRule\":null,"
-                   "\"createRule\":null,\"updateRule\":null,\"deleteRule\":null}");
+    expect_json(j,
+                "{\"id\":\"pbc_1125843985\",\"name\":\"posts\",\"type\":\"base\",\"system\":false,"
+                "\"fields\":[" ID_FIELD "],\"indexes\":[],\"listRule\":null,\"viewRule\":null,"
+                "\"createRule\":null,\"updateRule\":null,\"deleteRule\":null}");
     cr_assert_eq(strlen(c->created), 24);
     cr_assert_eq(c->created[23], 'Z');
     json_decref(j);
@@ -71,40 +73,51 @@ Test(collection, create_base_minimal)
 
 Test(collection, create_base_every_field_type)
 {
-    struct collection *c = build_ok(
-        "{\"name\":\"things\",\"listRule\":\"\",\"viewRule\":\"title != ''\",\"fields\":["
-        "{\"name\":\"title\",\"type\":\"text\",\"required\":true,\"max\":10},"
-        "{\"name\":\"n\",\"type\":\"number\",\"min\":1.5,\"onlyInt\":false},"
-        "{\"name\":\"b\",\"type\":\"bool\"},"
-        "{\"name\":\"e\",\"type\":\"email\",\"onlyDomains\":[\"x.com\"]},"
-        "{\"name\":\"u\",\"type\":\"url\"},"
-        "{\"name\":\"d\",\"type\":\"date\",\"min\":\"2024-01-02 03:04:05.000Z\"},"
-        "{\"name\":\"s\",\"type\":\"select\",\"values\":[\"a\",\"b\"],\"maxSelect\":2},"
-        "{\"name\":\"j\",\"type\":\"json\",\"maxSize\":100},"
-        "{\"name\":\"created\",\"type\":\"autodate\",\"onCreate\":true}]}",
-        NULL);
+    struct collection *c =
+        build_ok("{\"name\":\"things\",\"listRule\":\"\",\"viewRule\":\"title != ''\",\"fields\":["
+                 "{\"name\":\"title\",\"type\":\"text\",\"required\":true,\"max\":10},"
+                 "{\"name\":\"n\",\"type\":\"number\",\"min\":1.5,\"onlyInt\":false},"
+                 "{\"name\":\"b\",\"type\":\"bool\"},"
+                 "{\"name\":\"e\",\"type\":\"email\",\"onlyDomains\":[\"x.com\"]},"
+                 "{\"name\":\"u\",\"type\":\"url\"},"
+                 "{\"name\":\"d\",\"type\":\"date\",\"min\":\"2024-01-02 03:04:05.000Z\"},"
+                 "{\"name\":\"s\",\"type\":\"select\",\"values\":[\"a\",\"b\"],\"maxSelect\":2},"
+                 "{\"name\":\"j\",\"type\":\"json\",\"maxSize\":100},"
+                 "{\"name\":\"created\",\"type\":\"autodate\",\"onCreate\":true}]}",
+                 NULL);
     json_t *j = shape(c);
     expect_json(
         json_object_get(j, "fields"),
         "[" ID_FIELD ","
-        "{\"id\":\"text724990059\",\"name\":\"title\",\"type\":\"text\",\"system\":false,\"hidden\":false,"
+        "{\"id\":\"text724990059\",\"name\":\"title\",\"type\":\"text\",\"system\":false,"
+        "\"hidden\":false,"
         "\"presentable\":false,\"required\":true,\"min\":0,\"max\":10,\"pattern\":\"\","
         "\"autogeneratePattern\":\"\",\"primaryKey\":false},"
-        "{\"id\":\"number2013832146\",\"name\":\"n\",\"type\":\"number\",\"system\":false,\"hidden\":false,"
+        "{\"id\":\"number2013832146\",\"name\":\"n\",\"type\":\"number\",\"system\":false,"
+        "\"hidden\":false,"
         "\"presentable\":false,\"required\":false,\"min\":1.5,\"max\":null,\"onlyInt\":false},"
-        "{\"id\":\"bool1908338681\",\"name\":\"b\",\"type\":\"bool\",\"system\":false,\"hidden\":false,"
+        "{\"id\":\"bool1908338681\",\"name\":\"b\",\"type\":\"bool\",\"system\":false,\"hidden\":"
+        "false,"
         "\"presentable\":false,\"required\":false},"
-        "{\"id\":\"email4024072794\",\"name\":\"e\",\"type\":\"email\",\"system\":false,\"hidden\":false,"
-        "\"presentable\":false,\"required\":false,\"onlyDomains\":[\"x.com\"],\"exceptDomains\":null},"
-        "{\"id\":\"url4067256894\",\"name\":\"u\",\"type\":\"url\",\"system\":false,\"hidden\":false,"
+        "{\"id\":\"email4024072794\",\"name\":\"e\",\"type\":\"email\",\"system\":false,\"hidden\":"
+        "false,"
+        "\"presentable\":false,\"required\":false,\"onlyDomains\":[\"x.com\"],\"exceptDomains\":"
+        "null},"
+        "{\"id\":\"url4067256894\",\"name\":\"u\",\"type\":\"url\",\"system\":false,\"hidden\":"
+        "false,"
         "\"presentable\":false,\"required\":false,\"onlyDomains\":null,\"exceptDomains\":null},"
-        "{\"id\":\"date2564639436\",\"name\":\"d\",\"type\":\"date\",\"system\":false,\"hidden\":false,"
-        "\"presentable\":false,\"required\":false,\"min\":\"2024-01-02 03:04:05.000Z\",\"max\":\"\"},"
-        "{\"id\":\"select453955339\",\"name\":\"s\",\"type\":\"select\",\"system\":false,\"hidden\":false,"
+        "{\"id\":\"date2564639436\",\"name\":\"d\",\"type\":\"date\",\"system\":false,\"hidden\":"
+        "false,"
+        "\"presentable\":false,\"required\":false,\"min\":\"2024-01-02 "
+        "03:04:05.000Z\",\"max\":\"\"},"
+        "{\"id\":\"select453955339\",\"name\":\"s\",\"type\":\"select\",\"system\":false,"
+        "\"hidden\":false,"
         "\"presentable\":false,\"required\":false,\"values\":[\"a\",\"b\"],\"maxSelect\":2},"
-        "{\"id\":\"json2137352139\",\"name\":\"j\",\"type\":\"json\",\"system\":false,\"hidden\":false,"
+        "{\"id\":\"json2137352139\",\"name\":\"j\",\"type\":\"json\",\"system\":false,\"hidden\":"
+        "false,"
         "\"presentable\":false,\"required\":false,\"maxSize\":100},"
-        "{\"id\":\"autodate2990389176\",\"name\":\"created\",\"type\":\"autodate\",\"system\":false,"
+        "{\"id\":\"autodate2990389176\",\"name\":\"created\",\"type\":\"autodate\",\"system\":"
+        "false,"
         "\"hidden\":false,\"presentable\":false,\"onCreate\":true,\"onUpdate\":false}]");
     expect_json(json_object_get(j, "listRule"), "\"\"");
     expect_json(json_object_get(j, "viewRule"), "\"title != ''\"");
@@ -124,31 +137,37 @@ Test(collection, create_auth_defaults)
         cr_assert_str_eq(c->fields[i].name, names[i]);
     json_t *j = shape(c);
     json_t *fields = json_object_get(j, "fields");
-    expect_json(json_array_get(fields, 1),
-                "{\"id\":\"password901924565\",\"name\":\"password\",\"type\":\"password\",\"system\":true,"
-                "\"hidden\":true,\"presentable\":false,\"required\":true,\"min\":8,\"max\":0,\"cost\":0,"
-                "\"pattern\":\"\"}");
-    expect_json(json_array_get(fields, 2),
-                "{\"id\":\"text2504183744\",\"name\":\"tokenKey\",\"type\":\"text\",\"system\":true,"
-                "\"hidden\":true,\"presentable\":false,\"required\":true,\"min\":30,\"max\":60,"
-                "\"pattern\":\"\",\"autogeneratePattern\":\"[a-zA-Z0-9]{50}\",\"primaryKey\":false}");
+    expect_json(
+        json_array_get(fields, 1),
+        "{\"id\":\"password901924565\",\"name\":\"password\",\"type\":\"password\",\"system\":true,"
+        "\"hidden\":true,\"presentable\":false,\"required\":true,\"min\":8,\"max\":0,\"cost\":0,"
+        "\"pattern\":\"\"}");
+    expect_json(
+        json_array_get(fields, 2),
+        "{\"id\":\"text2504183744\",\"name\":\"tokenKey\",\"type\":\"text\",\"system\":true,"
+        "\"hidden\":true,\"presentable\":false,\"required\":true,\"min\":30,\"max\":60,"
+        "\"pattern\":\"\",\"autogeneratePattern\":\"[a-zA-Z0-9]{50}\",\"primaryKey\":false}");
     expect_json(json_array_get(fields, 3),
                 "{\"id\":\"email3885137012\",\"name\":\"email\",\"type\":\"email\",\"system\":true,"
                 "\"hidden\":false,\"presentable\":false,\"required\":true,\"onlyDomains\":null,"
                 "\"exceptDomains\":null}");
-    expect_json(json_array_get(fields, 4),
-                "{\"id\":\"bool1547992806\",\"name\":\"emailVisibility\",\"type\":\"bool\",\"system\":true,"
-                "\"hidden\":false,\"presentable\":false,\"required\":false}");
+    expect_json(
+        json_array_get(fields, 4),
+        "{\"id\":\"bool1547992806\",\"name\":\"emailVisibility\",\"type\":\"bool\",\"system\":true,"
+        "\"hidden\":false,\"presentable\":false,\"required\":false}");
     expect_json(json_object_get(j, "indexes"),
                 "[\"CREATE UNIQUE INDEX `idx_tokenKey_pbc_1736455494` ON `users` (`tokenKey`)\","
-                "\"CREATE UNIQUE INDEX `idx_email_pbc_1736455494` ON `users` (`email`) WHERE `email` != ''\"]");
+                "\"CREATE UNIQUE INDEX `idx_email_pbc_1736455494` ON `users` (`email`) WHERE "
+                "`email` != ''\"]");
     cr_assert_str_eq(c->indexes[1].where, "\"email\" != ''");
     expect_json(json_object_get(j, "authRule"), "\"\"");
     expect_json(json_object_get(j, "manageRule"), "null");
     expect_json(json_object_get(j, "authToken"), "{\"duration\":604800}");
-    expect_json(json_object_get(j, "passwordAuth"), "{\"enabled\":true,\"identityFields\":[\"email\"]}");
+    expect_json(json_object_get(j, "passwordAuth"),
+                "{\"enabled\":true,\"identityFields\":[\"email\"]}");
     json_t *stored = collection_to_json_stored(c);
-    cr_assert_eq(json_string_length(json_object_get(json_object_get(stored, "authToken"), "secret")), 50);
+    cr_assert_eq(
+        json_string_length(json_object_get(json_object_get(stored, "authToken"), "secret")), 50);
     json_decref(stored);
     json_decref(j);
     collection_release(c);
@@ -184,25 +203,27 @@ Test(collection, system_entry_for_superusers)
     cr_assert(c->system);
     collection_release(c);
     json_decref(b);
-    build_err("{\"name\":\"_superusers\",\"type\":\"auth\"}", NULL,
-              "{\"name\":{\"code\":\"validation_collection_name_invalid\","
-              "\"message\":\"Names starting with \\\"_\\\" are reserved for system collections.\"}}");
+    build_err(
+        "{\"name\":\"_superusers\",\"type\":\"auth\"}", NULL,
+        "{\"name\":{\"code\":\"validation_collection_name_invalid\","
+        "\"message\":\"Names starting with \\\"_\\\" are reserved for system collections.\"}}");
 }
 
 Test(collection, update_patch_keeps_and_renames)
 {
-    struct collection *c = build_ok(
-        "{\"name\":\"posts\",\"fields\":[{\"name\":\"title\",\"type\":\"text\"}]}", NULL);
+    struct collection *c =
+        build_ok("{\"name\":\"posts\",\"fields\":[{\"name\":\"title\",\"type\":\"text\"}]}", NULL);
     struct collection *u = build_ok("{\"listRule\":\"\"}", c);
     cr_assert_eq(u->nfields, 2);
     cr_assert_str_eq(u->fields[1].id, "text724990059");
     cr_assert_str_eq(u->rules[RULE_LIST], "");
     cr_assert_str_eq(u->id, c->id);
     cr_assert_str_eq(u->created, c->created);
-    struct collection *r = build_ok(
-        "{\"name\":\"articles\",\"fields\":[{\"id\":\"text3208210256\",\"name\":\"id\",\"type\":\"text\"},"
-        "{\"id\":\"text724990059\",\"name\":\"headline\",\"type\":\"text\"}]}",
-        u);
+    struct collection *r =
+        build_ok("{\"name\":\"articles\",\"fields\":[{\"id\":\"text3208210256\",\"name\":\"id\","
+                 "\"type\":\"text\"},"
+                 "{\"id\":\"text724990059\",\"name\":\"headline\",\"type\":\"text\"}]}",
+                 u);
     cr_assert_str_eq(r->name, "articles");
     cr_assert_str_eq(r->fields[1].name, "headline");
     cr_assert_str_eq(r->fields[1].id, "text724990059");
@@ -214,8 +235,8 @@ Test(collection, update_patch_keeps_and_renames)
 
 Test(collection, update_errors)
 {
-    struct collection *c = build_ok(
-        "{\"name\":\"posts\",\"fields\":[{\"name\":\"title\",\"type\":\"text\"}]}", NULL);
+    struct collection *c =
+        build_ok("{\"name\":\"posts\",\"fields\":[{\"name\":\"title\",\"type\":\"text\"}]}", NULL);
     build_err("{\"fields\":[{\"id\":\"text3208210256\",\"name\":\"id\",\"type\":\"text\"},"
               "{\"id\":\"text724990059\",\"name\":\"title\",\"type\":\"number\"}]}",
               c,
@@ -224,8 +245,9 @@ Test(collection, update_errors)
     build_err("{\"type\":\"auth\"}", c,
               "{\"type\":{\"code\":\"validation_collection_type_change\","
               "\"message\":\"Collection type cannot be changed.\"}}");
-    build_err("{\"id\":\"other\"}", c,
-              "{\"id\":{\"code\":\"validation_values_mismatch\",\"message\":\"Values don't match.\"}}");
+    build_err(
+        "{\"id\":\"other\"}", c,
+        "{\"id\":{\"code\":\"validation_values_mismatch\",\"message\":\"Values don't match.\"}}");
     build_err("{\"system\":true}", c,
               "{\"system\":{\"code\":\"validation_collection_system_flag_change\","
               "\"message\":\"System collection state cannot be changed.\"}}");
@@ -240,28 +262,35 @@ Test(collection, update_errors)
 
 Test(collection, name_errors)
 {
-    build_err("{}", NULL, "{\"name\":{\"code\":\"validation_required\",\"message\":\"Cannot be blank.\"}}");
+    build_err("{}", NULL,
+              "{\"name\":{\"code\":\"validation_required\",\"message\":\"Cannot be blank.\"}}");
     build_err("{\"name\":\"bad name\"}", NULL,
-              "{\"name\":{\"code\":\"validation_match_invalid\",\"message\":\"Must be in a valid format.\"}}");
+              "{\"name\":{\"code\":\"validation_match_invalid\",\"message\":\"Must be in a valid "
+              "format.\"}}");
     build_err("{\"name\":\"x\\\"; DROP TABLE users; --\"}", NULL,
-              "{\"name\":{\"code\":\"validation_match_invalid\",\"message\":\"Must be in a valid format.\"}}");
+              "{\"name\":{\"code\":\"validation_match_invalid\",\"message\":\"Must be in a valid "
+              "format.\"}}");
     build_err("{\"name\":\"1abc\"}", NULL,
-              "{\"name\":{\"code\":\"validation_match_invalid\",\"message\":\"Must be in a valid format.\"}}");
+              "{\"name\":{\"code\":\"validation_match_invalid\",\"message\":\"Must be in a valid "
+              "format.\"}}");
     build_err("{\"name\":\"a_via_b\"}", NULL,
               "{\"name\":{\"code\":\"validation_found_via\","
               "\"message\":\"The value cannot contain \\\"_via_\\\".\"}}");
-    build_err("{\"name\":"
-              "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
-              NULL,
-              "{\"name\":{\"code\":\"validation_length_out_of_range\","
-              "\"message\":\"The length must be between 1 and 64.\",\"params\":{\"min\":1,\"max\":64}}}");
+    build_err(
+        "{\"name\":"
+        "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
+        NULL,
+        "{\"name\":{\"code\":\"validation_length_out_of_range\","
+        "\"message\":\"The length must be between 1 and 64.\",\"params\":{\"min\":1,\"max\":64}}}");
     build_err("{\"name\":\"v\",\"type\":\"view\"}", NULL,
               "{\"type\":{\"code\":\"validation_view_not_supported\","
               "\"message\":\"View collections are not supported yet.\"}}");
-    build_err("{\"name\":\"v\",\"type\":\"nope\"}", NULL,
-              "{\"type\":{\"code\":\"validation_in_invalid\",\"message\":\"Must be a valid value.\"}}");
+    build_err(
+        "{\"name\":\"v\",\"type\":\"nope\"}", NULL,
+        "{\"type\":{\"code\":\"validation_in_invalid\",\"message\":\"Must be a valid value.\"}}");
     build_err("{\"name\":\"v\",\"id\":\"a-b\"}", NULL,
-              "{\"id\":{\"code\":\"validation_match_invalid\",\"message\":\"Must be in a valid format.\"}}");
+              "{\"id\":{\"code\":\"validation_match_invalid\",\"message\":\"Must be in a valid "
+              "format.\"}}");
     build_err("{\"name\":\"u\",\"type\":\"auth\",\"manageRule\":\"\"}", NULL,
               "{\"manageRule\":{\"code\":\"validation_nil_or_not_empty_required\","
               "\"message\":\"Cannot be blank.\"}}");
@@ -274,7 +303,8 @@ Test(collection, field_errors)
               "{\"name\":\"title\",\"type\":\"text\"}]}",
               NULL,
               "{\"fields\":{\"2\":{\"name\":{\"code\":\"validation_duplicated_field_name\","
-              "\"message\":\"Duplicated or invalid field name title.\",\"params\":{\"fieldName\":\"title\"}}}}}");
+              "\"message\":\"Duplicated or invalid field name "
+              "title.\",\"params\":{\"fieldName\":\"title\"}}}}}");
     build_err("{\"name\":\"p\",\"fields\":[{\"id\":\"x1\",\"name\":\"a\",\"type\":\"text\"},"
               "{\"id\":\"x1\",\"name\":\"b\",\"type\":\"text\"}]}",
               NULL,
@@ -283,19 +313,27 @@ Test(collection, field_errors)
     build_err("{\"name\":\"p\",\"fields\":[{\"name\":\"a\",\"type\":\"blob\"}]}", NULL,
               "{\"fields\":{\"0\":{\"type\":{\"code\":\"validation_invalid_field_type\","
               "\"message\":\"Missing or unknown field type.\"}}}}");
-    build_err("{\"name\":\"p\",\"fields\":[{\"name\":\"a\",\"type\":\"text\",\"min\":10,\"max\":5}]}", NULL,
-              "{\"fields\":{\"1\":{\"max\":{\"code\":\"validation_min_greater_equal_than_required\","
-              "\"message\":\"Must be no less than 10.\",\"params\":{\"threshold\":10}}}}}");
-    build_err("{\"name\":\"p\",\"fields\":[{\"name\":\"a\",\"type\":\"text\",\"pattern\":\"[a-\"}]}", NULL,
-              "{\"fields\":{\"1\":{\"pattern\":{\"code\":\"validation_invalid_regex\","
-              "\"message\":\"Invalid regular expression - Unmatched [, [^, [:, [., or [=.\"}}}}");
-    build_err("{\"name\":\"p\",\"fields\":[{\"name\":\"s\",\"type\":\"select\",\"maxSelect\":2}]}", NULL,
-              "{\"fields\":{\"1\":{\"values\":{\"code\":\"validation_required\",\"message\":\"Cannot be blank.\"},"
+    build_err(
+        "{\"name\":\"p\",\"fields\":[{\"name\":\"a\",\"type\":\"text\",\"min\":10,\"max\":5}]}",
+        NULL,
+        "{\"fields\":{\"1\":{\"max\":{\"code\":\"validation_min_greater_equal_than_required\","
+        "\"message\":\"Must be no less than 10.\",\"params\":{\"threshold\":10}}}}}");
+    build_err(
+        "{\"name\":\"p\",\"fields\":[{\"name\":\"a\",\"type\":\"text\",\"pattern\":\"[a-\"}]}",
+        NULL,
+        "{\"fields\":{\"1\":{\"pattern\":{\"code\":\"validation_invalid_regex\","
+        "\"message\":\"Invalid regular expression - Unmatched [, [^, [:, [., or [=.\"}}}}");
+    build_err("{\"name\":\"p\",\"fields\":[{\"name\":\"s\",\"type\":\"select\",\"maxSelect\":2}]}",
+              NULL,
+              "{\"fields\":{\"1\":{\"values\":{\"code\":\"validation_required\",\"message\":"
+              "\"Cannot be blank.\"},"
               "\"maxSelect\":{\"code\":\"validation_max_less_equal_than_required\","
               "\"message\":\"Must be no greater than 1.\",\"params\":{\"threshold\":1}}}}}");
-    build_err("{\"name\":\"p\",\"fields\":[{\"name\":\"n\",\"type\":\"number\",\"min\":5,\"max\":1}]}", NULL,
-              "{\"fields\":{\"1\":{\"max\":{\"code\":\"validation_min_greater_equal_than_required\","
-              "\"message\":\"Must be no less than 5.\",\"params\":{\"threshold\":5}}}}}");
+    build_err(
+        "{\"name\":\"p\",\"fields\":[{\"name\":\"n\",\"type\":\"number\",\"min\":5,\"max\":1}]}",
+        NULL,
+        "{\"fields\":{\"1\":{\"max\":{\"code\":\"validation_min_greater_equal_than_required\","
+        "\"message\":\"Must be no less than 5.\",\"params\":{\"threshold\":5}}}}}");
     build_err("{\"name\":\"p\",\"fields\":[{\"name\":\"bad-name\",\"type\":\"bool\"}]}", NULL,
               "{\"fields\":{\"1\":{\"name\":{\"code\":\"validation_match_invalid\","
               "\"message\":\"Must be in a valid format.\"}}}}");
@@ -309,8 +347,10 @@ Test(collection, field_errors)
               "\"message\":\"Either onCreate or onUpdate must be enabled.\"}}}}");
     build_err("{\"name\":\"p\",\"fields\":[{\"name\":\"id\",\"type\":\"number\"}]}", NULL,
               "{\"fields\":{\"1\":{\"name\":{\"code\":\"validation_duplicated_field_name\","
-              "\"message\":\"Duplicated or invalid field name id.\",\"params\":{\"fieldName\":\"id\"}}}}}");
-    build_err("{\"name\":\"u\",\"type\":\"auth\",\"fields\":[{\"name\":\"passwordConfirm\",\"type\":\"text\"}]}",
+              "\"message\":\"Duplicated or invalid field name "
+              "id.\",\"params\":{\"fieldName\":\"id\"}}}}}");
+    build_err("{\"name\":\"u\",\"type\":\"auth\",\"fields\":[{\"name\":\"passwordConfirm\","
+              "\"type\":\"text\"}]}",
               NULL,
               "{\"fields\":{\"1\":{\"name\":{\"code\":\"validation_reserved_field_name\","
               "\"message\":\"The field name is reserved and cannot be used.\"}}}}");
@@ -335,12 +375,15 @@ Test(collection, index_errors)
               "\"message\":\"Invalid CREATE INDEX expression.\"}}}");
     build_err("{\"name\":\"p\",\"indexes\":[\"CREATE INDEX i1 ON p (nope)\"]}", NULL,
               "{\"indexes\":{\"0\":{\"code\":\"validation_invalid_index_expression\","
-              "\"message\":\"Unknown field \\\"nope\\\" in the index.\",\"params\":{\"fieldName\":\"nope\"}}}}");
-    build_err("{\"name\":\"p\",\"indexes\":[\"CREATE INDEX i1 ON p (id)\",\"CREATE UNIQUE INDEX I1 ON p (id)\"]}",
+              "\"message\":\"Unknown field \\\"nope\\\" in the "
+              "index.\",\"params\":{\"fieldName\":\"nope\"}}}}");
+    build_err("{\"name\":\"p\",\"indexes\":[\"CREATE INDEX i1 ON p (id)\",\"CREATE UNIQUE INDEX I1 "
+              "ON p (id)\"]}",
               NULL,
               "{\"indexes\":{\"1\":{\"code\":\"validation_duplicated_index_name\","
               "\"message\":\"The index name already exists.\"}}}");
-    build_err("{\"name\":\"p\",\"indexes\":[\"CREATE INDEX i1 ON p (id)\",\"CREATE INDEX i2 ON p (`id`)\"]}",
+    build_err("{\"name\":\"p\",\"indexes\":[\"CREATE INDEX i1 ON p (id)\",\"CREATE INDEX i2 ON p "
+              "(`id`)\"]}",
               NULL,
               "{\"indexes\":{\"1\":{\"code\":\"validation_duplicated_index_definition\","
               "\"message\":\"The index definition already exists.\"}}}");
@@ -409,7 +452,8 @@ Test(collection, index_parse_table)
 
 Test(collection, lookups_and_refcount)
 {
-    struct collection *c = build_ok("{\"name\":\"posts\",\"fields\":[{\"name\":\"title\",\"type\":\"text\"}]}", NULL);
+    struct collection *c =
+        build_ok("{\"name\":\"posts\",\"fields\":[{\"name\":\"title\",\"type\":\"text\"}]}", NULL);
     cr_assert_eq(collection_field(c, SLICE_LIT("title")), &c->fields[1]);
     cr_assert_null(collection_field(c, SLICE_LIT("Title")));
     cr_assert_eq(collection_field_by_id(c, SLICE_LIT("text3208210256")), &c->fields[0]);

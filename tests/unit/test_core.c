@@ -29,7 +29,9 @@ Test(id, validity)
     cr_assert_not(id_valid(SLICE_LIT("abcdefghij123456")));
     cr_assert_not(id_valid(SLICE_LIT("Abcdefghij12345")));
     cr_assert_not(id_valid(SLICE_LIT("abcdefghij-2345")));
-    cr_assert_not(id_valid(slice_make("abcdefghij\0" "2345", 15)));
+    cr_assert_not(id_valid(slice_make("abcdefghij\0"
+                                      "2345",
+                                      15)));
     cr_assert_not(id_valid(SLICE_NULL));
 }
 
@@ -76,9 +78,10 @@ Test(timefmt, pocketbase_format_round_trip)
 Test(timefmt, rejects_impossible_dates)
 {
     int64_t ms;
-    const char *bad[] = {"2023-02-29", "2023-13-01", "2023-00-10", "2023-01-32",
-                         "2023-01-01 24:00:00", "2023-01-01 10:60:00", "2023/01/01",
-                         "2023-01-01 10:00:00.", "2023-01-01 10:00:00Zjunk", "20230101"};
+    const char *bad[] = {"2023-02-29", "2023-13-01",           "2023-00-10",
+                         "2023-01-32", "2023-01-01 24:00:00",  "2023-01-01 10:60:00",
+                         "2023/01/01", "2023-01-01 10:00:00.", "2023-01-01 10:00:00Zjunk",
+                         "20230101"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         cr_assert_eq(time_parse_pb(bad[i], strlen(bad[i]), &ms), -1, "%s", bad[i]);
 }
@@ -107,7 +110,7 @@ Test(config, defaults_flags_env_and_file)
     cr_assert_eq(write(fd, text, sizeof(text) - 1), (ssize_t)sizeof(text) - 1);
     close(fd);
     setenv("CRUDER_HTTP", "127.0.0.1:2", 1);
-    char *argv[] = {"--config", path, "--idle-timeout-ms", "99", "pos", "--durability=normal",
+    char *argv[] = {"--config",    path, "--idle-timeout-ms", "99", "pos", "--durability=normal",
                     "--access-log"};
     int npos;
     char err[256];

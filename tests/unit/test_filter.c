@@ -40,10 +40,10 @@ static struct collection users = {.name = "users",
 /* 2023-11-14 22:13:20.123Z, a Tuesday. */
 static const int64_t NOW = 1700000000123LL;
 
-#define EACH_SRC(c)                                                                       \
-    "(SELECT \"__mm e\".value AS \"__mm v\" FROM (SELECT CASE WHEN json_valid(\"" c       \
-    "\") THEN CASE WHEN json_type(\"" c "\") = 'array' AND json_array_length(\"" c        \
-    "\") = 0 THEN '[null]' ELSE \"" c "\" END ELSE json_array(\"" c                       \
+#define EACH_SRC(c)                                                                 \
+    "(SELECT \"__mm e\".value AS \"__mm v\" FROM (SELECT CASE WHEN json_valid(\"" c \
+    "\") THEN CASE WHEN json_type(\"" c "\") = 'array' AND json_array_length(\"" c  \
+    "\") = 0 THEN '[null]' ELSE \"" c "\" END ELSE json_array(\"" c                 \
     "\") END AS \"__mm j\") AS \"__mm s\", json_each(\"__mm s\".\"__mm j\") AS \"__mm e\")"
 #define ANY(c, cond) "EXISTS (SELECT 1 FROM " EACH_SRC(c) " WHERE " cond ")"
 #define EVERY(c, cond) "NOT EXISTS (SELECT 1 FROM " EACH_SRC(c) " WHERE (" cond ") IS NOT 1)"
@@ -104,8 +104,7 @@ static const struct ok_case ok_cases[] = {
     {"data = 5", "json_extract(\"data\", '$') IS ?", "[5]"},
     {"data != null", "json_extract(\"data\", '$') IS NOT NULL", "[]"},
     {"data.a.b = 'x'", "json_extract(\"data\", ?) IS ?", "[\"$.a.b\",\"x\"]"},
-    {"data.items.0.name != null", "json_extract(\"data\", ?) IS NOT NULL",
-     "[\"$.items[0].name\"]"},
+    {"data.items.0.name != null", "json_extract(\"data\", ?) IS NOT NULL", "[\"$.items[0].name\"]"},
     {"data.0 > 1", "json_extract(\"data\", ?) > ?", "[\"$[0]\",1]"},
     {"data.a ~ 'x'", "json_extract(\"data\", ?) LIKE ? ESCAPE '\\'", "[\"$.a\",\"%x%\"]"},
     {"title = data.a", "\"title\" IS json_extract(\"data\", ?)", "[\"$.a\"]"},
@@ -139,8 +138,7 @@ static const struct ok_case ok_cases[] = {
     {"title:lower ~ 'AbC'", "LOWER(\"title\") LIKE ? ESCAPE '\\'", "[\"%AbC%\"]"},
     /* macros */
     {"created > @now", "\"created\" > ?", "[\"2023-11-14 22:13:20.123Z\"]"},
-    {"created >= @todayStart && created <= @todayEnd",
-     "(\"created\" >= ? AND \"created\" <= ?)",
+    {"created >= @todayStart && created <= @todayEnd", "(\"created\" >= ? AND \"created\" <= ?)",
      "[\"2023-11-14 00:00:00.000Z\",\"2023-11-14 23:59:59.999Z\"]"},
     {"created > @monthStart || created < @monthEnd", "(\"created\" > ? OR \"created\" < ?)",
      "[\"2023-11-01 00:00:00.000Z\",\"2023-11-30 23:59:59.999Z\"]"},
@@ -196,9 +194,8 @@ Test(filter, appends_to_existing_sql_and_params)
     buf_append_cstr(&sql, "x AND ");
     json_t *params = json_pack("[s]", "first");
     struct filter_error err;
-    cr_assert_eq(filter_compile(&posts, SLICE_LIT("title = 'a' || count = 2"), NOW, &sql,
-                                params, &err),
-                 0);
+    cr_assert_eq(
+        filter_compile(&posts, SLICE_LIT("title = 'a' || count = 2"), NOW, &sql, params, &err), 0);
     cr_assert_str_eq(sql.ptr, "x AND (\"title\" = ? OR \"count\" = ?)");
     char *p = json_dumps(params, JSON_COMPACT);
     cr_assert_str_eq(p, "[\"first\",\"a\",2]");
@@ -280,23 +277,19 @@ Test(filter, auth_email_needs_visibility_and_password_is_never_filterable)
     struct buf sql = BUF_INIT;
     json_t *params = json_array();
     struct filter_error err;
-    cr_assert_eq(filter_compile(&users, SLICE_LIT("email = 'a@b.c'"), NOW, &sql, params, &err),
-                 0);
+    cr_assert_eq(filter_compile(&users, SLICE_LIT("email = 'a@b.c'"), NOW, &sql, params, &err), 0);
     cr_assert_str_eq(sql.ptr, "(\"email\" = ? AND \"emailVisibility\" = TRUE)");
     buf_reset(&sql);
     struct filter_options su = {.allow_hidden = true};
-    cr_assert_eq(filter_compile_opts(&users, SLICE_LIT("email = 'a@b.c'"), NOW, &su, &sql, params,
-                                     &err),
-                 0);
+    cr_assert_eq(
+        filter_compile_opts(&users, SLICE_LIT("email = 'a@b.c'"), NOW, &su, &sql, params, &err), 0);
     cr_assert_str_eq(sql.ptr, "\"email\" = ?");
-    cr_assert_eq(filter_compile_opts(&users, SLICE_LIT("password != ''"), NOW, &su, &sql, params,
-                                     &err),
-                 -1);
+    cr_assert_eq(
+        filter_compile_opts(&users, SLICE_LIT("password != ''"), NOW, &su, &sql, params, &err), -1);
     cr_assert_str_eq(err.message, "non-filterable field \"password\"");
     buf_reset(&sql);
-    cr_assert_eq(filter_compile_opts(&posts, SLICE_LIT("secret = 'x'"), NOW, &su, &sql, params,
-                                     &err),
-                 0);
+    cr_assert_eq(
+        filter_compile_opts(&posts, SLICE_LIT("secret = 'x'"), NOW, &su, &sql, params, &err), 0);
     cr_assert_str_eq(sql.ptr, "\"secret\" = ?");
     json_decref(params);
     buf_free(&sql);
@@ -451,8 +444,8 @@ static void run(const char *expr, const char *want)
     json_t *params = json_array();
     struct filter_error err = {0};
     buf_append_cstr(&sql, "SELECT id FROM posts WHERE ");
-    cr_assert_eq(filter_compile(&posts, slice_cstr(expr), NOW, &sql, params, &err), 0,
-                 "%s: %s", expr, err.message);
+    cr_assert_eq(filter_compile(&posts, slice_cstr(expr), NOW, &sql, params, &err), 0, "%s: %s",
+                 expr, err.message);
     buf_append_cstr(&sql, " ORDER BY id");
     sqlite3_stmt *st;
     cr_assert_eq(sqlite3_prepare_v2(db, sql.ptr, -1, &st, NULL), SQLITE_OK, "%s: %s", expr,

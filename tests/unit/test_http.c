@@ -19,10 +19,25 @@
 static bool f_closed, f_reading;
 static uint64_t f_timer_ms;
 
-static void f_flush(struct http_conn *c) { (void)c; }
-static void f_close(struct http_conn *c) { (void)c; f_closed = true; }
-static void f_read(struct http_conn *c, bool on) { (void)c; f_reading = on; }
-static void f_timer(struct http_conn *c, uint64_t ms) { (void)c; f_timer_ms = ms; }
+static void f_flush(struct http_conn *c)
+{
+    (void)c;
+}
+static void f_close(struct http_conn *c)
+{
+    (void)c;
+    f_closed = true;
+}
+static void f_read(struct http_conn *c, bool on)
+{
+    (void)c;
+    f_reading = on;
+}
+static void f_timer(struct http_conn *c, uint64_t ms)
+{
+    (void)c;
+    f_timer_ms = ms;
+}
 
 static const struct http_conn_io fake_io = {f_flush, f_close, f_read, f_timer};
 
@@ -217,7 +232,8 @@ Test(http, chunked_bodies)
            "40\r\n0123456789012345678901234567890123456789012345678901234567890123\r\n0\r\n\r\n",
            "200", false);
     EXPECT("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-           "40\r\n0123456789012345678901234567890123456789012345678901234567890123\r\n1\r\nx\r\n0\r\n\r\n",
+           "40\r\n0123456789012345678901234567890123456789012345678901234567890123\r\n1\r\nx\r\n0\r"
+           "\n\r\n",
            "413", true);
 }
 
@@ -240,15 +256,27 @@ Test(http, limits)
 
 Test(http, ambiguous_framing)
 {
-    EXPECT("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", "400", true);
-    EXPECT("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na", "400", true);
-    EXPECT("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "400", true);
-    EXPECT("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n0\r\n\r\n", "400", true);
+    EXPECT("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+           "400", true);
+    EXPECT("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na",
+           "400", true);
+    EXPECT("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: "
+           "chunked\r\n\r\n0\r\n\r\n",
+           "400", true);
+    EXPECT("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: "
+           "1\r\n\r\n0\r\n\r\n",
+           "400", true);
     EXPECT("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", "400", true);
-    EXPECT("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", "400", true);
-    EXPECT("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "400", true);
-    EXPECT("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n\r\n", "400", true);
-    EXPECT("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\n", "400", true);
+    EXPECT("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+           "400", true);
+    EXPECT("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: "
+           "chunked\r\n\r\n0\r\n\r\n",
+           "400", true);
+    EXPECT("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n\r\n", "400",
+           true);
+    EXPECT("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+           "chunked\r\n\r\nfffffffffffffffffff\r\n",
+           "400", true);
     EXPECT("GET /a HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n", "400", true);
     EXPECT("GET /a HTTP/1.1\r\nHost: x\r\nX: a\r\n\tb\r\n\r\n", "400", true);
     EXPECT("GET /a HTTP/1.1\r\nHost: x\r\nX: a\0b\r\n\r\n", "400", true);
@@ -266,7 +294,8 @@ Test(http, expect_continue)
 {
     struct buf out = BUF_INIT;
     char st[64];
-    const char in[] = "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n";
+    const char in[] =
+        "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n";
     struct http_conn *c = conn_new();
     http_conn_input(c, in, sizeof(in) - 1);
     cr_assert_str_eq(c->out.ptr, "HTTP/1.1 100 Continue\r\n\r\n");
@@ -275,7 +304,8 @@ Test(http, expect_continue)
     cr_assert_str_eq(st, "100 200");
     conn_free(c);
     /* Never a 100 for a body that will not be read. */
-    EXPECT("POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 100\r\n\r\n", "413", true);
+    EXPECT("POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 100\r\n\r\n",
+           "413", true);
     EXPECT("GET /a HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n", "200", false);
     buf_free(&out);
 }
@@ -339,7 +369,8 @@ Test(http, client_gone_before_answer)
 Test(http, streamed_body)
 {
     const char in[] = "POST /stream HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                      "50\r\n01234567890123456789012345678901234567890123456789012345678901234567890123456789\r\n0\r\n\r\n";
+                      "50\r\n0123456789012345678901234567890123456789012345678901234567890123456789"
+                      "0123456789\r\n0\r\n\r\n";
     struct http_conn *c = conn_new();
     for (size_t i = 0; i < sizeof(in) - 1; i += 7)
         http_conn_input(c, in + i, sizeof(in) - 1 - i < 7 ? sizeof(in) - 1 - i : 7);
@@ -356,7 +387,8 @@ Test(http, router_params_and_accessors)
 {
     struct buf out = BUF_INIT;
     char st[64];
-    const char in[] = "GET /p/a%20b/y/%2Fz?q=1&name=J%C3%B6+x&flag HTTP/1.1\r\nHost: x\r\nX-Test: v\r\n\r\n";
+    const char in[] =
+        "GET /p/a%20b/y/%2Fz?q=1&name=J%C3%B6+x&flag HTTP/1.1\r\nHost: x\r\nX-Test: v\r\n\r\n";
     run_split(in, sizeof(in) - 1, 0, st, sizeof(st), &out);
     cr_assert(strstr(out.ptr, "\r\n\r\na b|/z"), "%s", out.ptr);
     buf_free(&out);
@@ -391,7 +423,8 @@ Test(http, metrics_render)
     EXPECT("GET /a HTTP/1.1\r\nHost: x\r\n\r\n", "200", false);
     struct buf out = BUF_INIT;
     http_metrics_render(&out);
-    cr_assert(strstr(out.ptr, "cruder_http_requests_total{route=\"a\",status=\"200\"} "), "%s", out.ptr);
+    cr_assert(strstr(out.ptr, "cruder_http_requests_total{route=\"a\",status=\"200\"} "), "%s",
+              out.ptr);
     cr_assert(strstr(out.ptr, "cruder_http_request_duration_seconds_bucket{le=\"+Inf\"} "));
     cr_assert(strstr(out.ptr, "cruder_http_open_connections "));
     buf_free(&out);
@@ -462,7 +495,8 @@ Test(http_server, real_socket_pipelining_and_limits)
     cr_assert_not_null(strstr(buf, "Connection: close\r\n"));
 
     fd = dial(port);
-    const char bad[] = "POST /api/health HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
+    const char bad[] =
+        "POST /api/health HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
     cr_assert_eq(write(fd, bad, sizeof(bad) - 1), (ssize_t)sizeof(bad) - 1);
     read_all(fd, buf, sizeof(buf));
     close(fd);

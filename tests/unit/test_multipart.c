@@ -125,32 +125,42 @@ Test(multipart, fields_and_a_file)
           "Content-Type: text/plain\r\n\r\n"
           "line1\r\nline2 \r\r\n--XyY-no\r\n--Xy\r\n"
           "--XyZ--\r\n",
-          "P(title|-|-)D:hello;EP(doc|a b.txt|text/plain)D:line1\r\nline2 \r\r\n--XyY-no\r\n--Xy;E=0");
+          "P(title|-|-)D:hello;EP(doc|a b.txt|text/plain)D:line1\r\nline2 "
+          "\r\r\n--XyY-no\r\n--Xy;E=0");
 }
 
 Test(multipart, preamble_padding_epilogue_empty_parts)
 {
-    check("b", "ignored preamble\r\n--b  \t\r\nContent-Disposition: form-data; name=e\r\n\r\n\r\n--b\r\n"
-               "Content-Disposition: form-data; name=\"q\\\"x\"; filename=\"\"\r\n\r\n\r\n--b--epilogue --b\r\n",
+    check("b",
+          "ignored preamble\r\n--b  \t\r\nContent-Disposition: form-data; name=e\r\n\r\n\r\n--b\r\n"
+          "Content-Disposition: form-data; name=\"q\\\"x\"; filename=\"\"\r\n\r\n\r\n--b--epilogue "
+          "--b\r\n",
           "P(e|-|-);EP(q\"x||-);E=0");
 }
 
 Test(multipart, data_that_looks_like_a_delimiter_prefix)
 {
-    check("abc", "--abc\r\nContent-Disposition: form-data; name=f\r\n\r\n\r\r\n\r\n-\r\n--\r\n--ab\r\n--abc--",
+    check("abc",
+          "--abc\r\nContent-Disposition: form-data; "
+          "name=f\r\n\r\n\r\r\n\r\n-\r\n--\r\n--ab\r\n--abc--",
           "P(f|-|-)D:\r\r\n\r\n-\r\n--\r\n--ab;E=0");
 }
 
 Test(multipart, boundary_from_content_type)
 {
     struct slice b;
-    cr_assert_eq(http_multipart_boundary(SLICE_LIT("multipart/form-data; boundary=----WebKitX1"), &b), 0);
+    cr_assert_eq(
+        http_multipart_boundary(SLICE_LIT("multipart/form-data; boundary=----WebKitX1"), &b), 0);
     cr_assert(slice_eq_cstr(b, "----WebKitX1"));
-    cr_assert_eq(http_multipart_boundary(SLICE_LIT("Multipart/Form-Data;charset=utf-8; BOUNDARY=\"a b\""), &b), 0);
+    cr_assert_eq(http_multipart_boundary(
+                     SLICE_LIT("Multipart/Form-Data;charset=utf-8; BOUNDARY=\"a b\""), &b),
+                 0);
     cr_assert(slice_eq_cstr(b, "a b"));
     cr_assert_eq(http_multipart_boundary(SLICE_LIT("multipart/form-data"), &b), HTTP_MP_EBOUNDARY);
-    cr_assert_eq(http_multipart_boundary(SLICE_LIT("multipart/form-data; boundary="), &b), HTTP_MP_EBOUNDARY);
-    cr_assert_eq(http_multipart_boundary(SLICE_LIT("multipart/mixed; boundary=x"), &b), HTTP_MP_EBOUNDARY);
+    cr_assert_eq(http_multipart_boundary(SLICE_LIT("multipart/form-data; boundary="), &b),
+                 HTTP_MP_EBOUNDARY);
+    cr_assert_eq(http_multipart_boundary(SLICE_LIT("multipart/mixed; boundary=x"), &b),
+                 HTTP_MP_EBOUNDARY);
     cr_assert_eq(http_multipart_boundary(SLICE_NULL, &b), HTTP_MP_EBOUNDARY);
 }
 
@@ -203,7 +213,8 @@ Test(multipart, limits)
     check_lim("b", in, "P(f|-|-)D:v;EP(f|-|-)D:v;E=-5", &lim);
     lim = http_mp_default_limits;
     lim.max_header_bytes = 50;
-    check_lim("b", "--b\r\nContent-Disposition: form-data; name=\"ffffffffffff\"\r\n\r\n", "=-4", &lim);
+    check_lim("b", "--b\r\nContent-Disposition: form-data; name=\"ffffffffffff\"\r\n\r\n", "=-4",
+              &lim);
     lim.max_preamble = 8;
     check_lim("b", "0123456789012345\r\n--b--", "=-2", &lim);
     check_lim("b", "01234567\r\n--b--", "=0", &lim);

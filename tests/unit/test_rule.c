@@ -92,8 +92,12 @@ Test(rule, request_values_are_bound)
     json_t *body = json_pack("{s:s,s:[s,s]}", "title", "Hi", "tags", "a", "b");
     json_t *query = json_pack("{s:s}", "page", "2");
     json_t *headers = json_pack("{s:s}", "x_token", "abc");
-    struct rule_request rq = {.auth = auth, .body = body, .query = query, .headers = headers,
-                              .method = "POST", .context = "default"};
+    struct rule_request rq = {.auth = auth,
+                              .body = body,
+                              .query = query,
+                              .headers = headers,
+                              .method = "POST",
+                              .context = "default"};
     expect_sql("@request.auth.id != ''", &rq, "? IS NOT ''", "[\"u1\"]");
     expect_sql("author = @request.auth.id", &rq, "\"author\" = ?", "[\"u1\"]");
     expect_sql("@request.body.title:isset = true && @request.body.views:isset = false", &rq,
@@ -148,9 +152,9 @@ Test(rule, refusals_and_limits)
     struct buf sql = BUF_INIT;
     json_t *params = json_array();
     struct filter_error err = {0};
-    cr_assert_eq(filter_compile(posts, SLICE_LIT("author.team.name = 'red'"), 0, &sql, params,
-                                &err),
-                 0, "%s", err.message);
+    cr_assert_eq(
+        filter_compile(posts, SLICE_LIT("author.team.name = 'red'"), 0, &sql, params, &err), 0,
+        "%s", err.message);
     cr_assert_eq(filter_compile(posts, SLICE_LIT("@request.auth.id = ''"), 0, &sql, params, &err),
                  -1);
     json_decref(params);
@@ -184,8 +188,8 @@ static void expect_rows(sqlite3 *db, const char *rule, const struct rule_request
     json_t *params = json_array();
     struct filter_error err = {0};
     buf_append_cstr(&sql, "SELECT group_concat(id, ',') FROM (SELECT id FROM posts WHERE ");
-    cr_assert_eq(rule_compile(schema, posts, slice_cstr(rule), rq, 0, &sql, params, &err), 0,
-                 "%s", err.message);
+    cr_assert_eq(rule_compile(schema, posts, slice_cstr(rule), rq, 0, &sql, params, &err), 0, "%s",
+                 err.message);
     buf_append_cstr(&sql, " ORDER BY id)");
     sqlite3_stmt *st;
     cr_assert_eq(sqlite3_prepare_v2(db, sql.ptr, -1, &st, NULL), SQLITE_OK, "%s: %s", sql.ptr,

@@ -23,8 +23,8 @@
  * collection.c: the linker takes no archive member for symbols already
  * defined, so they are what runs here. */
 
-static const char *const kind_names[] = {"text", "number",   "bool",     "email",
-                                         "url",  "date",     "select",   "json",
+static const char *const kind_names[] = {"text",     "number",   "bool",     "email",
+                                         "url",      "date",     "select",   "json",
                                          "autodate", "password", "relation", "file"};
 
 __attribute__((weak)) json_t *collection_to_json_stored(const struct collection *c)
@@ -429,8 +429,8 @@ Test(store, update_if_match_not_found_invalid)
     cr_assert_eq(g.status, STORE_NOT_FOUND);
     got_free(&g);
 
-    st->ops->record_write(st, c, slice_cstr("bbbbbbbbbbbbbb1"), false, -1, NULL, merge_reject, NULL, NULL,
-                          on_result, &g);
+    st->ops->record_write(st, c, slice_cstr("bbbbbbbbbbbbbb1"), false, -1, NULL, merge_reject, NULL,
+                          NULL, on_result, &g);
     got_wait(&g);
     cr_assert_eq(g.status, STORE_INVALID);
     cr_assert_str_eq(g.errors, "{\"title\":{\"code\":\"validation_required\","
@@ -752,11 +752,14 @@ Test(store, full_write_queue_answers_busy)
     struct collection *c = posts_coll(false);
     cr_assert_eq(save(NULL, c), STORE_OK);
     struct got a = {0}, b = {0}, d = {0};
-    st->ops->record_write(st, c, SLICE_NULL, true, -1, NULL, merge_block, NULL, NULL, on_result, &a);
+    st->ops->record_write(st, c, SLICE_NULL, true, -1, NULL, merge_block, NULL, NULL, on_result,
+                          &a);
     while (!atomic_load(&busy_started))
         usleep(1000);
-    st->ops->record_write(st, c, SLICE_NULL, true, -1, NULL, merge_block, NULL, NULL, on_result, &b);
-    st->ops->record_write(st, c, SLICE_NULL, true, -1, NULL, merge_block, NULL, NULL, on_result, &d);
+    st->ops->record_write(st, c, SLICE_NULL, true, -1, NULL, merge_block, NULL, NULL, on_result,
+                          &b);
+    st->ops->record_write(st, c, SLICE_NULL, true, -1, NULL, merge_block, NULL, NULL, on_result,
+                          &d);
     got_wait(&d);
     cr_assert_eq(d.status, STORE_BUSY);
     cr_assert_eq(a.done, 0, "BUSY must not wait for the writer");
@@ -826,8 +829,8 @@ static int guarded_write(const struct collection *c, const char *id, bool create
 {
     json_t *patch = json_loads(body, 0, NULL);
     struct got g = {0};
-    st->ops->record_write(st, c, slice_cstr(id), create, -1, gd, merge_set, patch, NULL,
-                          on_result, &g);
+    st->ops->record_write(st, c, slice_cstr(id), create, -1, gd, merge_set, patch, NULL, on_result,
+                          &g);
     got_wait(&g);
     json_decref(patch);
     int s = g.status;
@@ -835,8 +838,7 @@ static int guarded_write(const struct collection *c, const char *id, bool create
     return s;
 }
 
-static int guarded_delete(const struct collection *c, const char *id,
-                          const struct store_guard *gd)
+static int guarded_delete(const struct collection *c, const char *id, const struct store_guard *gd)
 {
     struct got g = {0};
     st->ops->record_delete(st, c, slice_cstr(id), -1, gd, NULL, on_result, &g);
@@ -869,16 +871,14 @@ Test(store, guard_update_checks_stored_row)
     struct store_guard gd = {.where_sql = "\"posts\".\"title\" = ?", .params = params};
     /* the guard sees the stored row, not the new one: the write may change the
      * very field the rule tests */
-    cr_assert_eq(guarded_write(c, "hhhhhhhhhhhhh01", false, &gd,
-                               "{\"views\":2,\"title\":\"theirs\"}"),
-                 STORE_OK);
+    cr_assert_eq(
+        guarded_write(c, "hhhhhhhhhhhhh01", false, &gd, "{\"views\":2,\"title\":\"theirs\"}"),
+        STORE_OK);
     cr_assert_eq(views_of(c, "hhhhhhhhhhhhh01"), 2);
-    cr_assert_eq(guarded_write(c, "hhhhhhhhhhhhh01", false, &gd, "{\"views\":3}"),
-                 STORE_FORBIDDEN);
+    cr_assert_eq(guarded_write(c, "hhhhhhhhhhhhh01", false, &gd, "{\"views\":3}"), STORE_FORBIDDEN);
     cr_assert_eq(views_of(c, "hhhhhhhhhhhhh01"), 2);
     /* a missing record stays NOT_FOUND whatever the guard */
-    cr_assert_eq(guarded_write(c, "hhhhhhhhhhhhh99", false, &gd, "{\"views\":3}"),
-                 STORE_NOT_FOUND);
+    cr_assert_eq(guarded_write(c, "hhhhhhhhhhhhh99", false, &gd, "{\"views\":3}"), STORE_NOT_FOUND);
     json_decref(params);
     collection_release(c);
 }
@@ -888,8 +888,8 @@ Test(store, guard_create_checks_new_row_and_rolls_back)
     struct collection *c = posts_coll(false);
     cr_assert_eq(save(NULL, c), STORE_OK);
     json_t *params = json_pack("[i]", 10);
-    struct store_guard gd = {.where_sql = "\"posts\".\"views\" >= ?", .params = params,
-                             .after = true};
+    struct store_guard gd = {
+        .where_sql = "\"posts\".\"views\" >= ?", .params = params, .after = true};
     cr_assert_eq(guarded_write(c, NULL, true, &gd, "{\"id\":\"iiiiiiiiiiiii01\",\"views\":5}"),
                  STORE_FORBIDDEN);
     struct got g = {0};
@@ -900,8 +900,8 @@ Test(store, guard_create_checks_new_row_and_rolls_back)
                  STORE_OK);
     cr_assert_eq(views_of(c, "iiiiiiiiiiiii01"), 15);
     /* a guard that looks at other rows sees the batch's own earlier writes */
-    struct store_guard count = {
-        .where_sql = "(SELECT COUNT(*) FROM \"posts\") <= 2", .after = true};
+    struct store_guard count = {.where_sql = "(SELECT COUNT(*) FROM \"posts\") <= 2",
+                                .after = true};
     cr_assert_eq(guarded_write(c, NULL, true, &count, "{\"id\":\"iiiiiiiiiiiii02\"}"), STORE_OK);
     cr_assert_eq(guarded_write(c, NULL, true, &count, "{\"id\":\"iiiiiiiiiiiii03\"}"),
                  STORE_FORBIDDEN);
