@@ -2,13 +2,14 @@
 # `make test`: every step in order under a heading, then one summary line.
 # A failed build skips the steps that need it; any other failure is reported
 # and the remaining steps still run, so one pass shows everything that is broken.
-# STEPS="unit node" make test runs a subset (deps and build always run).
+# STEPS="unit node" make test runs a subset (deps and build always run);
+# format-check fails on code that `make format` would change.
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
 make=(make --no-print-directory)
 jobs=${JOBS:-2}
-steps=(${STEPS:-unit fuzz node asan})
+steps=(${STEPS:-format-check unit fuzz node asan})
 results=()
 failed=0
 start_all=$SECONDS
