@@ -143,25 +143,35 @@ wait_http "http://127.0.0.1:$nginx_port/health.json" "$tmp/static.body"
 cmp -s "$tmp/health.body" "$tmp/static.body" || { echo "bench: nginx serves other bytes" >&2; exit 1; }
 
 echo "== throughput: wrk -t1 -c$connections -d$duration on core 1 ($(stat -c %s "$tmp/health.body")-byte bodies)"
+# The machine is shared, so its speed drifts: each scenario with an anchor
+# runs right after a fresh run of that anchor, and the ratio is taken between
+# the two adjacent runs.
 declare -A rps
-for line in "${scenarios[@]}"; do
-    read -r name target anchor args <<<"$line"
-    port=$cruder_port
+run_wrk() { # name target args -> sets rps[name]
+    local name=$1 target=$2 args=$3 port=$cruder_port
     [[ $target == nginx ]] && port=$nginx_port
-    path=${args##* }
-    wrk_opts=${args% *}
+    local path=${args##* } wrk_opts=${args% *}
     [[ $wrk_opts == "$args" ]] && wrk_opts=
     # shellcheck disable=SC2086 # wrk_opts are separate words by design
     taskset -c 1 wrk -t1 -c"$connections" -d"$duration" --latency $wrk_opts \
         "http://127.0.0.1:$port$path" >"$out/$name.txt"
     rps[$name]=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$out/$name.txt")
-    if [[ $anchor == - ]]; then
-        echo "$name: ${rps[$name]} req/s"
-    else
-        ratio=$(awk -v a="${rps[$name]}" -v b="${rps[$anchor]}" 'BEGIN {printf "%.2f", a / b}')
-        echo "$name: ${rps[$name]} req/s (ratio ${ratio}x ${anchor//_/ })"
-    fi
     grep -E 'Non-2xx|Socket errors' "$out/$name.txt" | sed "s/^ */  $name: WARNING /" || true
+}
+declare -A scenario_target scenario_args
+for line in "${scenarios[@]}"; do
+    read -r name target anchor args <<<"$line"
+    scenario_target[$name]=$target
+    scenario_args[$name]=$args
+    if [[ $anchor == - ]]; then
+        run_wrk "$name" "$target" "$args"
+        echo "$name: ${rps[$name]} req/s"
+        continue
+    fi
+    run_wrk "$anchor" "${scenario_target[$anchor]}" "${scenario_args[$anchor]}"
+    run_wrk "$name" "$target" "$args"
+    ratio=$(awk -v a="${rps[$name]}" -v b="${rps[$anchor]}" 'BEGIN {printf "%.2f", a / b}')
+    echo "$name: ${rps[$name]} req/s (ratio ${ratio}x ${anchor//_/ } at ${rps[$anchor]} req/s)"
 done
 
 commits=$(node -e 'fetch(process.argv[1]).then((r) => r.text()).then((t) => process.stdout.write(t))' \
