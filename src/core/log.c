@@ -4,6 +4,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "core/timefmt.h"
 
 enum log_level log_min_level = LOG_INFO;
 
@@ -38,6 +42,11 @@ void log_write(enum log_level level, const char *file, int line, const char *fmt
     fwrite(msg, 1, (size_t)off, stderr);
 }
 
+/* The access log is block-buffered (a write per line would cost a syscall
+ * per request); it is flushed when a line comes a second or more after the
+ * last flush, and at exit. */
+static _Atomic uint64_t access_flushed_ms;
+
 void log_access(const char *line, unsigned long len)
 {
     char out[4096];
@@ -46,6 +55,9 @@ void log_access(const char *line, unsigned long len)
     memcpy(out, line, len);
     out[len] = '\n';
     fwrite(out, 1, len + 1, stdout);
+    uint64_t now = time_mono_ms(), last = atomic_load(&access_flushed_ms);
+    if (now - last >= 1000 && atomic_compare_exchange_strong(&access_flushed_ms, &last, now))
+        fflush(stdout);
 }
 
 int log_set_level(const char *name)
