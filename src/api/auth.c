@@ -240,12 +240,17 @@ void api_authenticate(struct http_request *req, api_auth_cb cb)
  * table forgets under pressure instead of growing. Failed logins count per
  * identity (collection and identity text), so a password cannot be guessed
  * faster than AUTH_THROTTLE_IDENTITY tries a minute whatever the number of
- * clients; an unknown identity counts the same as a known one. */
+ * clients; an unknown identity counts the same as a known one. Every
+ * auth-with-password and auth-refresh counts per client address as well
+ * (AUTH_THROTTLE_ADDRESS a minute), in the same table. */
 
 enum {
     AUTH_THROTTLE_SLOTS = 4096,
     AUTH_THROTTLE_WINDOW_MS = 60000,
     AUTH_THROTTLE_IDENTITY = 10,
+    /* every auth attempt from one address, whatever the identity: a client
+     * spraying many identities is held back too (PocketBase's *:auth limit) */
+    AUTH_THROTTLE_ADDRESS = 300,
 };
 
 struct throttle_slot {
@@ -285,10 +290,11 @@ static int64_t throttle_hit(struct slice key, uint32_t limit, bool count)
     return wait;
 }
 
-/* Answers 429 with Retry-After and returns true when key is over limit. */
-static bool throttled(struct http_request *req, struct slice key, uint32_t limit)
+/* Answers 429 with Retry-After and returns true when key is over limit;
+ * `count` counts this request against the key. */
+static bool throttled_count(struct http_request *req, struct slice key, uint32_t limit, bool count)
 {
-    int64_t wait = throttle_hit(key, limit, false);
+    int64_t wait = throttle_hit(key, limit, count);
     if (!wait)
         return false;
     char secs[24];
@@ -298,6 +304,27 @@ static bool throttled(struct http_request *req, struct slice key, uint32_t limit
                              "Too many requests, try again later.", "data");
     api_json(req, 429, body);
     return true;
+}
+
+static bool throttled(struct http_request *req, struct slice key, uint32_t limit)
+{
+    return throttled_count(req, key, limit, false);
+}
+
+/* Counts one auth attempt against the client's address; answers 429 and
+ * returns true when it is over AUTH_THROTTLE_ADDRESS. A client already gone
+ * has no address and is not counted (nothing will be answered to it). */
+static bool address_throttled(struct http_request *req)
+{
+    struct slice remote = http_request_remote(req);
+    if (!remote.len)
+        return false;
+    struct buf key = BUF_INIT;
+    buf_append_cstr(&key, "address\n");
+    buf_append(&key, remote.ptr, remote.len);
+    bool over = throttled_count(req, buf_slice(&key), AUTH_THROTTLE_ADDRESS, true);
+    buf_free(&key);
+    return over;
 }
 
 /* ---- auth endpoints ---- */
@@ -394,6 +421,8 @@ fail:
 
 static void handle_auth_with_password(struct http_request *req)
 {
+    if (address_throttled(req))
+        return;
     json_t *body = api_body_object(req);
     if (!body)
         return;
@@ -551,6 +580,8 @@ static void refresh_authed(struct http_request *req, struct api_auth *auth)
 
 static void handle_auth_refresh(struct http_request *req)
 {
+    if (address_throttled(req))
+        return;
     api_authenticate(req, refresh_authed);
 }
 

@@ -103,6 +103,41 @@ static json_t *field_error(const char *code, const char *message)
     return json_pack("{s:s,s:s}", "code", code, "message", message);
 }
 
+/* Every rule of next must compile against the schema as it will be (next in
+ * place of self), as PocketBase checks on save: NULL if they all do, else
+ * {"<rule key>": {"code": "validation_invalid_rule", "message": ...}} for the
+ * first that does not (caller owns it). */
+static json_t *rule_errors(const struct schema *s, const struct collection *next,
+                           const struct collection *self)
+{
+    static const char *const keys[] = {"listRule",   "viewRule", "createRule", "updateRule",
+                                       "deleteRule", "authRule", "manageRule"};
+    struct collection **list = xmalloc((s->ncollections + 1) * sizeof *list);
+    struct schema draft = {.collections = list};
+    for (size_t i = 0; i < s->ncollections; i++)
+        if (s->collections[i] != self)
+            list[draft.ncollections++] = s->collections[i];
+    list[draft.ncollections++] = (struct collection *)next;
+    json_t *errors = NULL;
+    static const struct rule_request rq = {.method = "GET", .context = "default"};
+    for (size_t r = 0; r < sizeof keys / sizeof keys[0] && !errors; r++) {
+        if (!next->rules[r] || !next->rules[r][0])
+            continue;
+        struct buf sql = BUF_INIT;
+        json_t *params = json_array();
+        struct filter_error fe = {0};
+        if (rule_compile(&draft, next, slice_cstr(next->rules[r]), &rq, 0, &sql, params, &fe)) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "Invalid rule. Raw error: %s.", fe.message);
+            errors = json_pack("{s:o}", keys[r], field_error("validation_invalid_rule", msg));
+        }
+        buf_free(&sql);
+        json_decref(params);
+    }
+    free(list);
+    return errors;
+}
+
 /* What the rest of the schema refuses in next (self is the collection it
  * replaces, or NULL): another collection with its name or id, a relation to
  * a collection that does not exist. NULL if none. */
@@ -128,6 +163,8 @@ static json_t *uniqueness_errors(const struct collection *next, const struct col
     }
     if (!errors && collection_check_relations(s, next, self, &errors) == 0)
         errors = NULL;
+    if (!errors)
+        errors = rule_errors(s, next, self);
     schema_release(s);
     return errors;
 }

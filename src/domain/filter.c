@@ -37,6 +37,9 @@ struct tok {
 };
 
 /* The comparison operators; an any-of form is its plain form plus OP_ANY. */
+/* Room for a quoted collection name (64 bytes) or a generated alias. */
+enum { ALIAS_MAX = 72 };
+
 enum op { OP_EQ, OP_NEQ, OP_LIKE, OP_NLIKE, OP_LT, OP_LTE, OP_GT, OP_GTE, OP_ANY = 8 };
 
 static const struct {
@@ -68,7 +71,7 @@ enum operand_kind {
     K_ELEM,   /* one element of a multi-valued field, inside json_each */
     K_PARAM,  /* a literal or macro value, bound */
     K_CONST,  /* true, false or null: fixed SQL text */
-    K_SUB,    /* a scalar subquery through single relations, SQL text in `sub` */
+    K_SUB,    /* SQL text in `sub` binding `subp`: a joined path's value, :changed */
 };
 
 /* How a multi-valued operand takes part in a comparison. A bare multiple
@@ -80,9 +83,13 @@ enum multi { MV_NONE, MV_RAW, MV_EACH };
 struct operand {
     enum operand_kind kind;
     const struct field *field;
-    json_t *value;   /* K_PARAM: owned; K_JSON: the path string, owned */
-    const char *cst; /* K_CONST */
-    char *sub;       /* K_SUB: owned */
+    json_t *value;              /* K_PARAM: owned; K_JSON: the path string, owned */
+    const char *cst;            /* K_CONST */
+    char *sub;                  /* K_SUB: owned */
+    json_t *subp;               /* K_SUB: the values its ?s bind, owned, may be NULL */
+    char *mm;                   /* the multi-match subquery of a multi-valued path, owned */
+    json_t *mmp;                /* the values its ?s bind, owned */
+    char guard[ALIAS_MAX + 32]; /* an email reached through a join: its visibility test */
     enum multi multi;
     bool lower;       /* ":lower" */
     bool no_coalesce; /* json values: NULL and '' are distinct */
@@ -101,9 +108,16 @@ struct state {
     json_t *params;
     struct filter_error *err;
     int terms;
-    const struct schema *schema;   /* resolves relations; NULL: none can be traversed */
-    const struct rule_request *rq; /* rule mode: @request.* resolves against it */
-    int joins;                     /* relation hops so far, at most RULE_MAX_JOINS */
+    const struct schema *schema;       /* resolves relations; NULL: none can be traversed */
+    const struct rule_request *rq;     /* rule mode: @request.* resolves against it */
+    int joins;                         /* relation hops so far, at most RULE_MAX_JOINS */
+    bool qualify;                      /* own columns written as "table"."col" (inside joins) */
+    char *join_keys[FILTER_MAX_JOINS]; /* the shared joins by path, owned */
+    int njoins;
+    struct buf join_sql; /* their LEFT JOIN clauses */
+    json_t *join_params; /* and the values these bind */
+    int seq;             /* numbers the aliases of multi-match subqueries */
+    size_t term_pos;
 };
 
 static int fail(struct state *st, size_t pos, const char *fmt, ...)
@@ -254,33 +268,44 @@ static void wrap_from(struct buf *b, size_t start)
  * counts as a single value, and an empty array as one NULL element so that
  * `tags = ''` style checks see an empty field the way PocketBase's LEFT JOIN
  * on json_each does. */
-static void put_each_source(struct buf *b, const struct field *f)
+/* A column of the filtered collection itself; qualified by its table name
+ * when joined tables could shadow it. */
+static void put_own(const struct state *st, struct buf *b, const char *col)
+{
+    if (st->qualify) {
+        buf_append_sql_ident(b, st->c->name);
+        buf_append_char(b, '.');
+    }
+    buf_append_sql_ident(b, col);
+}
+
+static void put_each_source(const struct state *st, struct buf *b, const struct field *f)
 {
     buf_append_cstr(b, "CASE WHEN json_valid(");
-    buf_append_sql_ident(b, f->name);
+    put_own(st, b, f->name);
     buf_append_cstr(b, ") THEN CASE WHEN json_type(");
-    buf_append_sql_ident(b, f->name);
+    put_own(st, b, f->name);
     buf_append_cstr(b, ") = 'array' AND json_array_length(");
-    buf_append_sql_ident(b, f->name);
+    put_own(st, b, f->name);
     buf_append_cstr(b, ") = 0 THEN '[null]' ELSE ");
-    buf_append_sql_ident(b, f->name);
+    put_own(st, b, f->name);
     buf_append_cstr(b, " END ELSE json_array(");
-    buf_append_sql_ident(b, f->name);
+    put_own(st, b, f->name);
     buf_append_cstr(b, ") END");
 }
 
-static void put_length(struct buf *b, const struct field *f)
+static void put_length(const struct state *st, struct buf *b, const struct field *f)
 {
     buf_append_cstr(b, "json_array_length(CASE WHEN json_valid(");
-    buf_append_sql_ident(b, f->name);
+    put_own(st, b, f->name);
     buf_append_cstr(b, ") THEN ");
-    buf_append_sql_ident(b, f->name);
+    put_own(st, b, f->name);
     buf_append_cstr(b, " ELSE (CASE WHEN ");
-    buf_append_sql_ident(b, f->name);
+    put_own(st, b, f->name);
     buf_append_cstr(b, " = '' OR ");
-    buf_append_sql_ident(b, f->name);
+    put_own(st, b, f->name);
     buf_append_cstr(b, " IS NULL THEN json_array() ELSE json_array(");
-    buf_append_sql_ident(b, f->name);
+    put_own(st, b, f->name);
     buf_append_cstr(b, ") END) END)");
 }
 
@@ -300,11 +325,11 @@ static void put_operand(struct state *st, const struct operand *o)
         buf_append_cstr(b, "LOWER(");
     switch (o->kind) {
     case K_COLUMN:
-        buf_append_sql_ident(b, o->field->name);
+        put_own(st, b, o->field->name);
         break;
     case K_JSON:
         buf_append_cstr(b, "json_extract(");
-        buf_append_sql_ident(b, o->field->name);
+        put_own(st, b, o->field->name);
         if (o->value) {
             buf_append_cstr(b, ", ?)");
             json_array_append(st->params, o->value);
@@ -313,7 +338,7 @@ static void put_operand(struct state *st, const struct operand *o)
         }
         break;
     case K_LENGTH:
-        put_length(b, o->field);
+        put_length(st, b, o->field);
         break;
     case K_ELEM:
         buf_append_cstr(b, ELEM_COL);
@@ -327,6 +352,8 @@ static void put_operand(struct state *st, const struct operand *o)
         break;
     case K_SUB:
         buf_append_cstr(b, o->sub);
+        if (o->subp)
+            json_array_extend(st->params, o->subp);
         break;
     }
     if (o->lower)
@@ -501,6 +528,44 @@ static void put_compare(struct state *st, enum op op, const struct operand *l,
     }
 }
 
+/* PocketBase's multi-match condition for a plain operator over a
+ * multi-valued path, appended to the comparison of the shared row:
+ *   AND NOT EXISTS (SELECT 1 FROM (<mm>) AS "__smN" WHERE NOT (<cmp>))
+ * with the path's values in <cmp> (both sides LEFT JOINed when both are
+ * multi-valued). A comparison that is NULL does not count as failing. */
+static void put_multi_match(struct state *st, enum op base, const struct operand *l,
+                            const struct operand *r)
+{
+    struct operand le = *l, re = *r;
+    char la[ALIAS_MAX] = "", ra[ALIAS_MAX] = "";
+    char lv[ALIAS_MAX + 16], rv[ALIAS_MAX + 16];
+    buf_append_cstr(st->sql, " AND NOT EXISTS (SELECT 1 FROM ");
+    for (int k = 0; k < 2; k++) {
+        const struct operand *o = k ? r : l;
+        struct operand *e = k ? &re : &le;
+        char *a = k ? ra : la, *v = k ? rv : lv;
+        if (!o->mm)
+            continue;
+        snprintf(a, ALIAS_MAX, "\"__sm%d\"", ++st->seq);
+        snprintf(v, ALIAS_MAX + 16, "%s.\"__mm v\"", a);
+        if (k && la[0])
+            buf_append_cstr(st->sql, " LEFT JOIN ");
+        buf_append_char(st->sql, '(');
+        buf_append_cstr(st->sql, o->mm);
+        json_array_extend(st->params, o->mmp);
+        buf_appendf(st->sql, ") AS %s", a);
+        if (k && la[0])
+            buf_append_cstr(st->sql, " ON 1");
+        e->kind = K_SUB;
+        e->sub = v;
+        e->subp = NULL;
+        e->lower = false;
+    }
+    buf_append_cstr(st->sql, " WHERE NOT (");
+    put_compare(st, base, &le, &re);
+    buf_append_cstr(st->sql, "))");
+}
+
 /* One comparison. A multi-valued side compared element-wise becomes a
  * subquery over json_each: EXISTS for any-of, NOT EXISTS of a failing
  * element for every-of (a NULL outcome fails, as PocketBase's IS NULL arm):
@@ -516,17 +581,21 @@ static int put_term(struct state *st, enum op op, struct operand *l, struct oper
     bool relem = r->multi == MV_EACH || (r->multi == MV_RAW && any);
     size_t start = st->sql->len;
 
-    if (lelem && relem)
+    if ((lelem && relem) || ((lelem || relem) && (l->mm || r->mm)))
         return fail(st, op_pos, "comparing two multi-valued fields is not supported");
     if (!lelem && !relem) {
         put_compare(st, base, l, r);
+        if (!any && (l->mm || r->mm)) {
+            put_multi_match(st, base, l, r);
+            wrap_from(st->sql, start);
+        }
     } else {
         struct operand *multi = lelem ? l : r;
         struct operand elem = {.kind = K_ELEM, .pos = multi->pos};
         buf_append_cstr(st->sql, any ? "EXISTS (" : "NOT EXISTS (");
         buf_append_cstr(st->sql,
                         "SELECT 1 FROM (SELECT \"__mm e\".value AS " ELEM_COL " FROM (SELECT ");
-        put_each_source(st->sql, multi->field);
+        put_each_source(st, st->sql, multi->field);
         buf_append_cstr(st->sql, " AS \"__mm j\") AS \"__mm s\", json_each(\"__mm s\".\"__mm j\")"
                                  " AS \"__mm e\") WHERE ");
         if (!any)
@@ -535,8 +604,18 @@ static int put_term(struct state *st, enum op op, struct operand *l, struct oper
         buf_append_cstr(st->sql, any ? ")" : ") IS NOT 1)");
     }
     if (l->email_guard || r->email_guard) {
-        buf_append_cstr(st->sql, " AND \"emailVisibility\" = TRUE");
+        buf_append_cstr(st->sql, " AND ");
+        put_own(st, st->sql, "emailVisibility");
+        buf_append_cstr(st->sql, " = TRUE");
         wrap_from(st->sql, start);
+    }
+    for (int k = 0; k < 2; k++) {
+        const char *guard = k ? r->guard : l->guard;
+        if (guard[0]) {
+            buf_append_cstr(st->sql, " AND ");
+            buf_append_cstr(st->sql, guard);
+            wrap_from(st->sql, start);
+        }
     }
     return 0;
 }
@@ -667,6 +746,24 @@ static bool hidden_always(struct slice name)
     return slice_eq_cstr(name, "password") || slice_eq_cstr(name, "tokenKey");
 }
 
+static int resolve_ident(struct state *st, struct slice id, size_t pos, struct operand *o);
+static int resolve_auth_path(struct state *st, struct slice path, size_t pos, struct operand *o);
+static int resolve_changed(struct state *st, struct slice name, json_t *v, size_t pos,
+                           struct operand *o);
+static int resolve_body_each(struct state *st, struct slice name, json_t *v, size_t pos,
+                             struct operand *o);
+
+static void operand_free(struct operand *o)
+{
+    json_decref(o->value);
+    json_decref(o->subp);
+    json_decref(o->mmp);
+    free(o->sub);
+    free(o->mm);
+    o->value = o->subp = o->mmp = NULL;
+    o->sub = o->mm = NULL;
+}
+
 /* @request.<what>[.<key>][:modifier] in rule mode. */
 static int resolve_request(struct state *st, struct slice id, size_t pos, struct operand *o)
 {
@@ -682,6 +779,15 @@ static int resolve_request(struct state *st, struct slice id, size_t pos, struct
 
     if (st->sort)
         return fail(st, pos, "invalid sort field \"%.*s\"", SHOWN(id.len), id.ptr);
+    if (key.ptr && slice_eq_cstr(head, "auth") && memchr(key.ptr, '.', key.len)) {
+        if (!rq->auth) {
+            o->kind = K_CONST;
+            o->cst = "NULL";
+            return 0;
+        }
+        return resolve_auth_path(st, slice_make(key.ptr, (size_t)(id.ptr + id.len - key.ptr)), pos,
+                                 o);
+    }
     if (key.ptr && (key.len == 0 || key.len >= sizeof k || memchr(key.ptr, '.', key.len)))
         return fail(st, pos, "unsupported request field \"%.*s\"", SHOWN(id.len), id.ptr);
     if (key.ptr) {
@@ -715,6 +821,10 @@ static int resolve_request(struct state *st, struct slice id, size_t pos, struct
             o->cst = v ? "1" : "0";
             return 0;
         }
+        if (mod.ptr && slice_eq_cstr(mod, "changed") && slice_eq_cstr(head, "body"))
+            return resolve_changed(st, key, v, pos, o);
+        if (mod.ptr && slice_eq_cstr(mod, "each") && slice_eq_cstr(head, "body"))
+            return resolve_body_each(st, key, v, pos, o);
         if (mod.ptr && slice_eq_cstr(mod, "length") && slice_eq_cstr(head, "body")) {
             o->kind = K_PARAM;
             o->value = json_integer(
@@ -735,101 +845,592 @@ static int resolve_request(struct state *st, struct slice id, size_t pos, struct
     return 0;
 }
 
-/* name.rel.field through single relations: a scalar subquery joining each
- * related collection under an alias no collection can have ("__rel N"),
- * correlated to the outer row by the table name. A single relation gives at
- * most one row, so each comparison's own subquery equals PocketBase's shared
- * LEFT JOIN. Multiple relations, back-relations and @collection joins would
- * need PocketBase's row-sharing semantics across terms: refused for now. */
-static int resolve_relation(struct state *st, const struct field *f, struct slice id,
-                            size_t name_len, size_t pos, struct operand *o)
+/* ---- paths through relations (PocketBase's record_field_resolver_runner) ----
+ *
+ * A path (author.team.name, tags.owner.name, comments_via_post.text,
+ * @collection.users.name, @request.auth.team.name) joins each collection it
+ * passes through with a LEFT JOIN shared by every term of the expression that
+ * names the same path prefix, as PocketBase's registerJoin does: a row passes
+ * when one combination of joined rows satisfies the whole expression, so
+ * `tags.name ?= 'a' && tags.kind ?= 'b'` needs one tag that is both. The
+ * expression is then written as EXISTS (SELECT 1 FROM (SELECT 1) LEFT JOIN ...
+ * WHERE <expression>), correlated to the outer row by its table name.
+ *
+ * A path through a multi-valued hop (a multiple relation, a back-relation
+ * without a unique index, @collection, :each on a multiple field) also gets
+ * PocketBase's multi-match subquery: the same joins under fresh aliases,
+ * selecting every value the path reaches for this row. A plain operator (=,
+ * !=, <, ~ ...) then also requires NOT EXISTS a value failing the comparison,
+ * so it holds for all of them; the any-of forms (?=, ...) need only the
+ * shared row. */
+
+static void put_qcol(struct buf *b, const char *alias, const char *col)
 {
-    struct buf from = BUF_INIT, where = BUF_INIT;
-    const struct collection *cur = st->c;
-    const struct field *hop = f;
-    char prev_alias[32] = "";
-    size_t i = name_len; /* at the '.' after the relation's name */
-    int rc = -1;
-    const char *colon = memchr(id.ptr, ':', id.len);
-    size_t end = colon ? (size_t)(colon - id.ptr) : id.len;
-    if (colon)
-        return fail(st, pos, "modifiers are not supported on relation paths yet");
+    buf_append_cstr(b, alias);
+    buf_append_char(b, '.');
+    buf_append_sql_ident(b, col);
+}
 
-    for (;;) {
-        if (field_is_multiple(hop)) {
-            fail(st, pos, "multiple relation \"%s\" cannot be traversed yet", hop->name);
-            goto out;
-        }
-        if (++st->joins > RULE_MAX_JOINS) {
-            fail(st, pos, "too many relation joins (max %d)", RULE_MAX_JOINS);
-            goto out;
-        }
-        const struct collection *next =
-            st->schema && hop->opt.relation.collection_id
-                ? schema_find(st->schema, slice_cstr(hop->opt.relation.collection_id))
-                : NULL;
-        if (!next) {
-            fail(st, pos, "unknown related collection of \"%s\"", hop->name);
-            goto out;
-        }
-        char alias[32];
-        snprintf(alias, sizeof alias, "\"__rel %d\"", st->joins);
-        buf_append_cstr(&from, from.len ? ", " : " FROM ");
-        buf_append_sql_ident(&from, next->name);
-        buf_appendf(&from, " AS %s", alias);
-        buf_append_cstr(&where, where.len ? " AND " : " WHERE ");
-        buf_appendf(&where, "%s.\"id\" = ", alias);
-        if (prev_alias[0])
-            buf_append_cstr(&where, prev_alias);
-        else
-            buf_append_sql_ident(&where, cur->name);
-        buf_append_char(&where, '.');
-        buf_append_sql_ident(&where, hop->name);
-        snprintf(prev_alias, sizeof prev_alias, "%s", alias);
-        cur = next;
+/* The column as a JSON array for json_each/json_array_length (PocketBase's
+ * dbutils.JSONEach): an array as it is, anything else as a one-element array. */
+static void put_array_src(struct buf *b, const char *alias, const char *col)
+{
+    buf_append_cstr(b, "CASE WHEN json_valid(");
+    put_qcol(b, alias, col);
+    buf_append_cstr(b, ") THEN (CASE WHEN json_type(");
+    put_qcol(b, alias, col);
+    buf_append_cstr(b, ") = 'array' THEN ");
+    put_qcol(b, alias, col);
+    buf_append_cstr(b, " ELSE json_array(");
+    put_qcol(b, alias, col);
+    buf_append_cstr(b, ") END) ELSE json_array(");
+    put_qcol(b, alias, col);
+    buf_append_cstr(b, ") END");
+}
 
-        size_t j = i + 1;
-        while (j < end && id.ptr[j] != '.')
-            j++;
-        struct slice seg = slice_make(id.ptr + i + 1, j - i - 1);
-        const struct field *g = find_field(cur, seg);
-        if (!g || g->type == FIELD_PASSWORD || hidden_always(seg) ||
-            (g->hidden && !st->allow_hidden)) {
-            fail(st, pos, "unknown or non-filterable field \"%.*s\"", SHOWN(seg.len), seg.ptr);
-            goto out;
+static void put_length_of(struct buf *b, const char *alias, const char *col)
+{
+    buf_append_cstr(b, "json_array_length(CASE WHEN json_valid(");
+    put_qcol(b, alias, col);
+    buf_append_cstr(b, ") AND json_type(");
+    put_qcol(b, alias, col);
+    buf_append_cstr(b, ") = 'array' THEN ");
+    put_qcol(b, alias, col);
+    buf_append_cstr(b, " WHEN ");
+    put_qcol(b, alias, col);
+    buf_append_cstr(b, " = '' OR ");
+    put_qcol(b, alias, col);
+    buf_append_cstr(b, " IS NULL THEN json_array() ELSE json_array(");
+    put_qcol(b, alias, col);
+    buf_append_cstr(b, ") END)");
+}
+
+struct walk {
+    const struct collection *cur;
+    char alias[ALIAS_MAX];             /* cur's row in the shared joins, quoted */
+    char mm_alias[ALIAS_MAX];          /* cur's row in the multi-match subquery, quoted */
+    struct buf key;                    /* the path so far: names the shared joins */
+    struct buf mm;                     /* the multi-match subquery's FROM ... joins */
+    json_t *mmp;                       /* its bound values */
+    char mm_where[2 * ALIAS_MAX + 32]; /* its correlation to the outer row */
+    bool multi;                        /* some hop was multi-valued */
+    int hops;
+};
+
+/* Finds the shared join named by w->key plus `suffix`, or adds its name;
+ * *fresh tells the caller to write the join's SQL under `alias`. */
+static int join_slot(struct state *st, struct walk *w, const char *suffix, char alias[ALIAS_MAX],
+                     bool *fresh)
+{
+    buf_append_cstr(&w->key, suffix);
+    const char *key = w->key.ptr;
+    for (int i = 0; i < st->njoins; i++) {
+        if (strcmp(st->join_keys[i], key) == 0) {
+            snprintf(alias, ALIAS_MAX, "\"__j%d\"", i);
+            *fresh = false;
+            return 0;
         }
-        if (j < end) {
-            if (g->type != FIELD_RELATION) {
-                fail(st, pos, "field \"%.*s\" has no subfields", SHOWN(seg.len), seg.ptr);
-                goto out;
-            }
-            hop = g;
-            i = j;
-            continue;
-        }
-        if (field_is_multiple(g) || g->type == FIELD_JSON) {
-            fail(st, pos, "field \"%.*s\" cannot be compared through a relation yet",
-                 SHOWN(seg.len), seg.ptr);
-            goto out;
-        }
-        struct buf sub = BUF_INIT;
-        buf_appendf(&sub, "(SELECT %s.", prev_alias);
-        buf_append_sql_ident(&sub, g->name);
-        buf_append(&sub, from.ptr, from.len);
-        buf_append(&sub, where.ptr, where.len);
-        if (cur->type == COLLECTION_AUTH && strcmp(g->name, "email") == 0 && !st->allow_hidden &&
-            !st->rq)
-            buf_appendf(&sub, " AND %s.\"emailVisibility\" = TRUE", prev_alias);
-        buf_append_char(&sub, ')');
-        o->kind = K_SUB;
-        o->field = g;
-        o->sub = buf_steal(&sub);
-        rc = 0;
-        break;
     }
-out:
-    buf_free(&from);
-    buf_free(&where);
+    if (st->njoins >= FILTER_MAX_JOINS)
+        return fail(st, st->term_pos, "too many joins (max %d)", FILTER_MAX_JOINS);
+    st->join_keys[st->njoins] = xstrdup(key);
+    snprintf(alias, ALIAS_MAX, "\"__j%d\"", st->njoins);
+    st->njoins++;
+    *fresh = true;
+    return 0;
+}
+
+static void mm_alias_next(struct state *st, char alias[ALIAS_MAX])
+{
+    snprintf(alias, ALIAS_MAX, "\"__m%d\"", ++st->seq);
+}
+
+static const struct field *usable_field(struct state *st, const struct collection *c,
+                                        struct slice name, size_t pos, int *rc)
+{
+    const struct field *g = find_field(c, name);
+    *rc = 0;
+    if (!g) {
+        *rc = fail(st, pos, "unknown field \"%.*s\"", SHOWN(name.len), name.ptr);
+        return NULL;
+    }
+    if (g->type == FIELD_PASSWORD || hidden_always(name) || (g->hidden && !st->allow_hidden)) {
+        *rc = fail(st, pos, "non-filterable field \"%.*s\"", SHOWN(name.len), name.ptr);
+        return NULL;
+    }
+    return g;
+}
+
+/* A back-relation is single when its field is single and unique. */
+static bool backrel_single(const struct collection *c, const struct field *f)
+{
+    if (field_is_multiple(f))
+        return false;
+    for (size_t i = 0; i < c->nindexes; i++) {
+        const struct collection_index *ix = &c->indexes[i];
+        if (ix->unique && ix->ncolumns == 1 && !ix->where && strcmp(ix->columns[0], f->name) == 0)
+            return true;
+    }
+    return false;
+}
+
+static int hop_relation(struct state *st, struct walk *w, const struct field *f, size_t pos)
+{
+    const struct collection *next =
+        st->schema && f->opt.relation.collection_id
+            ? schema_find(st->schema, slice_cstr(f->opt.relation.collection_id))
+            : NULL;
+    if (!next)
+        return fail(st, pos, "unknown related collection of \"%s\"", f->name);
+    bool multi = field_is_multiple(f), fresh;
+    char je[ALIAS_MAX], alias[ALIAS_MAX];
+    struct buf *j = &st->join_sql;
+    if (multi) {
+        buf_append_char(&w->key, '.');
+        buf_append_cstr(&w->key, f->name);
+        if (join_slot(st, w, ":je", je, &fresh) < 0)
+            return -1;
+        w->key.len -= 3;
+        if (fresh) {
+            buf_append_cstr(j, " LEFT JOIN json_each(");
+            put_array_src(j, w->alias, f->name);
+            buf_appendf(j, ") AS %s", je);
+        }
+        if (join_slot(st, w, "", alias, &fresh) < 0)
+            return -1;
+        if (fresh) {
+            buf_append_cstr(j, " LEFT JOIN ");
+            buf_append_sql_ident(j, next->name);
+            buf_appendf(j, " AS %s ON %s.\"id\" = %s.value", alias, alias, je);
+        }
+    } else {
+        buf_append_char(&w->key, '.');
+        if (join_slot(st, w, f->name, alias, &fresh) < 0)
+            return -1;
+        if (fresh) {
+            buf_append_cstr(j, " LEFT JOIN ");
+            buf_append_sql_ident(j, next->name);
+            buf_appendf(j, " AS %s ON %s.\"id\" = ", alias, alias);
+            put_qcol(j, w->alias, f->name);
+        }
+    }
+    char mje[ALIAS_MAX], malias[ALIAS_MAX];
+    mm_alias_next(st, malias);
+    if (multi) {
+        mm_alias_next(st, mje);
+        buf_append_cstr(&w->mm, " LEFT JOIN json_each(");
+        put_array_src(&w->mm, w->mm_alias, f->name);
+        buf_appendf(&w->mm, ") AS %s LEFT JOIN ", mje);
+        buf_append_sql_ident(&w->mm, next->name);
+        buf_appendf(&w->mm, " AS %s ON %s.\"id\" = %s.value", malias, malias, mje);
+    } else {
+        buf_append_cstr(&w->mm, " LEFT JOIN ");
+        buf_append_sql_ident(&w->mm, next->name);
+        buf_appendf(&w->mm, " AS %s ON %s.\"id\" = ", malias, malias);
+        put_qcol(&w->mm, w->mm_alias, f->name);
+    }
+    w->multi |= multi;
+    w->cur = next;
+    memcpy(w->alias, alias, sizeof alias);
+    memcpy(w->mm_alias, malias, sizeof malias);
+    return 0;
+}
+
+/* <collection>_via_<field>: the records of <collection> whose relation
+ * <field> points at the current one. */
+static int hop_back(struct state *st, struct walk *w, struct slice seg, size_t pos, bool *matched)
+{
+    *matched = false;
+    const char *via = NULL;
+    for (size_t i = 1; i + 5 < seg.len; i++)
+        if (memcmp(seg.ptr + i, "_via_", 5) == 0)
+            via = seg.ptr + i; /* the last one, as the regexp's greedy (\w+) */
+    if (!via || !st->schema)
+        return 0;
+    *matched = true;
+    struct slice cname = slice_make(seg.ptr, (size_t)(via - seg.ptr));
+    struct slice fname = slice_make(via + 5, seg.len - cname.len - 5);
+    const struct collection *back = schema_find(st->schema, cname);
+    if (!back)
+        return fail(st, pos, "unknown back-relation collection \"%.*s\"", SHOWN(cname.len),
+                    cname.ptr);
+    const struct field *bf = find_field(back, fname);
+    if (!bf || bf->type != FIELD_RELATION || !bf->opt.relation.collection_id ||
+        strcmp(bf->opt.relation.collection_id, w->cur->id) != 0)
+        return fail(st, pos, "invalid back-relation \"%.*s\"", SHOWN(seg.len), seg.ptr);
+    if (bf->hidden && !st->allow_hidden)
+        return fail(st, pos, "non-filterable back-relation field \"%s\"", bf->name);
+    bool multi = !backrel_single(back, bf), fresh;
+    char alias[ALIAS_MAX], malias[ALIAS_MAX], je[ALIAS_MAX];
+    buf_append_char(&w->key, '.');
+    buf_append(&w->key, seg.ptr, seg.len);
+    if (join_slot(st, w, "", alias, &fresh) < 0)
+        return -1;
+    mm_alias_next(st, malias);
+    for (int pass = 0; pass < 2; pass++) {
+        struct buf *j = pass ? &w->mm : &st->join_sql;
+        const char *a = pass ? malias : alias, *from = pass ? w->mm_alias : w->alias;
+        if (!pass && !fresh)
+            continue;
+        buf_append_cstr(j, " LEFT JOIN ");
+        buf_append_sql_ident(j, back->name);
+        buf_appendf(j, " AS %s ON ", a);
+        if (!multi) {
+            put_qcol(j, a, bf->name);
+            buf_appendf(j, " = %s.\"id\"", from);
+        } else {
+            mm_alias_next(st, je);
+            buf_appendf(j, "%s.\"id\" IN (SELECT %s.value FROM json_each(", from, je);
+            put_array_src(j, a, bf->name);
+            buf_appendf(j, ") AS %s)", je);
+        }
+    }
+    w->multi |= multi;
+    w->cur = back;
+    memcpy(w->alias, alias, sizeof alias);
+    memcpy(w->mm_alias, malias, sizeof malias);
+    return 0;
+}
+
+/* The last segment of a path: a field of w->cur with an optional modifier. */
+static int path_last(struct state *st, struct walk *w, struct slice seg, size_t pos,
+                     struct operand *o)
+{
+    const char *colon = memchr(seg.ptr, ':', seg.len);
+    struct slice name = colon ? slice_make(seg.ptr, (size_t)(colon - seg.ptr)) : seg;
+    struct slice mod = colon ? slice_make(colon + 1, seg.len - name.len - 1) : SLICE_NULL;
+    int rc;
+    const struct field *g = usable_field(st, w->cur, name, pos, &rc);
+    if (!g)
+        return rc;
+    bool arrayable = g->type == FIELD_SELECT || g->type == FIELD_RELATION || g->type == FIELD_FILE;
+    struct buf id = BUF_INIT, mv = BUF_INIT;
+    if (mod.ptr && slice_eq_cstr(mod, "length") && arrayable) {
+        put_length_of(&id, w->alias, g->name);
+        put_length_of(&mv, w->mm_alias, g->name);
+    } else if (mod.ptr && slice_eq_cstr(mod, "each") && arrayable) {
+        char je[ALIAS_MAX], mje[ALIAS_MAX];
+        bool fresh;
+        buf_append_char(&w->key, '.');
+        buf_append_cstr(&w->key, g->name);
+        if (join_slot(st, w, ":each", je, &fresh) < 0)
+            return -1;
+        if (fresh) {
+            buf_append_cstr(&st->join_sql, " LEFT JOIN json_each(");
+            put_array_src(&st->join_sql, w->alias, g->name);
+            buf_appendf(&st->join_sql, ") AS %s", je);
+        }
+        mm_alias_next(st, mje);
+        buf_append_cstr(&w->mm, " LEFT JOIN json_each(");
+        put_array_src(&w->mm, w->mm_alias, g->name);
+        buf_appendf(&w->mm, ") AS %s", mje);
+        buf_appendf(&id, "%s.value", je);
+        buf_appendf(&mv, "%s.value", mje);
+        w->multi |= field_is_multiple(g);
+    } else if (mod.ptr && !slice_eq_cstr(mod, "lower")) {
+        if (slice_eq_cstr(mod, "length") || slice_eq_cstr(mod, "each"))
+            return fail(st, pos, "field \"%.*s\" doesn't support :%.*s", SHOWN(name.len), name.ptr,
+                        SHOWN(mod.len), mod.ptr);
+        return fail(st, pos, "unsupported modifier \":%.*s\"", SHOWN(mod.len), mod.ptr);
+    } else {
+        bool lower = mod.ptr != NULL;
+        for (int pass = 0; pass < 2; pass++) {
+            struct buf *b = pass ? &mv : &id;
+            const char *a = pass ? w->mm_alias : w->alias;
+            if (lower)
+                buf_append_cstr(b, "LOWER(");
+            if (g->type == FIELD_JSON)
+                buf_append_cstr(b, "json_extract(");
+            put_qcol(b, a, g->name);
+            if (g->type == FIELD_JSON)
+                buf_append_cstr(b, ", '$')");
+            if (lower)
+                buf_append_char(b, ')');
+        }
+        o->no_coalesce = g->type == FIELD_JSON;
+        if (!st->allow_hidden && w->cur->type == COLLECTION_AUTH && strcmp(g->name, "email") == 0)
+            snprintf(o->guard, sizeof o->guard, "%s.\"emailVisibility\" = TRUE", w->alias);
+    }
+    o->kind = K_SUB;
+    o->field = g;
+    o->sub = buf_steal(&id);
+    if (w->multi) {
+        struct buf q = BUF_INIT;
+        buf_append_cstr(&q, "SELECT ");
+        buf_append(&q, mv.ptr, mv.len);
+        buf_append_cstr(&q, " AS \"__mm v\"");
+        buf_append(&q, w->mm.ptr, w->mm.len);
+        buf_append_cstr(&q, w->mm_where);
+        o->mm = buf_steal(&q);
+        o->mmp = json_incref(w->mmp);
+    }
+    buf_free(&mv);
+    return 0;
+}
+
+/* Walks `path` (dot-separated, a modifier on the last segment) from w's
+ * collection, joining as it goes, and resolves its last field into o. */
+static int walk_path(struct state *st, struct walk *w, struct slice path, size_t pos,
+                     struct operand *o)
+{
+    size_t i = 0;
+    for (;;) {
+        size_t j = i;
+        while (j < path.len && path.ptr[j] != '.')
+            j++;
+        struct slice seg = slice_make(path.ptr + i, j - i);
+        if (seg.len == 0)
+            return fail(st, pos, "invalid field path");
+        if (j >= path.len)
+            return path_last(st, w, seg, pos, o);
+        if (memchr(seg.ptr, ':', seg.len))
+            return fail(st, pos, "a modifier may only end a field path");
+        const struct field *f = find_field(w->cur, seg);
+        if (f &&
+            (f->type == FIELD_PASSWORD || hidden_always(seg) || (f->hidden && !st->allow_hidden)))
+            return fail(st, pos, "non-filterable field \"%.*s\"", SHOWN(seg.len), seg.ptr);
+        if (f && f->type == FIELD_JSON)
+            return fail(st, pos, "json paths are not supported through relations");
+        if (++w->hops > FILTER_MAX_REL_DEPTH)
+            return fail(st, pos, "max nested relations reached (max %d)", FILTER_MAX_REL_DEPTH);
+        if (++st->joins > RULE_MAX_JOINS)
+            return fail(st, pos, "too many relation joins (max %d)", RULE_MAX_JOINS);
+        if (!f) {
+            bool matched;
+            if (hop_back(st, w, seg, pos, &matched) < 0)
+                return -1;
+            if (!matched)
+                return fail(st, pos, "unknown field \"%.*s\"", SHOWN(seg.len), seg.ptr);
+        } else if (f->type != FIELD_RELATION) {
+            return fail(st, pos, "field \"%.*s\" has no subfields", SHOWN(seg.len), seg.ptr);
+        } else if (!field_is_multiple(f) &&
+                   slice_eq_cstr(slice_make(path.ptr + j + 1, path.len - j - 1), "id")) {
+            /* PocketBase's shortcut: rel.id is the stored id itself, no join. */
+            st->joins--;
+            return path_last(st, w, seg, pos, o);
+        } else if (hop_relation(st, w, f, pos) < 0) {
+            return -1;
+        }
+        i = j + 1;
+    }
+}
+
+enum walk_root { ROOT_SELF, ROOT_COLLECTION, ROOT_AUTH };
+
+/* Starts a walk at the outer row (ROOT_SELF), at every row of another
+ * collection (@collection.<name>[:alias]) or at the caller's auth record. */
+static int walk_start(struct state *st, struct walk *w, enum walk_root root,
+                      const struct collection *c, struct slice tag, json_t *auth_id)
+{
+    char base[ALIAS_MAX];
+    memset(w, 0, sizeof *w);
+    mm_alias_next(st, base);
+    buf_append_cstr(&w->mm, " FROM ");
+    buf_append_sql_ident(&w->mm, st->c->name);
+    buf_appendf(&w->mm, " AS %s", base);
+    struct buf q = BUF_INIT;
+    buf_appendf(&q, " WHERE %s.\"id\" = ", base);
+    buf_append_sql_ident(&q, st->c->name);
+    buf_append_cstr(&q, ".\"id\"");
+    snprintf(w->mm_where, sizeof w->mm_where, "%s", q.ptr);
+    buf_free(&q);
+    w->mmp = json_array();
+    w->cur = c;
+    if (root == ROOT_SELF) {
+        struct buf t = BUF_INIT;
+        buf_append_sql_ident(&t, st->c->name);
+        if (t.len >= sizeof w->alias) {
+            buf_free(&t);
+            return fail(st, st->term_pos, "collection name too long for a join");
+        }
+        memcpy(w->alias, t.ptr, t.len + 1);
+        buf_free(&t);
+        memcpy(w->mm_alias, base, sizeof base);
+        return 0;
+    }
+    bool fresh;
+    buf_append(&w->key, tag.ptr, tag.len);
+    if (join_slot(st, w, "", w->alias, &fresh) < 0)
+        return -1;
+    if (++st->joins > RULE_MAX_JOINS)
+        return fail(st, st->term_pos, "too many relation joins (max %d)", RULE_MAX_JOINS);
+    mm_alias_next(st, w->mm_alias);
+    for (int pass = 0; pass < 2; pass++) {
+        struct buf *j = pass ? &w->mm : &st->join_sql;
+        const char *a = pass ? w->mm_alias : w->alias;
+        if (!pass && !fresh)
+            continue;
+        buf_append_cstr(j, " LEFT JOIN ");
+        buf_append_sql_ident(j, c->name);
+        buf_appendf(j, " AS %s ON ", a);
+        if (root == ROOT_AUTH) {
+            buf_appendf(j, "%s.\"id\" = ?", a);
+            json_array_append(pass ? w->mmp : st->join_params, auth_id);
+        } else {
+            buf_append_cstr(j, "1");
+        }
+    }
+    w->multi = root == ROOT_COLLECTION;
+    return 0;
+}
+
+static void walk_free(struct walk *w)
+{
+    buf_free(&w->key);
+    buf_free(&w->mm);
+    json_decref(w->mmp);
+}
+
+/* @collection.<name>[:alias].<path> */
+static int resolve_collection(struct state *st, struct slice id, size_t pos, struct operand *o)
+{
+    struct slice rest = slice_make(id.ptr + 12, id.len - 12); /* after "@collection." */
+    const char *dot = memchr(rest.ptr, '.', rest.len);
+    if (st->sort)
+        return fail(st, pos, "invalid sort field \"%.*s\"", SHOWN(id.len), id.ptr);
+    if (!dot || dot == rest.ptr)
+        return fail(st, pos, "invalid @collection field \"%.*s\"", SHOWN(id.len), id.ptr);
+    struct slice head = slice_make(rest.ptr, (size_t)(dot - rest.ptr));
+    const char *colon = memchr(head.ptr, ':', head.len);
+    struct slice cname = colon ? slice_make(head.ptr, (size_t)(colon - head.ptr)) : head;
+    const struct collection *c = st->schema ? schema_find(st->schema, cname) : NULL;
+    if (!c)
+        return fail(st, pos, "unknown collection \"%.*s\"", SHOWN(cname.len), cname.ptr);
+    struct walk w;
+    struct buf tag = BUF_INIT;
+    buf_append_cstr(&tag, "@collection.");
+    if (colon && colon + 1 < head.ptr + head.len)
+        buf_append(&tag, head.ptr, head.len); /* an alias: a join of its own */
+    else
+        buf_append_cstr(&tag, c->id);
+    int rc = walk_start(st, &w, ROOT_COLLECTION, c, slice_make(tag.ptr, tag.len), NULL);
+    buf_free(&tag);
+    if (rc == 0)
+        rc = walk_path(st, &w, slice_make(dot + 1, rest.len - head.len - 1), pos, o);
+    walk_free(&w);
+    return rc;
+}
+
+/* A path from the outer row starting with a relation or a back-relation. */
+static int resolve_self_path(struct state *st, struct slice id, size_t pos, struct operand *o)
+{
+    struct walk w;
+    if (st->sort)
+        return fail(st, pos, "invalid sort field \"%.*s\"", SHOWN(id.len), id.ptr);
+    int rc = walk_start(st, &w, ROOT_SELF, st->c, SLICE_NULL, NULL);
+    if (rc == 0)
+        rc = walk_path(st, &w, id, pos, o);
+    walk_free(&w);
+    return rc;
+}
+
+/* @request.auth.<relation>.<path>: joins the caller's auth record. */
+static int resolve_auth_path(struct state *st, struct slice path, size_t pos, struct operand *o)
+{
+    const char *cname = json_string_value(json_object_get(st->rq->auth, "collectionName"));
+    const struct collection *c =
+        cname && st->schema ? schema_find(st->schema, slice_cstr(cname)) : NULL;
+    if (!c) {
+        o->kind = K_CONST;
+        o->cst = "NULL";
+        return 0;
+    }
+    json_t *auth_id = json_object_get(st->rq->auth, "id");
+    struct walk w;
+    int rc = walk_start(st, &w, ROOT_AUTH, c, SLICE_LIT("@request.auth"),
+                        auth_id ? auth_id : json_null());
+    if (rc == 0)
+        rc = walk_path(st, &w, path, pos, o);
+    walk_free(&w);
+    return rc;
+}
+
+/* @request.body.<field>:changed, PocketBase's shorthand for
+ * (@request.body.<field>:isset = true && @request.body.<field> != <field>). */
+static int resolve_changed(struct state *st, struct slice name, json_t *v, size_t pos,
+                           struct operand *o)
+{
+    struct operand col, val = {0};
+    if (!v) {
+        o->kind = K_CONST;
+        o->cst = "0";
+        return 0;
+    }
+    if (resolve_ident(st, name, pos, &col) < 0) {
+        operand_free(&col);
+        return -1;
+    }
+    if (col.multi == MV_RAW)
+        col.multi = MV_NONE;
+    request_value(&val, v);
+    struct buf *out = st->sql;
+    json_t *out_params = st->params;
+    struct buf b = BUF_INIT;
+    json_t *p = json_array();
+    st->sql = &b;
+    st->params = p;
+    buf_append_char(&b, '(');
+    put_compare(st, OP_NEQ, &val, &col);
+    buf_append_char(&b, ')');
+    st->sql = out;
+    st->params = out_params;
+    operand_free(&col);
+    operand_free(&val);
+    o->kind = K_SUB;
+    o->sub = buf_steal(&b);
+    o->subp = p;
+    return 0;
+}
+
+/* @request.body.<field>:each: the submitted values as a shared json_each
+ * join (and a multi-match subquery when the field is multiple). */
+static int resolve_body_each(struct state *st, struct slice name, json_t *v, size_t pos,
+                             struct operand *o)
+{
+    const struct field *f = find_field(st->c, name);
+    if (!f || !(f->type == FIELD_SELECT || f->type == FIELD_RELATION || f->type == FIELD_FILE))
+        return fail(st, pos, "field \"%.*s\" doesn't support :each", SHOWN(name.len), name.ptr);
+    json_t *items = json_is_array(v) ? json_incref(v) : json_array();
+    if (v && !json_is_array(v) && !json_is_null(v))
+        json_array_append(items, v);
+    char *text = json_dumps(items, JSON_COMPACT);
+    json_t *tv = json_string(text ? text : "[]");
+    free(text);
+    json_decref(items);
+
+    struct walk w;
+    char je[ALIAS_MAX], mje[ALIAS_MAX];
+    bool fresh;
+    int rc = walk_start(st, &w, ROOT_SELF, st->c, SLICE_NULL, NULL);
+    if (rc == 0) {
+        buf_append_cstr(&w.key, "@request.body.");
+        buf_append(&w.key, name.ptr, name.len);
+        rc = join_slot(st, &w, ":each", je, &fresh);
+    }
+    if (rc == 0) {
+        if (fresh) {
+            buf_appendf(&st->join_sql, " LEFT JOIN json_each(?) AS %s", je);
+            json_array_append(st->join_params, tv);
+        }
+        o->kind = K_SUB;
+        o->field = f;
+        struct buf id = BUF_INIT;
+        buf_appendf(&id, "%s.value", je);
+        o->sub = buf_steal(&id);
+        if (field_is_multiple(f)) {
+            mm_alias_next(st, mje);
+            struct buf q = BUF_INIT;
+            buf_appendf(&q, "SELECT %s.value AS \"__mm v\"", mje);
+            buf_append(&q, w.mm.ptr, w.mm.len);
+            buf_appendf(&q, " LEFT JOIN json_each(?) AS %s", mje);
+            buf_append_cstr(&q, w.mm_where);
+            json_array_append(w.mmp, tv);
+            o->mm = buf_steal(&q);
+            o->mmp = json_incref(w.mmp);
+        }
+    }
+    json_decref(tv);
+    walk_free(&w);
     return rc;
 }
 
@@ -843,8 +1444,10 @@ static int resolve_ident(struct state *st, struct slice id, size_t pos, struct o
             return resolve_request(st, id, pos, o);
         if (slice_eq_cstr(id, "@request") || slice_starts_with(id, SLICE_LIT("@request.")))
             return fail(st, pos, "@request.* fields are only allowed in API rules");
-        if (slice_eq_cstr(id, "@collection") || slice_starts_with(id, SLICE_LIT("@collection.")))
-            return fail(st, pos, "@collection.* fields are not supported yet");
+        if (slice_starts_with(id, SLICE_LIT("@collection.")))
+            return resolve_collection(st, id, pos, o);
+        if (slice_eq_cstr(id, "@collection"))
+            return fail(st, pos, "invalid @collection field");
         if (st->sort)
             return fail(st, pos, "invalid sort field \"%.*s\"", SHOWN(id.len), id.ptr);
         o->value = macro_value(id, st->now_ms);
@@ -867,6 +1470,8 @@ static int resolve_ident(struct state *st, struct slice id, size_t pos, struct o
         modifier = slice_make(colon + 1, id.len - path_end - 1);
 
     const struct field *f = find_field(st->c, name);
+    if (!f && path.ptr && name.len > 5 && memmem(name.ptr, name.len, "_via_", 5))
+        return resolve_self_path(st, id, pos, o);
     if (!f) {
         static const char *const consts[][2] = {{"null", "NULL"}, {"true", "1"}, {"false", "0"}};
         for (size_t i = 0; i < 3 && !st->sort && id.len == name_len; i++) {
@@ -881,9 +1486,7 @@ static int resolve_ident(struct state *st, struct slice id, size_t pos, struct o
     if (f->type == FIELD_PASSWORD || hidden_always(name) || (f->hidden && !st->allow_hidden))
         return fail(st, pos, "non-filterable field \"%.*s\"", SHOWN(name.len), name.ptr);
     if (f->type == FIELD_RELATION && path.ptr) {
-        if (st->sort)
-            return fail(st, pos, "invalid sort field \"%.*s\"", SHOWN(id.len), id.ptr);
-        return resolve_relation(st, f, id, name_len, pos, o);
+        return resolve_self_path(st, id, pos, o);
     }
 
     o->field = f;
@@ -927,13 +1530,15 @@ static int resolve_ident(struct state *st, struct slice id, size_t pos, struct o
         o->no_coalesce = true;
 
     if (modifier.ptr) {
-        bool arrayable = f->type == FIELD_SELECT && !path.ptr;
+        bool arrayable =
+            (f->type == FIELD_SELECT || f->type == FIELD_RELATION || f->type == FIELD_FILE) &&
+            !path.ptr;
         if (slice_eq_cstr(modifier, "lower")) {
             o->lower = true;
         } else if (slice_eq_cstr(modifier, "length") && arrayable) {
             o->kind = K_LENGTH;
         } else if (slice_eq_cstr(modifier, "each") && arrayable) {
-            if (is_multi_select(f))
+            if (field_is_multiple(f))
                 o->multi = MV_EACH;
         } else if (slice_eq_cstr(modifier, "length") || slice_eq_cstr(modifier, "each")) {
             return fail(st, pos, "field \"%.*s\" doesn't support :%.*s", SHOWN(name.len), name.ptr,
@@ -1029,6 +1634,7 @@ static int parse_comparison(struct state *st, const struct tok *first)
     struct tok t;
     int rc = -1;
 
+    st->term_pos = first->pos;
     if (++st->terms > FILTER_MAX_TERMS)
         return fail(st, first->pos, "too many conditions (max %d)", FILTER_MAX_TERMS);
     memset(&r, 0, sizeof r);
@@ -1044,10 +1650,8 @@ static int parse_comparison(struct state *st, const struct tok *first)
         goto out;
     rc = put_term(st, op, &l, &r, op_pos);
 out:
-    json_decref(l.value);
-    json_decref(r.value);
-    free(l.sub);
-    free(r.sub);
+    operand_free(&l);
+    operand_free(&r);
     return rc;
 }
 
@@ -1100,6 +1704,64 @@ static int parse_group(struct state *st, int depth, size_t open_pos)
     return 0;
 }
 
+static void joins_reset(struct state *st)
+{
+    for (int i = 0; i < st->njoins; i++)
+        free(st->join_keys[i]);
+    st->njoins = 0;
+    st->joins = 0;
+    st->seq = 0;
+    st->terms = 0;
+    st->pos = 0;
+    buf_free(&st->join_sql);
+    json_decref(st->join_params);
+    st->join_params = NULL;
+}
+
+/* Parses the whole expression. With no joins its SQL is appended as it is;
+ * with joins it is compiled again with its own columns qualified (a joined
+ * table may have columns of the same names) and appended as
+ *   EXISTS (SELECT 1 FROM (SELECT 1) AS "__j" LEFT JOIN ... WHERE <expr>)
+ * with the joins' values bound before the expression's. */
+static int compile(struct state *st)
+{
+    struct buf *out = st->sql;
+    json_t *out_params = st->params;
+    struct buf expr = BUF_INIT;
+    json_t *expr_params = json_array();
+    int rc = 0;
+    for (int pass = 0; pass < 2 && rc == 0; pass++) {
+        buf_reset(&expr);
+        json_array_clear(expr_params);
+        joins_reset(st);
+        st->join_params = json_array();
+        st->qualify = pass == 1;
+        st->sql = &expr;
+        st->params = expr_params;
+        rc = parse_group(st, 0, 0);
+        if (rc == 0 && st->njoins == 0)
+            break;
+    }
+    st->sql = out;
+    st->params = out_params;
+    if (rc == 0) {
+        if (st->njoins) {
+            buf_append_cstr(out, "EXISTS (SELECT 1 FROM (SELECT 1) AS \"__j\"");
+            buf_append(out, st->join_sql.ptr, st->join_sql.len);
+            buf_append_cstr(out, " WHERE ");
+            json_array_extend(out_params, st->join_params);
+        }
+        buf_append(out, expr.ptr, expr.len);
+        json_array_extend(out_params, expr_params);
+        if (st->njoins)
+            buf_append_char(out, ')');
+    }
+    joins_reset(st);
+    buf_free(&expr);
+    json_decref(expr_params);
+    return rc;
+}
+
 int filter_compile_opts(const struct collection *c, struct slice expr, int64_t now_ms,
                         const struct filter_options *opts, struct buf *sql, json_t *params,
                         struct filter_error *err)
@@ -1118,7 +1780,7 @@ int filter_compile_opts(const struct collection *c, struct slice expr, int64_t n
         return fail(&st, FILTER_MAX_LEN, "filter is too long (max %d bytes)", FILTER_MAX_LEN);
     struct schema *schema = schema_current();
     st.schema = schema;
-    int rc = parse_group(&st, 0, 0);
+    int rc = compile(&st);
     schema_release(schema);
     return rc;
 }
@@ -1142,7 +1804,7 @@ int rule_compile(const struct schema *s, const struct collection *c, struct slic
     };
     if (rule.len > FILTER_MAX_LEN)
         return fail(&st, FILTER_MAX_LEN, "rule is too long (max %d bytes)", FILTER_MAX_LEN);
-    return parse_group(&st, 0, 0);
+    return compile(&st);
 }
 
 int filter_compile(const struct collection *c, struct slice expr, int64_t now_ms, struct buf *sql,

@@ -31,7 +31,9 @@
  * - the auth `email` field only matches where emailVisibility is on, unless
  *   the options allow hidden fields (superusers); hidden fields are not
  *   filterable otherwise, and password fields never.
- * Not supported yet: @request.*, @collection.*, relations, functions.
+ * Relation paths, back-relations and @collection joins: see rule_compile
+ * and filter.c (PocketBase's shared joins and multi-match). Not supported
+ * yet: functions (geoDistance, strftime).
  *
  * Literals and macro values never reach SQL text: they become bound
  * parameters (JSON strings, integers for integral numbers, reals otherwise),
@@ -104,7 +106,11 @@ struct rule_request {
     const char *context; /* "default" unless said otherwise */
 };
 
-enum { RULE_MAX_JOINS = 8 }; /* relation hops and @collection joins per rule */
+enum {
+    RULE_MAX_JOINS = 8,       /* relation hops and @collection joins per expression */
+    FILTER_MAX_REL_DEPTH = 6, /* relation hops in one path (PocketBase's maxNestedRels) */
+    FILTER_MAX_JOINS = 24,    /* SQL joins shared by the terms of one expression */
+};
 
 /* Compiles a rule of collection c to a boolean SQL expression over c's table
  * (columns qualified so it can be combined with a user filter and used in a

@@ -31,23 +31,27 @@ static void init(void)
                                     "\"name\",\"type\":\"text\"}]}");
     struct collection *users =
         coll("{\"id\":\"pbc_u\",\"name\":\"users\",\"fields\":[{\"name\":\"team\",\"type\":"
-             "\"relation\",\"collectionId\":\"pbc_t\"},{\"name\":\"n\",\"type\":\"number\"}]}");
+             "\"relation\",\"collectionId\":\"pbc_t\"},{\"name\":\"n\",\"type\":\"number\"},"
+             "{\"name\":\"friends\",\"type\":\"relation\",\"collectionId\":\"pbc_u\","
+             "\"maxSelect\":5}]}");
     posts = coll("{\"id\":\"pbc_p\",\"name\":\"posts\",\"fields\":[{\"name\":\"title\","
                  "\"type\":\"text\"},{\"name\":\"author\",\"type\":\"relation\","
                  "\"collectionId\":\"pbc_u\"},{\"name\":\"tags\",\"type\":\"select\","
                  "\"values\":[\"a\",\"b\"],\"maxSelect\":2},{\"name\":\"meta\",\"type\":"
-                 "\"json\"},{\"name\":\"views\",\"type\":\"number\"}]}");
+                 "\"json\"},{\"name\":\"views\",\"type\":\"number\"},{\"name\":\"editors\","
+                 "\"type\":\"relation\",\"collectionId\":\"pbc_u\",\"maxSelect\":5}]}");
     struct collection *all[] = {teams, users, posts};
     schema_publish(all, 3);
     schema = schema_current();
     sqlite3_open(":memory:", &db);
     sqlite3_exec(db,
                  "CREATE TABLE teams (id TEXT, name TEXT);"
-                 "CREATE TABLE users (id TEXT, team TEXT, n NUMERIC);"
+                 "CREATE TABLE users (id TEXT, team TEXT, n NUMERIC, friends JSON);"
                  "CREATE TABLE posts (id TEXT, title TEXT, author TEXT, tags JSON, meta JSON, "
-                 "views NUMERIC);",
+                 "views NUMERIC, editors JSON);",
                  NULL, NULL, NULL);
-    auth = json_pack("{s:s,s:s,s:i}", "id", "u1", "team", "t1", "n", 3);
+    auth =
+        json_pack("{s:s,s:s,s:s,s:i}", "id", "u1", "collectionName", "users", "team", "t1", "n", 3);
     body = json_pack("{s:s,s:[s]}", "title", "x", "tags", "a");
 }
 

@@ -168,3 +168,40 @@ test('relation +/- modifiers on update reach validation unchanged', async () => 
   const removed = await callers.anonymous.collection('teams').update(team.id, { 'members-': ids.owner });
   assert.deepEqual(removed.members, [ids.other]);
 });
+
+test('a rule that does not compile against the schema is refused on save, on its key', async () => {
+  const bad = await outcome(su.collections.create({
+    name: 'bad_rules', type: 'base', listRule: 'nope = 1', viewRule: 'title.x = 1',
+    fields: [{ name: 'title', type: 'text' }],
+  }));
+  assert.equal(bad.status, 400);
+  assert.equal(bad.body.data.listRule.code, 'validation_invalid_rule');
+  assert.match(bad.body.data.listRule.message, /unknown field "nope"/);
+  const created = await su.collections.create({
+    name: 'good_rules', type: 'base', listRule: 'title != "" && @collection.users.id ?= @request.auth.id',
+    fields: [{ name: 'title', type: 'text' }],
+  });
+  const patch = await outcome(su.collections.update(created.id, { viewRule: 'posts_owner_via_owner.title = 1' }));
+  assert.equal(patch.status, 400);
+  assert.equal(patch.body.data.viewRule.code, 'validation_invalid_rule');
+  // the collection kept its old rules
+  assert.equal((await su.collections.getOne('good_rules')).viewRule, null);
+});
+
+test('multi-valued paths: any-of needs one editor, a plain operator needs them all', async () => {
+  const usersId = (await su.collections.getOne('users')).id;
+  await su.collections.create({
+    name: 'docs', type: 'base',
+    listRule: 'editors.id ?= @request.auth.id', viewRule: 'editors.email = "owner@example.com"',
+    fields: [
+      { name: 'title', type: 'text' },
+      { name: 'editors', type: 'relation', collectionId: usersId, maxSelect: 5 },
+    ],
+  });
+  const both = await su.collection('docs').create({ title: 'both', editors: [ids.owner, ids.other] });
+  const mine = await su.collection('docs').create({ title: 'mine', editors: [ids.owner] });
+  const listed = await callers.other.collection('docs').getFullList();
+  assert.deepEqual(listed.map((r) => r.title), ['both']);
+  assert.equal((await outcome(callers.other.collection('docs').getOne(mine.id))).status, 200);
+  assert.equal((await outcome(callers.other.collection('docs').getOne(both.id))).status, 404);
+});

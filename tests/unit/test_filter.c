@@ -242,7 +242,7 @@ static const struct err_case err_cases[] = {
     {"title = 'a' && ()", 15, "empty group"},
     {"( // c\n )", 0, "empty group"},
     {"@request.auth.id != ''", 0, "@request.* fields are only allowed in API rules"},
-    {"title = @collection.posts.title", 8, "@collection.* fields are not supported yet"},
+    {"title = @collection.posts.title", 8, "unknown collection \"posts\""},
     {"created > @nope", 10, "unknown macro \"@nope\""},
     {"title = lower(title)", 8, "functions are not supported yet"},
     {"secret = 'x'", 0, "non-filterable field \"secret\""},
