@@ -29,6 +29,7 @@ scenarios=(
     "health        cruder  nginx_static  /api/health"
     "record_get    cruder  nginx_static  -s bench/get_record.lua /"
     "record_list   cruder  nginx_static  /api/collections/bench/records?perPage=30&sort=-score&filter=score%3E100"
+    "ruled_get     cruder  nginx_static  -s bench/get_ruled.lua /"
     "record_create cruder  -             -s bench/create_record.lua /"
 )
 
@@ -86,7 +87,7 @@ rss_kib() {
 echo "== start cruder (1 loop, core 0)"
 cruder_port=$(free_port)
 taskset -c 0 "$bin" serve --loops 1 --http "127.0.0.1:$cruder_port" --dir "$tmp/data" \
-    --access-log=false 2>"$out/cruder.log" &
+    --access-log=false --auth-attempts-per-address 100000000 2>"$out/cruder.log" &
 cruder_pid=$!
 pids+=("$cruder_pid")
 wait_http "http://127.0.0.1:$cruder_port/api/health" "$tmp/health.body"
@@ -98,7 +99,7 @@ idle_rss=$(rss_kib "$cruder_pid")
 # superuser token and a record id from the environment.
 echo "== seed 10,000 records"
 eval "$(node bench/seed.mjs "http://127.0.0.1:$cruder_port" "$bin" "$tmp/data" 10000)"
-export BENCH_TOKEN BENCH_RECORD_ID
+export BENCH_TOKEN BENCH_RECORD_ID BENCH_USER_TOKEN BENCH_POST_ID
 
 echo "== start nginx (1 worker, core 0)"
 nginx_port=$(free_port)
@@ -180,6 +181,19 @@ commits=$(node -e 'fetch(process.argv[1]).then((r) => r.text()).then((t) => proc
         if (v["cruder_store_commit_batch_size_count"] > 0)
             printf "%.1f", v["cruder_store_commit_batch_size_sum"] / v["cruder_store_commit_batch_size_count"] }')
 echo "record_create: durability full, mean group commit ${commits} writes"
+
+echo "== auth-with-password (Argon2id on the work pool) while /api/health is served"
+taskset -c 1 wrk -t1 -c4 -d"$duration" --latency -s bench/login.lua \
+    "http://127.0.0.1:$cruder_port/" >"$out/login.txt" &
+login_wrk=$!
+sleep 1
+run_wrk health_during_logins cruder /api/health
+wait "$login_wrk"
+awk '/^Requests\/sec:/ {r=$2} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2}
+     END {printf "auth_login: %.0f logins/s, latency p50 %s p99 %s (4 at a time)\n", r, p50, p99}' \
+    "$out/login.txt"
+ratio=$(awk -v a="${rps[health_during_logins]}" -v b="${rps[health]}" 'BEGIN {printf "%.2f", a / b}')
+echo "health while logging in: ${rps[health_during_logins]} req/s (${ratio}x health alone)"
 
 echo "== memory"
 echo "cruder idle RSS after start: $idle_rss KiB"

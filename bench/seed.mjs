@@ -54,4 +54,30 @@ async function writer() {
   }
 }
 await Promise.all(Array.from({ length: 32 }, writer));
-console.log(`export BENCH_TOKEN='${token}' BENCH_RECORD_ID='${firstId}'`);
+
+// A signed-in user reading their own post through a view rule that names
+// @request.auth.id and walks one relation.
+await call('POST', '/api/collections', {
+  name: 'users', type: 'auth', listRule: '', viewRule: '', createRule: '',
+  fields: [{ name: 'name', type: 'text' }],
+}, token);
+const users = (await call('GET', '/api/collections/users', null, token));
+const user = await call('POST', '/api/collections/users/records', {
+  email: 'reader@example.com', password: 'reader-password', passwordConfirm: 'reader-password', name: 'reader',
+}, token);
+await call('POST', '/api/collections', {
+  name: 'posts', type: 'base',
+  viewRule: 'author.id = @request.auth.id',
+  fields: [
+    { name: 'title', type: 'text' },
+    { name: 'author', type: 'relation', collectionId: users.id, maxSelect: 1 },
+  ],
+}, token);
+const post = await call('POST', '/api/collections/posts/records', {
+  title: 'a post of about two hundred bytes '.repeat(5), author: user.id,
+}, token);
+const { token: userToken } = await call('POST', '/api/collections/users/auth-with-password', {
+  identity: 'reader@example.com', password: 'reader-password',
+});
+console.log(`export BENCH_TOKEN='${token}' BENCH_RECORD_ID='${firstId}' ` +
+  `BENCH_USER_TOKEN='${userToken}' BENCH_POST_ID='${post.id}'`);

@@ -239,18 +239,15 @@ void api_authenticate(struct http_request *req, api_auth_cb cb)
  * A slot holding another key whose window is still open is taken over: the
  * table forgets under pressure instead of growing. Failed logins count per
  * identity (collection and identity text), so a password cannot be guessed
- * faster than AUTH_THROTTLE_IDENTITY tries a minute whatever the number of
- * clients; an unknown identity counts the same as a known one. Every
+ * faster than --auth-failures-per-identity tries a minute whatever the number
+ * of clients; an unknown identity counts the same as a known one. Every
  * auth-with-password and auth-refresh counts per client address as well
- * (AUTH_THROTTLE_ADDRESS a minute), in the same table. */
+ * (--auth-attempts-per-address a minute), in the same table, so a client
+ * spraying many identities is held back too (PocketBase's *:auth limit). */
 
 enum {
     AUTH_THROTTLE_SLOTS = 4096,
     AUTH_THROTTLE_WINDOW_MS = 60000,
-    AUTH_THROTTLE_IDENTITY = 10,
-    /* every auth attempt from one address, whatever the identity: a client
-     * spraying many identities is held back too (PocketBase's *:auth limit) */
-    AUTH_THROTTLE_ADDRESS = 300,
 };
 
 struct throttle_slot {
@@ -312,7 +309,7 @@ static bool throttled(struct http_request *req, struct slice key, uint32_t limit
 }
 
 /* Counts one auth attempt against the client's address; answers 429 and
- * returns true when it is over AUTH_THROTTLE_ADDRESS. A client already gone
+ * returns true when it is over the per-address limit. A client already gone
  * has no address and is not counted (nothing will be answered to it). */
 static bool address_throttled(struct http_request *req)
 {
@@ -322,7 +319,8 @@ static bool address_throttled(struct http_request *req)
     struct buf key = BUF_INIT;
     buf_append_cstr(&key, "address\n");
     buf_append(&key, remote.ptr, remote.len);
-    bool over = throttled_count(req, buf_slice(&key), AUTH_THROTTLE_ADDRESS, true);
+    bool over = throttled_count(req, buf_slice(&key),
+                                (uint32_t)api_ctx.cfg->auth_attempts_per_address, true);
     buf_free(&key);
     return over;
 }
@@ -461,7 +459,7 @@ static void handle_auth_with_password(struct http_request *req)
     buf_appendf(&key, "identity\n%s\n", c->id);
     for (const char *p = identity; *p; p++)
         buf_append_char(&key, (char)tolower((unsigned char)*p));
-    if (throttled(req, buf_slice(&key), AUTH_THROTTLE_IDENTITY)) {
+    if (throttled(req, buf_slice(&key), (uint32_t)api_ctx.cfg->auth_failures_per_identity)) {
         buf_free(&key);
         collection_release(c);
         json_decref(body);

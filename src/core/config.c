@@ -65,6 +65,10 @@ static const struct setting settings[] = {
      "writes waiting for the writer before new ones get 503"},
     {"token_duration_s", SET_INT, OFF(token_duration_s), 60, 31536000, "86400", NULL, ALL,
      "lifetime of superuser auth tokens, seconds"},
+    {"auth_failures_per_identity", SET_INT, OFF(auth_failures_per_identity), 1, 1000000, "10", NULL,
+     SERVE, "failed logins a minute for one identity before 429"},
+    {"auth_attempts_per_address", SET_INT, OFF(auth_attempts_per_address), 1, 100000000, "300",
+     NULL, SERVE, "logins and token refreshes a minute from one client address before 429"},
     {"log_level", SET_STRING, OFF(log_level), 0, 0, "info", NULL, ALL,
      "debug, info, warn or error"},
     {"access_log", SET_BOOL, OFF(access_log), 0, 0, "true", NULL, SERVE,
@@ -294,7 +298,7 @@ void config_print_help(int role, void *stream)
         for (char *c = flag + 2; *c; c++)
             if (*c == '_')
                 *c = '-';
-        fprintf(out, "  %-24s %s", flag, s->help);
+        fprintf(out, "  %-30s %s", flag, s->help);
         if (s->def)
             fprintf(out, " [%s]", s->def);
         fputc('\n', out);

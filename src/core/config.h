@@ -11,24 +11,26 @@
 enum config_durability { DURABILITY_FULL, DURABILITY_NORMAL, DURABILITY_OFF };
 
 struct config {
-    char *http;               /* ADDR:PORT to listen on */
-    char *dir;                /* data directory */
-    int loops;                /* event loops; 0 = one per core */
-    int max_connections;      /* across all loops */
-    int max_header_bytes;     /* request line + headers */
-    int max_headers;          /* header count */
-    int max_request_line;     /* bytes of method + target + version */
-    long long max_body_bytes; /* request body */
-    int header_timeout_ms;    /* whole head must arrive within this */
-    int idle_timeout_ms;      /* keep-alive connection idle limit */
-    int body_timeout_ms;      /* longest pause between two body reads */
-    int shutdown_timeout_ms;  /* bounded drain on SIGTERM/SIGINT */
-    int durability;           /* enum config_durability */
-    int partitions;           /* P, fixed when the data directory is created */
-    int store_readers;        /* reader threads on the store */
-    int max_write_batch;      /* writes one group commit may carry */
-    int max_write_queue;      /* queued writes before 503 */
-    int token_duration_s;     /* superuser token lifetime */
+    char *http;                     /* ADDR:PORT to listen on */
+    char *dir;                      /* data directory */
+    int loops;                      /* event loops; 0 = one per core */
+    int max_connections;            /* across all loops */
+    int max_header_bytes;           /* request line + headers */
+    int max_headers;                /* header count */
+    int max_request_line;           /* bytes of method + target + version */
+    long long max_body_bytes;       /* request body */
+    int header_timeout_ms;          /* whole head must arrive within this */
+    int idle_timeout_ms;            /* keep-alive connection idle limit */
+    int body_timeout_ms;            /* longest pause between two body reads */
+    int shutdown_timeout_ms;        /* bounded drain on SIGTERM/SIGINT */
+    int durability;                 /* enum config_durability */
+    int partitions;                 /* P, fixed when the data directory is created */
+    int store_readers;              /* reader threads on the store */
+    int max_write_batch;            /* writes one group commit may carry */
+    int max_write_queue;            /* queued writes before 503 */
+    int token_duration_s;           /* superuser token lifetime */
+    int auth_failures_per_identity; /* failed logins a minute before 429 */
+    int auth_attempts_per_address;  /* logins and refreshes a minute from one address */
     char *log_level;
     bool access_log;
 };
