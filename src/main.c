@@ -11,6 +11,7 @@ static void usage(FILE *out)
             "usage: cruder <command> [options]\n\n"
             "commands:\n"
             "  serve                            run everything in one process (HTTP API, SQLite)\n"
+            "  gateway --config FILE            reverse proxy in front of cruder processes\n"
             "  superuser upsert EMAIL PASSWORD  create a superuser or change its password\n"
             "  superuser delete EMAIL           remove a superuser\n\n"
             "  cruder <command> --help          options of a command\n"
@@ -35,6 +36,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "serve"))
         return role_serve(argc - 2, argv + 2);
+    if (!strcmp(cmd, "gateway"))
+        return role_gateway(argc - 2, argv + 2);
     if (!strcmp(cmd, "superuser"))
         return role_superuser(argc - 2, argv + 2);
     fprintf(stderr, "cruder: unknown command '%s'\n\n", cmd);

@@ -33,4 +33,5 @@ void api_register(struct http_router *r, struct store *store, const struct confi
     api_register_records(r);
     api_register_auth(r);
     files_register_static(r);
+    files_register(r);
 }

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/files.h"
 #include "api/form.h"
 #include "api/internal.h"
 #include "core/alloc.h"
@@ -50,6 +51,17 @@ struct rec_call {
     struct api_auth *auth;
     bool guarded;   /* write/delete: where + params hold the rule */
     char *old_hash; /* own password change: the hash oldPassword matched */
+    /* create/update: the body streams in while the caller is authenticated;
+     * the write goes on when both are done (pending reaches 0). */
+    int pending;
+    struct buf body;             /* a non-multipart body, buffered */
+    struct files_upload *upload; /* a multipart body, files streamed to disk */
+    int body_status;             /* a failed body: the answer's status */
+    const char *body_message;    /* ... and message */
+    bool uploaded;               /* the upload's files are committed */
+    char record_id[64];          /* where the files went */
+    struct merge_arg *merge;     /* the write's, in the request's pool */
+    bool missing;                /* no such collection: 404 once the body is read */
 };
 
 static void rec_call_end(struct rec_call *rc)
@@ -63,6 +75,8 @@ static void rec_call_end(struct rec_call *rc)
     if (rc->old_hash)
         sodium_memzero(rc->old_hash, strlen(rc->old_hash));
     free(rc->old_hash);
+    buf_free(&rc->body);
+    files_upload_free(rc->upload);
     free(rc);
 }
 
@@ -565,6 +579,8 @@ struct merge_arg {
     int64_t now_ms;
     const char *old_hash; /* own password change: the stored hash must still be this */
     const char *password_field;
+    json_t *uploaded; /* stored names of this request's files (borrowed), or NULL */
+    json_t *dropped;  /* set by the merge: stored files the write leaves unreferenced */
 };
 
 /* PocketBase's error for a missing or wrong oldPassword: {"code","message"}. */
@@ -572,6 +588,57 @@ static json_t *old_password_error(void)
 {
     return json_pack("{s:s,s:s}", "code", "validation_invalid_old_password", "message",
                      "Missing or invalid old password.");
+}
+
+static bool names_have(json_t *names, const char *name)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(names, i, v) if (strcmp(json_string_value(v), name) == 0) return true;
+    return false;
+}
+
+/* A file field can only hold files it held before and files of this
+ * request: other names (a client's JSON naming files it never uploaded) are
+ * dropped, as PocketBase drops them. Collects into m->dropped the stored
+ * files the record no longer references. */
+static void keep_known_files(struct merge_arg *m, json_t *prev, json_t *out)
+{
+    const struct collection *c = m->collection;
+    json_decref(m->dropped);
+    m->dropped = json_array();
+    for (size_t i = 0; i < c->nfields; i++) {
+        const struct field *f = &c->fields[i];
+        if (f->type != FIELD_FILE)
+            continue;
+        json_t *old = json_object_get(prev, f->name), *val = json_object_get(out, f->name);
+        json_t *old_list = json_is_array(old) ? json_incref(old) : json_array();
+        if (json_is_string(old) && json_string_length(old))
+            json_array_append(old_list, old);
+        json_t *kept = json_array();
+        json_t *new_list = json_is_array(val) ? json_incref(val) : json_array();
+        if (json_is_string(val) && json_string_length(val))
+            json_array_append(new_list, val);
+        size_t j;
+        json_t *v;
+        json_array_foreach(new_list, j, v)
+        {
+            const char *name = json_string_value(v);
+            if (names_have(old_list, name) || (m->uploaded && names_have(m->uploaded, name)))
+                json_array_append(kept, v);
+        }
+        json_array_foreach(old_list, j, v) if (!names_have(kept, json_string_value(v)))
+            json_array_append(m->dropped, v);
+        if (json_is_array(val))
+            json_object_set(out, f->name, kept);
+        else
+            json_object_set_new(out, f->name,
+                                json_array_size(kept) ? json_incref(json_array_get(kept, 0))
+                                                      : json_string(""));
+        json_decref(kept);
+        json_decref(new_list);
+        json_decref(old_list);
+    }
 }
 
 /* Runs on the store's writer, inside the write's transaction. */
@@ -587,7 +654,51 @@ static int merge_record(void *arg, json_t *prev, json_t **out, json_t **errors)
             return -1;
         }
     }
-    return record_validate(m->collection, m->input, prev, m->now_ms, out, errors);
+    if (record_validate(m->collection, m->input, prev, m->now_ms, out, errors))
+        return -1;
+    keep_known_files(m, prev, *out);
+    return 0;
+}
+
+/* After the write: the files it left unreferenced go (those it replaced or
+ * removed, and uploads it did not keep); all of this request's uploads go
+ * if it failed. */
+static void drop_files(struct rec_call *rc, json_t *rec, bool ok)
+{
+    struct merge_arg *m = rc->merge;
+    json_t *gone = json_array();
+    if (ok && m->dropped)
+        json_array_extend(gone, m->dropped);
+    if (rc->uploaded) {
+        json_t *names = files_upload_names(rc->upload);
+        size_t i;
+        json_t *v;
+        json_array_foreach(names, i, v)
+        {
+            bool kept = false;
+            for (size_t k = 0; ok && k < rc->collection->nfields; k++) {
+                const struct field *f = &rc->collection->fields[k];
+                json_t *val = json_object_get(rec, f->name);
+                if (f->type == FIELD_FILE &&
+                    (json_is_array(val) ? names_have(val, json_string_value(v))
+                                        : json_is_string(val) && strcmp(json_string_value(val),
+                                                                        json_string_value(v)) == 0))
+                    kept = true;
+            }
+            if (!kept)
+                json_array_append(gone, v);
+        }
+    }
+    const char *id =
+        rc->record_id[0] ? rc->record_id : json_string_value(json_object_get(rec, "id"));
+    if (id)
+        files_remove_later(rc->collection->id, id, gone);
+    else
+        json_decref(gone);
+    if (m) {
+        json_decref(m->dropped);
+        m->dropped = NULL;
+    }
 }
 
 static void write_done(void *arg, struct store_result *res)
@@ -595,8 +706,11 @@ static void write_done(void *arg, struct store_result *res)
     struct rec_call *rc = arg;
     if (res->status == STORE_OK && rc->collection->type == COLLECTION_AUTH)
         api_auth_changed();
+    if (res->status != STORE_OK)
+        drop_files(rc, NULL, false);
     if (res->status == STORE_OK) {
         json_t *rec = json_loadb(res->json.ptr, res->json.len, 0, NULL);
+        drop_files(rc, rec, true);
         const char *id = json_string_value(json_object_get(rec, "id"));
         struct slice sid = arena_slice_dup(&rc->req->pool, slice_cstr(id ? id : ""));
         json_decref(rec);
@@ -617,10 +731,18 @@ static void write_done(void *arg, struct store_result *res)
     rec_call_end(rc);
 }
 
+static void commit_files(struct rec_call *rc);
+
 static void submit_write(struct rec_call *rc)
 {
     struct http_request *req = rc->req;
+    if (rc->upload && !rc->uploaded && json_array_size(files_upload_names(rc->upload))) {
+        commit_files(rc);
+        return;
+    }
     struct merge_arg *m = arena_zalloc(&req->pool, sizeof(*m));
+    rc->merge = m;
+    m->uploaded = rc->uploaded ? files_upload_names(rc->upload) : NULL;
     m->collection = rc->collection;
     m->input = rc->input;
     m->now_ms = time_now_ms();
@@ -633,6 +755,47 @@ static void submit_write(struct rec_call *rc)
     api_ctx.store->ops->record_write(api_ctx.store, rc->collection, rc->id, create, rc->if_match,
                                      rc->guarded ? &guard : NULL, merge_record, m, req->loop,
                                      write_done, rc);
+}
+
+static void files_committed(void *arg, int status)
+{
+    struct rec_call *rc = arg;
+    if (status) {
+        api_error(rc->req, 500, "Failed to store the uploaded files.", NULL);
+        rec_call_end(rc);
+        return;
+    }
+    rc->uploaded = true;
+    submit_write(rc);
+}
+
+/* Uploaded files are made durable under the record's id before the record
+ * is written: a crash in between leaves orphans for the startup sweep, never
+ * a record naming a missing file. A create's id is chosen now if the client
+ * gave none, so that the files can go under it. */
+static void commit_files(struct rec_call *rc)
+{
+    if (rc->req->method == HTTP_M_POST) {
+        json_t *given = json_object_get(rc->input, "id");
+        if (json_is_string(given) && json_string_length(given)) {
+            snprintf(rc->record_id, sizeof(rc->record_id), "%s", json_string_value(given));
+        } else {
+            char id[ID_LEN + 1];
+            id_generate(id);
+            json_object_set_new(rc->input, "id", json_string(id));
+            snprintf(rc->record_id, sizeof(rc->record_id), "%s", id);
+        }
+        if (!blob_plain_name(slice_cstr(rc->record_id))) {
+            api_error(rc->req, 400, "Failed to create record.",
+                      json_pack("{s:{s:s,s:s}}", "id", "code", "validation_invalid_value",
+                                "message", "Invalid value."));
+            rec_call_end(rc);
+            return;
+        }
+    } else {
+        snprintf(rc->record_id, sizeof(rc->record_id), "%.*s", SLICE_FMT(rc->id));
+    }
+    files_upload_commit(rc->upload, rc->record_id, rc->req->loop, files_committed, rc);
 }
 
 /* Password fields arrive as plain text and leave as Argon2id hashes; hashing
@@ -818,17 +981,38 @@ static void check_manager(struct hashing *h, const char *old_plain)
     json_decref(params);
 }
 
-static void write_authed(struct http_request *req, struct api_auth *auth)
+/* The body is in and the caller known: decode, check, write. */
+static void write_go(struct rec_call *rc)
 {
-    struct rec_call *rc = req->user;
+    struct http_request *req = rc->req;
     const struct collection *c = rc->collection;
-    rc->auth = auth;
+    struct api_auth *auth = rc->auth;
+    if (rc->body_status) {
+        int status = rc->body_status;
+        const char *message = rc->body_message;
+        json_t *data = NULL;
+        if (rc->upload)
+            files_upload_error(rc->upload, &status, &message, &data);
+        if (data)
+            message = req->method == HTTP_M_POST ? "Failed to create record."
+                                                 : "Failed to update record.";
+        api_error(req, status, message, data);
+        rec_call_end(rc);
+        return;
+    }
+    if (rc->missing) {
+        api_error(req, 404, "Missing collection context.", NULL);
+        rec_call_end(rc);
+        return;
+    }
     if (!rule_admits(req, c, rc->rule, auth)) {
         rec_call_end(rc);
         return;
     }
     struct form_error fe = {0};
-    rc->input = form_decode(http_request_header(req, "Content-Type"), req->body, &fe);
+    rc->input = rc->upload ? files_upload_input(rc->upload)
+                           : form_decode(http_request_header(req, "Content-Type"),
+                                         buf_slice(&rc->body), &fe);
     if (!rc->input) {
         api_error(req, 400, fe.message, NULL);
         rec_call_end(rc);
@@ -911,9 +1095,14 @@ static void delete_done(void *arg, struct store_result *res)
     struct rec_call *rc = arg;
     if (res->status == STORE_OK && rc->collection->type == COLLECTION_AUTH)
         api_auth_changed();
-    if (res->status == STORE_OK)
+    if (res->status == STORE_OK) {
+        for (size_t i = 0; i < rc->collection->nfields; i++)
+            if (rc->collection->fields[i].type == FIELD_FILE) {
+                files_remove_later(rc->collection->id, rc->record_id, NULL);
+                break;
+            }
         http_respond(rc->req, 204, SLICE_NULL, SLICE_NULL);
-    else if (res->status == STORE_FORBIDDEN)
+    } else if (res->status == STORE_FORBIDDEN)
         api_error(rc->req, 404, "The requested resource wasn't found.", NULL);
     else
         api_store_error(rc->req, res);
@@ -938,6 +1127,7 @@ static void delete_authed(struct http_request *req, struct api_auth *auth)
         rec_call_end(rc);
         return;
     }
+    snprintf(rc->record_id, sizeof(rc->record_id), "%.*s", SLICE_FMT(rc->id));
     struct store_guard guard = {rc->where.ptr, rc->params, false};
     api_ctx.store->ops->record_delete(api_ctx.store, rc->collection, rc->id, rc->if_match,
                                       rule ? &guard : NULL, req->loop, delete_done, rc);
@@ -991,16 +1181,102 @@ static void handle_view(struct http_request *req)
         api_authenticate(req, view_authed);
 }
 
+/* One of the two things a write waits for (its body, its caller) is done. */
+static void write_step(struct rec_call *rc)
+{
+    if (--rc->pending == 0)
+        write_go(rc);
+}
+
+static void body_failed(struct rec_call *rc, int status, const char *message)
+{
+    if (!rc->body_status) {
+        rc->body_status = status;
+        rc->body_message = message;
+    }
+}
+
+static int write_body(struct http_request *req, struct slice chunk)
+{
+    struct rec_call *rc = req->user;
+    /* A caller the rule refuses sends no more: the answer is known. */
+    if (rc->auth && !rc->auth->superuser && !rc->collection->rules[rc->rule])
+        body_failed(rc, 403, "Only superusers can perform this action.");
+    else if (rc->upload && files_upload_feed(rc->upload, chunk))
+        body_failed(rc, 400, "");
+    else if (!rc->upload && chunk.len > (size_t)api_ctx.cfg->max_body_bytes - rc->body.len)
+        body_failed(rc, 413, "Request body too large.");
+    else if (!rc->upload)
+        buf_append_slice(&rc->body, chunk);
+    if (!rc->body_status)
+        return 0;
+    /* Aborting ends the body: on_body_end will not come. */
+    write_step(rc);
+    return -1;
+}
+
+static void write_body_end(struct http_request *req, int status)
+{
+    struct rec_call *rc = req->user;
+    if (status)
+        body_failed(rc, 400, "The request body is incomplete.");
+    else if (rc->upload && files_upload_finish(rc->upload))
+        body_failed(rc, 400, "");
+    write_step(rc);
+}
+
+static void write_authed(struct http_request *req, struct api_auth *auth)
+{
+    struct rec_call *rc = req->user;
+    rc->auth = auth;
+    write_step(rc);
+}
+
+/* Writes stream their body (HTTP_ROUTE_STREAM_BODY): a multipart body's
+ * files go to disk as they arrive, anything else is buffered up to
+ * max_body_bytes. The caller is authenticated meanwhile. */
+static void handle_write(struct http_request *req, enum collection_rule rule)
+{
+    struct slice ct = http_request_header(req, "Content-Type");
+    bool multipart = ct.len >= 10 && slice_case_eq(slice_make(ct.ptr, 10), SLICE_LIT("multipart/"));
+    if (!multipart && req->content_length > api_ctx.cfg->max_body_bytes) {
+        api_error(req, 413, "Request body too large.", NULL);
+        return;
+    }
+    struct schema *s = schema_current();
+    bool known = schema_find(s, req->params[0]) != NULL;
+    schema_release(s);
+    struct rec_call *rc;
+    if (known) {
+        if (!(rc = begin(req, rule)))
+            return;
+    } else {
+        /* Answered after the body, so that a well-framed request on a
+         * kept-alive connection does not cost the connection. */
+        rc = xcalloc(1, sizeof(*rc));
+        rc->req = req;
+        rc->rule = rule;
+        rc->if_match = -1;
+        rc->missing = true;
+        req->user = rc;
+    }
+    if (multipart && known)
+        rc->upload = files_upload_new(rc->collection, ct, (size_t)api_ctx.cfg->max_body_bytes);
+    rc->pending = known ? 2 : 1;
+    req->on_body = write_body;
+    req->on_body_end = write_body_end;
+    if (known)
+        api_authenticate(req, write_authed);
+}
+
 static void handle_create(struct http_request *req)
 {
-    if (begin(req, RULE_CREATE))
-        api_authenticate(req, write_authed);
+    handle_write(req, RULE_CREATE);
 }
 
 static void handle_update(struct http_request *req)
 {
-    if (begin(req, RULE_UPDATE))
-        api_authenticate(req, write_authed);
+    handle_write(req, RULE_UPDATE);
 }
 
 static void handle_delete(struct http_request *req)
@@ -1013,12 +1289,12 @@ void api_register_records(struct http_router *r)
 {
     http_router_add(r, HTTP_M_GET, "/api/collections/:collection/records", handle_list, 0,
                     "records_list");
-    http_router_add(r, HTTP_M_POST, "/api/collections/:collection/records", handle_create, 0,
-                    "records_create");
+    http_router_add(r, HTTP_M_POST, "/api/collections/:collection/records", handle_create,
+                    HTTP_ROUTE_STREAM_BODY, "records_create");
     http_router_add(r, HTTP_M_GET, "/api/collections/:collection/records/:id", handle_view, 0,
                     "records_view");
-    http_router_add(r, HTTP_M_PATCH, "/api/collections/:collection/records/:id", handle_update, 0,
-                    "records_update");
+    http_router_add(r, HTTP_M_PATCH, "/api/collections/:collection/records/:id", handle_update,
+                    HTTP_ROUTE_STREAM_BODY, "records_update");
     http_router_add(r, HTTP_M_DELETE, "/api/collections/:collection/records/:id", handle_delete, 0,
                     "records_delete");
 }

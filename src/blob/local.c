@@ -25,8 +25,6 @@ struct blob_writer {
     struct local_store *ls;
     int fd;
     char tmp[4096];
-    char dst_dir[4096];
-    char dst[4096];
 };
 
 bool blob_plain_name(struct slice s)
@@ -136,26 +134,18 @@ static int fsync_dir(const char *path)
     return rc;
 }
 
-static int l_writer_open(struct blob_store *bs, const char *coll, const char *rec, const char *name,
-                         struct blob_writer **out)
+static int l_writer_open(struct blob_store *bs, struct blob_writer **out)
 {
     struct local_store *ls = (struct local_store *)bs;
     struct blob_writer *w = xcalloc(1, sizeof(*w));
     w->ls = ls;
-    int rc = path_of(ls, w->dst, sizeof(w->dst), coll, rec, name);
-    if (rc == 0)
-        rc = path_of(ls, w->dst_dir, sizeof(w->dst_dir), coll, rec, NULL);
-    if (rc) {
-        free(w);
-        return rc;
-    }
     char rnd[17];
     random_alnum(rnd, 16);
     rnd[16] = '\0';
     snprintf(w->tmp, sizeof(w->tmp), "%s/.tmp/%s", ls->root, rnd);
     w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (w->fd < 0) {
-        rc = -errno;
+        int rc = -errno;
         free(w);
         return rc;
     }
@@ -186,19 +176,25 @@ static void l_writer_abort(struct blob_writer *w)
     free(w);
 }
 
-static int l_writer_commit(struct blob_writer *w)
+static int l_writer_commit(struct blob_writer *w, const char *coll, const char *rec,
+                           const char *name)
 {
-    int rc = fsync(w->fd) == 0 ? 0 : -errno;
+    char dst[4096], dst_dir[4096];
+    int rc = path_of(w->ls, dst, sizeof(dst), coll, rec, name);
     if (rc == 0)
-        rc = mkdir_p(w->dst_dir);
+        rc = path_of(w->ls, dst_dir, sizeof(dst_dir), coll, rec, NULL);
+    if (rc == 0)
+        rc = fsync(w->fd) == 0 ? 0 : -errno;
+    if (rc == 0)
+        rc = mkdir_p(dst_dir);
     /* link() refuses to replace: a stored name is unique, and an existing
      * file under it is somebody else's. */
-    if (rc == 0 && link(w->tmp, w->dst) != 0)
+    if (rc == 0 && link(w->tmp, dst) != 0)
         rc = -errno;
     if (rc == 0)
-        rc = fsync_dir(w->dst_dir);
-    if (rc != 0 && rc != -EEXIST)
-        unlink(w->dst);
+        rc = fsync_dir(dst_dir);
+    if (rc != 0 && rc != -EEXIST && rc != -EINVAL && rc != -ENAMETOOLONG)
+        unlink(dst);
     l_writer_abort(w);
     return rc;
 }
@@ -224,15 +220,50 @@ static int l_open_read(struct blob_store *bs, const char *coll, const char *rec,
     return 0;
 }
 
+/* Removes path and, if it is a directory, everything below it. */
+static int remove_tree(const char *path);
+
 static int l_remove(struct blob_store *bs, const char *coll, const char *rec, const char *name)
 {
-    char path[4096];
+    char path[4096], thumbs[4096];
     int rc = path_of((struct local_store *)bs, path, sizeof(path), coll, rec, name);
     if (rc)
         return rc;
     if (unlink(path) != 0 && errno != ENOENT)
         return -errno;
+    int n = snprintf(thumbs, sizeof(thumbs), "%s/%s/%s/thumbs_%s", ((struct local_store *)bs)->root,
+                     coll, rec, name);
+    if (n > 0 && (size_t)n < sizeof(thumbs))
+        remove_tree(thumbs);
+    /* The record's directory goes with its last file (rmdir refuses otherwise). */
+    char *slash = strrchr(path, '/');
+    *slash = '\0';
+    rmdir(path);
     return 0;
+}
+
+static int l_remove_record(struct blob_store *bs, const char *coll, const char *rec)
+{
+    char path[4096];
+    int rc = path_of((struct local_store *)bs, path, sizeof(path), coll, rec, NULL);
+    return rc ? rc : remove_tree(path);
+}
+
+static int l_derived_path(struct blob_store *bs, const char *coll, const char *rec,
+                          const char *name, const char *variant, char *out, size_t outlen)
+{
+    struct local_store *ls = (struct local_store *)bs;
+    if (!blob_plain_name(slice_cstr(coll)) || !blob_plain_name(slice_cstr(rec)) ||
+        !blob_plain_name(slice_cstr(name)) || !blob_plain_name(slice_cstr(variant)))
+        return -EINVAL;
+    int n = snprintf(out, outlen, "%s/%s/%s/thumbs_%s", ls->root, coll, rec, name);
+    if (n < 0 || (size_t)n >= outlen)
+        return -ENAMETOOLONG;
+    int rc = mkdir_p(out);
+    if (rc)
+        return rc;
+    n = snprintf(out, outlen, "%s/%s/%s/thumbs_%s/%s", ls->root, coll, rec, name, variant);
+    return n < 0 || (size_t)n >= outlen ? -ENAMETOOLONG : 0;
 }
 
 /* Calls fn(ud, path, name) for each entry of dir but "." and "..". */
@@ -255,6 +286,25 @@ static int each_entry(const char *dir, int (*fn)(void *ud, const char *path, con
     return rc;
 }
 
+static int remove_entry(void *ud, const char *path, const char *name)
+{
+    return remove_tree(path);
+}
+
+static int remove_tree(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (S_ISDIR(st.st_mode)) {
+        int rc = each_entry(path, remove_entry, NULL);
+        if (rc)
+            return rc;
+        return rmdir(path) == 0 || errno == ENOENT ? 0 : -errno;
+    }
+    return unlink(path) == 0 || errno == ENOENT ? 0 : -errno;
+}
+
 struct sweep {
     blob_referenced_fn referenced;
     void *ud;
@@ -273,6 +323,19 @@ static int sweep_tmp(void *ud, const char *path, const char *name)
 static int sweep_file(void *ud, const char *path, const char *name)
 {
     struct sweep *s = ud;
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return 0;
+    if (S_ISDIR(st.st_mode)) {
+        /* Thumbnails live as long as their original. */
+        const char *orig = strncmp(name, "thumbs_", 7) == 0 ? name + 7 : NULL;
+        if (!orig || !blob_plain_name(slice_cstr(orig)) ||
+            !s->referenced(s->ud, s->coll, s->rec, orig)) {
+            if (remove_tree(path) == 0)
+                s->removed++;
+        }
+        return 0;
+    }
     if (!blob_plain_name(slice_cstr(name)) || !s->referenced(s->ud, s->coll, s->rec, name)) {
         if (unlink(path) == 0)
             s->removed++;
@@ -325,6 +388,8 @@ static const struct blob_ops local_ops = {
     .writer_abort = l_writer_abort,
     .open_read = l_open_read,
     .remove = l_remove,
+    .remove_record = l_remove_record,
+    .derived_path = l_derived_path,
     .sweep = l_sweep,
     .free = l_free,
 };

@@ -15,6 +15,7 @@
  * Every such error is answered in PocketBase's JSON shape and closes the
  * connection. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -37,6 +38,10 @@ struct http_xreq {
     size_t url_len;
     bool in_value;
     bool dispatched, stream, body_done, aborted, end_called;
+    bool http10;
+    /* A streamed response (http_respond_start) in progress. */
+    bool responding, send_body, chunked_out, keep_out;
+    uint64_t sent;
     const struct http_route *route;
     char *body;
     size_t body_len, body_cap;
@@ -319,6 +324,8 @@ static void detach(struct http_conn *c, struct http_xreq *r, int reason)
     if (r->stream && !r->end_called && !r->aborted && r->pub.on_body_end) {
         r->end_called = true;
         r->pub.on_body_end(&r->pub, reason); /* may answer, and free r */
+    } else if (r->pub.on_gone) {
+        r->pub.on_gone(&r->pub); /* may answer, and free r */
     }
 }
 
@@ -492,6 +499,7 @@ static void head_done(struct http_conn *c)
                         : hp->content_length == UINT64_MAX ? 0
                                                            : (long long)hp->content_length;
     q->keep_alive = http_should_keep_alive(hp) != 0;
+    r->http10 = hp->http_minor == 0;
 
     int status;
     r->route = http_router_match(c->router, q, &status);
@@ -650,13 +658,14 @@ static void after_batch(struct http_conn *c)
         set_timer(c, TIMER_HEAD);
         break;
     case CONN_BODY:
-        set_timer(c, TIMER_BODY);
+        set_timer(c, c->body_paused ? TIMER_NONE : TIMER_BODY);
         break;
     case CONN_WAIT:
         set_timer(c, TIMER_NONE);
         break;
     }
-    c->io->read(c, c->phase != CONN_WAIT && !c->file.active && c->out.len < HTTP_OUT_HIGH_WATER);
+    c->io->read(c, c->phase != CONN_WAIT && !c->file.active && !c->body_paused &&
+                       c->out.len < HTTP_OUT_HIGH_WATER);
     c->io->flush(c);
     if (c->phase == CONN_IDLE && c->rbuf.len == 0 && c->rbuf.cap)
         buf_free(&c->rbuf);
@@ -738,7 +747,13 @@ void http_conn_gone(struct http_conn *c, int reason)
 
 void http_conn_drained(struct http_conn *c)
 {
-    if (!c->closing && c->phase != CONN_WAIT && !c->file.active)
+    struct http_xreq *r = c->req;
+    if (r && r->responding && !c->closing) {
+        if (r->pub.on_drain)
+            r->pub.on_drain(&r->pub);
+        return;
+    }
+    if (!c->closing && !c->body_paused && c->phase != CONN_WAIT && !c->file.active)
         c->io->read(c, true);
 }
 
@@ -791,6 +806,7 @@ void http_respond(struct http_request *req, int status, struct slice content_typ
                    content_type, body, body.len);
     c->req = NULL;
     c->phase = CONN_IDLE;
+    c->body_paused = false;
     if (!keep)
         c->closing = true;
     xreq_free(r);
@@ -863,6 +879,7 @@ void http_respond_file(struct http_request *req, int status, struct slice conten
     }
     c->req = NULL;
     c->phase = CONN_IDLE;
+    c->body_paused = false;
     if (!keep)
         c->closing = true;
     xreq_free(r);
@@ -876,4 +893,118 @@ void http_respond_file(struct http_request *req, int status, struct slice conten
 struct slice http_request_remote(const struct http_request *req)
 {
     return req->conn ? slice_cstr(req->conn->remote) : SLICE_NULL;
+}
+
+/* ---- streamed responses ---- */
+
+void http_respond_start(struct http_request *req, int status, long long length, bool add_date)
+{
+    core_assert(status >= 200 && status <= 999);
+    struct http_xreq *r = (struct http_xreq *)req;
+    struct http_conn *c = req->conn;
+    core_assert(!r->responding);
+    req->status = status;
+    r->responding = true;
+    bool bodyless = status == 204 || status == 304;
+    r->send_body = !bodyless && req->method != HTTP_M_HEAD;
+    if (!c)
+        return;
+    core_assert(c->req == r);
+    bool keep = req->keep_alive && r->body_done && !c->closing && !c->loop->draining;
+    bool announce = length >= 0 && status != 204 && !(status == 304 && req->method != HTTP_M_HEAD);
+    r->chunked_out = r->send_body && length < 0 && !r->http10;
+    if (r->send_body && length < 0 && r->http10)
+        keep = false; /* the body ends when the connection does */
+    r->keep_out = keep;
+    struct slice extra = buf_slice(&req->resp_headers);
+    buf_reserve(&c->out, 160 + extra.len);
+    char *p = c->out.ptr + c->out.len;
+    const char *reason = http_status_reason(status);
+    p = PUT_LIT(p, "HTTP/1.1 ");
+    p = put_u64(p, (uint64_t)status);
+    *p++ = ' ';
+    p = put(p, reason, strlen(reason));
+    p = PUT_LIT(p, "\r\n");
+    if (add_date) {
+        p = PUT_LIT(p, "Date: ");
+        p = put(p, c->loop->date, TIMEFMT_HTTP_LEN);
+        p = PUT_LIT(p, "\r\n");
+    }
+    if (announce) {
+        p = PUT_LIT(p, "Content-Length: ");
+        p = put_u64(p, (uint64_t)length);
+        p = PUT_LIT(p, "\r\n");
+    } else if (r->chunked_out) {
+        p = PUT_LIT(p, "Transfer-Encoding: chunked\r\n");
+    }
+    p = keep ? PUT_LIT(p, "Connection: keep-alive\r\n") : PUT_LIT(p, "Connection: close\r\n");
+    p = put(p, extra.ptr, extra.len);
+    p = PUT_LIT(p, "\r\n");
+    c->out.len = (size_t)(p - c->out.ptr);
+    *p = '\0';
+    if (!c->in_process)
+        c->io->flush(c);
+}
+
+bool http_respond_write(struct http_request *req, struct slice chunk)
+{
+    struct http_xreq *r = (struct http_xreq *)req;
+    struct http_conn *c = req->conn;
+    core_assert(r->responding);
+    if (!c || c->closing || !r->send_body || chunk.len == 0)
+        return true;
+    r->sent += chunk.len;
+    if (r->chunked_out) {
+        char size[24];
+        int n = snprintf(size, sizeof(size), "%zx\r\n", chunk.len);
+        buf_reserve(&c->out, (size_t)n + chunk.len + 2);
+        buf_append(&c->out, size, (size_t)n);
+        buf_append_slice(&c->out, chunk);
+        buf_append(&c->out, "\r\n", 2);
+    } else {
+        buf_append_slice(&c->out, chunk);
+    }
+    if (!c->in_process)
+        c->io->flush(c);
+    /* The flush may have failed and closed the connection meanwhile. */
+    return req->conn == NULL || c->out.len < HTTP_OUT_HIGH_WATER;
+}
+
+void http_respond_end(struct http_request *req, bool complete)
+{
+    struct http_xreq *r = (struct http_xreq *)req;
+    struct http_conn *c = req->conn;
+    core_assert(r->responding);
+    log_request(req->loop, c ? c->lim : NULL, r, c ? c->remote : NULL, req->status,
+                (size_t)r->sent);
+    if (!c) {
+        xreq_free(r);
+        return;
+    }
+    core_assert(c->req == r);
+    if (complete && r->chunked_out && !c->closing)
+        buf_append(&c->out, "0\r\n\r\n", 5);
+    c->req = NULL;
+    c->phase = CONN_IDLE;
+    c->body_paused = false;
+    if (!complete || !r->keep_out)
+        c->closing = true;
+    xreq_free(r);
+    if (!c->in_process) {
+        if (!c->closing)
+            run_rbuf(c);
+        after_batch(c);
+    }
+}
+
+void http_request_pause_body(struct http_request *req, bool pause)
+{
+    struct http_conn *c = req->conn;
+    if (!c || c->body_paused == pause)
+        return;
+    c->body_paused = pause;
+    if (c->closing || c->phase != CONN_BODY || c->in_process)
+        return;
+    set_timer(c, pause ? TIMER_NONE : TIMER_BODY);
+    c->io->read(c, !pause && !c->file.active && c->out.len < HTTP_OUT_HIGH_WATER);
 }

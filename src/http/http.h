@@ -78,6 +78,14 @@ struct http_request {
     int (*on_body)(struct http_request *req, struct slice chunk);
     void (*on_body_end)(struct http_request *req, int status);
 
+    /* Streamed responses (http_respond_start): on_drain is called when the
+     * connection's output has gone out after http_respond_write() returned
+     * false; on_gone when the client goes after its whole body was read
+     * (before that, on_body_end tells it). The handler must still end the
+     * request with http_respond_end(); its bytes are discarded. */
+    void (*on_drain)(struct http_request *req);
+    void (*on_gone)(struct http_request *req);
+
     void *user; /* the handler's own state */
     uint64_t start_ns;
     int status;              /* of the response, once answered */
@@ -140,7 +148,36 @@ void http_respond(struct http_request *req, int status, struct slice content_typ
 void http_respond_file(struct http_request *req, int status, struct slice content_type, int fd,
                        uint64_t offset, uint64_t length);
 
+/* ---- streamed responses ---- */
+
+/* Starts a response whose body follows in pieces: status line, Date (if
+ * add_date), Connection, the added headers, then the framing: Content-Length
+ * when length >= 0, else chunked (HTTP/1.1 clients) or close-delimited
+ * (HTTP/1.0). For HEAD and bodyless statuses the body is discarded and a
+ * known length is still announced. Continue with http_respond_write() and
+ * finish with http_respond_end(). */
+void http_respond_start(struct http_request *req, int status, long long length, bool add_date);
+/* Queues body bytes (copied). Returns false once the connection holds more
+ * than its high-water mark of unsent output: stop producing until
+ * req->on_drain is called. Bytes for a client that has gone are dropped. */
+bool http_respond_write(struct http_request *req, struct slice chunk);
+/* Ends a started response and frees the request. complete=false means the
+ * body was cut short: what is queued still goes out, then the connection
+ * closes, so the client sees a truncated message, never a wrong one. */
+void http_respond_end(struct http_request *req, bool complete);
+
+/* For streaming routes: stops (pause=true) or resumes reading the request
+ * body from the client, so a producer faster than its consumer is held back
+ * by TCP instead of buffered. The body timeout does not run while paused. */
+void http_request_pause_body(struct http_request *req, bool pause);
+
 /* ---- loops ---- */
+
+/* A per-loop slot for one layer above (the gateway's per-loop state), used
+ * only from the loop's own thread, so it needs no lock. free_fn (may be NULL)
+ * runs on that thread when the loop stops, after every connection is closed. */
+void *http_loop_user(struct http_loop *loop);
+void http_loop_set_user(struct http_loop *loop, void *user, void (*free_fn)(void *user));
 
 /* Runs fn(arg) on the loop's thread soon. Safe from any thread; never blocks.
  * Posts made after http_server_free() has begun are undefined (the loops are

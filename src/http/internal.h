@@ -93,6 +93,9 @@ struct http_loop {
      * file into c->out. */
     bool sends_files;
     struct buf logline;
+    void *user;
+    void (*user_free)(void *user);
+    struct http_cconn *cconns; /* upstream connections (client.c) */
 
     uv_tcp_t listener;
     int listen_fd;
@@ -110,6 +113,13 @@ struct http_loop {
     size_t qlen, qcap, spare_cap;
     bool closed; /* under qmu: posts are dropped */
 };
+
+/* ---- upstream connections (client.c) ---- */
+
+struct http_cconn;
+/* Closes every upstream connection of the loop (the loop is stopping):
+ * exchanges still running end with -ECANCELED. */
+void http_client_loop_stop(struct http_loop *l);
 
 /* ---- connections (conn.c) ---- */
 
@@ -173,6 +183,7 @@ struct http_conn {
     bool reading;
     bool writing;
     bool want_close;
+    bool body_paused; /* http_request_pause_body */
     bool lingering;
     bool counted; /* holds a slot of max_connections */
     bool closed_handle;

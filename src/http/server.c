@@ -402,8 +402,8 @@ static void on_connection(uv_stream_t *listener, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    if (srv->lim.access_log)
-        remote_name(c);
+    /* Always: a proxy handler needs it for X-Forwarded-For. */
+    remote_name(c);
     http_conn_init(c, l, &uv_io, &srv->lim, srv->router);
     if (atomic_fetch_add(&srv->nconns, 1) >= srv->max_conns) {
         atomic_fetch_sub(&srv->nconns, 1);
@@ -473,6 +473,13 @@ static void on_async(uv_async_t *a)
             next = c->next;
             conn_abort(c);
         }
+        /* Upstream exchanges of the requests just aborted are gone with them;
+         * what is left are idle pooled connections. */
+        http_client_loop_stop(l);
+        if (l->user_free)
+            l->user_free(l->user);
+        l->user = NULL;
+        l->user_free = NULL;
         if (!l->listener_closed) {
             l->listener_closed = true;
             uv_close((uv_handle_t *)&l->listener, NULL);
@@ -502,6 +509,17 @@ void http_loop_post(struct http_loop *loop, void (*fn)(void *arg), void *arg)
     loop->queue[loop->qlen++] = (struct http_post){fn, arg};
     uv_mutex_unlock(&loop->qmu);
     uv_async_send(&loop->async);
+}
+
+void *http_loop_user(struct http_loop *loop)
+{
+    return loop->user;
+}
+
+void http_loop_set_user(struct http_loop *loop, void *user, void (*free_fn)(void *user))
+{
+    loop->user = user;
+    loop->user_free = free_fn;
 }
 
 void http_loop_post_any(void *loop, void (*fn)(void *arg), void *arg)

@@ -10,6 +10,7 @@
 
 int role_serve(int argc, char **argv);
 int role_superuser(int argc, char **argv);
+int role_gateway(int argc, char **argv);
 
 /* ---- shared by roles ---- */
 

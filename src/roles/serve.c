@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "api/files.h"
+#include "blob/blob.h"
 #include "core/log.h"
 #include "core/workpool.h"
 #include "domain/auth.h"
@@ -54,13 +56,28 @@ int role_serve(int argc, char **argv)
         config_free(&cfg);
         return 1;
     }
+    char err[512];
+    struct blob_store *blobs = blob_local_open(cfg.dir, err, sizeof(err));
+    if (!blobs) {
+        fprintf(stderr, "cruder: cannot open the file storage: %s\n", err);
+        store->ops->close(store);
+        config_free(&cfg);
+        return 1;
+    }
+    files_set_store(blobs);
+    /* Before any request: files an interrupted upload or a crash between a
+     * record change and its file cleanup left behind. */
+    size_t swept = 0;
+    if (files_sweep(store, &swept) != 0)
+        log_warn("file storage sweep incomplete");
+    else if (swept)
+        log_info("file storage sweep removed %zu orphaned files", swept);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     workpool_start(ncpu > 0 ? (int)ncpu : 2, 4096);
 
     struct http_router *router = http_router_new();
     api_register(router, store, &cfg);
     struct http_server *srv;
-    char err[512];
     int status = 0;
     if (http_server_start(&cfg, router, &srv, err, sizeof(err))) {
         fprintf(stderr, "cruder: cannot listen on %s: %s\n", cfg.http, err);
@@ -80,6 +97,7 @@ int role_serve(int argc, char **argv)
         store->ops->close(store);
     }
     http_router_free(router);
+    blobs->ops->free(blobs);
     config_free(&cfg);
     return status;
 }

@@ -61,9 +61,9 @@ static int count_entries(const char *rel)
 static void put(const char *coll, const char *rec, const char *name, const char *data)
 {
     struct blob_writer *w;
-    cr_assert_eq(bs->ops->writer_open(bs, coll, rec, name, &w), 0);
+    cr_assert_eq(bs->ops->writer_open(bs, &w), 0);
     cr_assert_eq(bs->ops->writer_write(w, slice_cstr(data)), 0);
-    cr_assert_eq(bs->ops->writer_commit(w), 0);
+    cr_assert_eq(bs->ops->writer_commit(w, coll, rec, name), 0);
 }
 
 Test(blob, make_name_like_pocketbase)
@@ -128,9 +128,9 @@ Test(blob, write_commit_read_remove, .init = setup, .fini = teardown)
     close(fd);
     /* A stored name is never replaced. */
     struct blob_writer *w;
-    cr_assert_eq(bs->ops->writer_open(bs, "pbc_1", "rec1", "a_0123456789.txt", &w), 0);
+    cr_assert_eq(bs->ops->writer_open(bs, &w), 0);
     cr_assert_eq(bs->ops->writer_write(w, SLICE_LIT("other")), 0);
-    cr_assert_eq(bs->ops->writer_commit(w), -EEXIST);
+    cr_assert_eq(bs->ops->writer_commit(w, "pbc_1", "rec1", "a_0123456789.txt"), -EEXIST);
     cr_assert_eq(count_entries("storage/.tmp"), 0);
     cr_assert_eq(bs->ops->remove(bs, "pbc_1", "rec1", "a_0123456789.txt"), 0);
     cr_assert(!exists("storage/pbc_1/rec1/a_0123456789.txt"));
@@ -141,7 +141,7 @@ Test(blob, write_commit_read_remove, .init = setup, .fini = teardown)
 Test(blob, abort_leaves_nothing, .init = setup, .fini = teardown)
 {
     struct blob_writer *w;
-    cr_assert_eq(bs->ops->writer_open(bs, "c", "r", "x.bin", &w), 0);
+    cr_assert_eq(bs->ops->writer_open(bs, &w), 0);
     cr_assert_eq(bs->ops->writer_write(w, SLICE_LIT("partial")), 0);
     cr_assert_eq(count_entries("storage/.tmp"), 1);
     bs->ops->writer_abort(w);
@@ -161,8 +161,12 @@ Test(blob, traversal_refused, .init = setup, .fini = teardown)
         struct blob_writer *w;
         int fd;
         struct blob_stat st;
-        cr_assert_eq(bs->ops->writer_open(bs, bad[i][0], bad[i][1], bad[i][2], &w), -EINVAL, "%zu",
-                     i);
+        char path[256];
+        cr_assert_eq(bs->ops->writer_open(bs, &w), 0);
+        cr_assert_eq(bs->ops->writer_commit(w, bad[i][0], bad[i][1], bad[i][2]), -EINVAL, "%zu", i);
+        cr_assert_eq(
+            bs->ops->derived_path(bs, bad[i][0], bad[i][1], bad[i][2], "1x1", path, sizeof(path)),
+            -EINVAL);
         cr_assert_eq(bs->ops->open_read(bs, bad[i][0], bad[i][1], bad[i][2], &fd, &st), -EINVAL);
         cr_assert_eq(bs->ops->remove(bs, bad[i][0], bad[i][1], bad[i][2]), -EINVAL);
     }
@@ -182,7 +186,7 @@ Test(blob, orphan_sweep, .init = setup, .fini = teardown)
     put("c1", "r2", "drop2.txt", "3");
     put("c2", "r3", "kept.bin", "4");
     struct blob_writer *w;
-    cr_assert_eq(bs->ops->writer_open(bs, "c1", "r1", "inflight.txt", &w), 0);
+    cr_assert_eq(bs->ops->writer_open(bs, &w), 0);
     cr_assert_eq(bs->ops->writer_write(w, SLICE_LIT("half")), 0);
     int calls = 0;
     size_t removed = 0;
@@ -195,6 +199,39 @@ Test(blob, orphan_sweep, .init = setup, .fini = teardown)
     cr_assert(!exists("storage/c1/r2"), "emptied directories go too");
     cr_assert_eq(count_entries("storage/.tmp"), 0);
     bs->ops->writer_abort(w);
+}
+
+static void touch_derived(const char *coll, const char *rec, const char *name, const char *variant)
+{
+    char path[512];
+    cr_assert_eq(bs->ops->derived_path(bs, coll, rec, name, variant, path, sizeof(path)), 0);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s", path);
+    fclose(f);
+}
+
+Test(blob, derived_files_go_with_their_blob, .init = setup, .fini = teardown)
+{
+    put("c", "r", "a.jpg", "A");
+    put("c", "r", "k.jpg", "K");
+    touch_derived("c", "r", "a.jpg", "10x10_a.jpg");
+    touch_derived("c", "r", "k.jpg", "10x10_k.jpg");
+    cr_assert(exists("storage/c/r/thumbs_a.jpg/10x10_a.jpg"));
+    int calls = 0;
+    size_t removed = 0;
+    cr_assert_eq(bs->ops->sweep(bs, keep_only_k, &calls, &removed), 0);
+    cr_assert_eq(removed, 2); /* a.jpg and its thumbnails */
+    cr_assert(!exists("storage/c/r/a.jpg"));
+    cr_assert(!exists("storage/c/r/thumbs_a.jpg"));
+    cr_assert(exists("storage/c/r/thumbs_k.jpg/10x10_k.jpg"));
+    cr_assert_eq(bs->ops->remove(bs, "c", "r", "k.jpg"), 0);
+    cr_assert(!exists("storage/c/r/k.jpg"));
+    cr_assert(!exists("storage/c/r/thumbs_k.jpg"));
+    put("c", "r", "k2.jpg", "K");
+    touch_derived("c", "r", "k2.jpg", "1x1_k2.jpg");
+    cr_assert_eq(bs->ops->remove_record(bs, "c", "r"), 0);
+    cr_assert(!exists("storage/c/r"));
+    cr_assert_eq(bs->ops->remove_record(bs, "c", "r"), 0);
 }
 
 /* ---- serving a blob with http_respond_file ---- */
@@ -248,9 +285,9 @@ Test(blob, served_with_sendfile, .init = setup, .fini = teardown)
     for (size_t i = 0; i < BIG; i++)
         big[i] = (char)('a' + i * 7 % 26);
     struct blob_writer *w;
-    cr_assert_eq(bs->ops->writer_open(bs, "c", "r", "big.bin", &w), 0);
+    cr_assert_eq(bs->ops->writer_open(bs, &w), 0);
     cr_assert_eq(bs->ops->writer_write(w, slice_make(big, BIG)), 0);
-    cr_assert_eq(bs->ops->writer_commit(w), 0);
+    cr_assert_eq(bs->ops->writer_commit(w, "c", "r", "big.bin"), 0);
     put("c", "r", "small.txt", "0123456789");
 
     struct config cfg;

@@ -1,0 +1,326 @@
+/* The gateway's configuration file (format in gateway.h) and route lookup.
+ * Read once at start-up; the route lookup runs per request, over a handful of
+ * routes, so it is a linear scan with no allocation. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "gateway/gateway.h"
+
+void gateway_config_defaults(struct gateway_config *gc)
+{
+    memset(gc, 0, sizeof(*gc));
+    gc->connect_timeout_ms = 2000;
+    gc->first_byte_timeout_ms = 30000;
+    gc->upstream_idle_timeout_ms = 60000;
+    gc->keepalive_idle_ms = 20000;
+    gc->keepalive_max = 64;
+    gc->eject_ms = 1000;
+}
+
+void gateway_config_free(struct gateway_config *gc)
+{
+    for (size_t i = 0; i < gc->nupstreams; i++) {
+        for (size_t k = 0; k < gc->upstreams[i].ntargets; k++)
+            free(gc->upstreams[i].targets[k]);
+        free(gc->upstreams[i].targets);
+        free(gc->upstreams[i].name);
+    }
+    for (size_t i = 0; i < gc->nroutes; i++) {
+        free(gc->routes[i].host);
+        free(gc->routes[i].prefix);
+    }
+    free(gc->upstreams);
+    free(gc->routes);
+    gateway_config_defaults(gc);
+}
+
+static const struct {
+    const char *name;
+    size_t offset;
+    int min, max;
+} int_settings[] = {
+    {"connect_timeout_ms", offsetof(struct gateway_config, connect_timeout_ms), 1, 600000},
+    {"first_byte_timeout_ms", offsetof(struct gateway_config, first_byte_timeout_ms), 1, 3600000},
+    {"upstream_idle_timeout_ms", offsetof(struct gateway_config, upstream_idle_timeout_ms), 1,
+     3600000},
+    {"keepalive_idle_ms", offsetof(struct gateway_config, keepalive_idle_ms), 1, 3600000},
+    {"keepalive_max", offsetof(struct gateway_config, keepalive_max), 0, 100000},
+    {"eject_ms", offsetof(struct gateway_config, eject_ms), 1, 600000},
+};
+
+/* Splits the next whitespace-separated word off *s. */
+static struct slice next_word(struct slice *s)
+{
+    size_t i = 0;
+    while (i < s->len && (s->ptr[i] == ' ' || s->ptr[i] == '\t'))
+        i++;
+    size_t start = i;
+    while (i < s->len && s->ptr[i] != ' ' && s->ptr[i] != '\t')
+        i++;
+    struct slice w = slice_make(s->ptr + start, i - start);
+    *s = slice_make(s->ptr + i, s->len - i);
+    return w;
+}
+
+static bool valid_name(struct slice w)
+{
+    if (w.len == 0 || w.len > 64)
+        return false;
+    for (size_t i = 0; i < w.len; i++) {
+        char c = w.ptr[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '.'))
+            return false;
+    }
+    return true;
+}
+
+/* Numeric ADDR:PORT or [V6]:PORT, as the client pools accept. */
+static bool valid_target(struct slice w)
+{
+    if (w.len < 3 || w.len > 60)
+        return false;
+    const char *colon = NULL;
+    for (size_t i = 0; i < w.len; i++)
+        if (w.ptr[i] == ':')
+            colon = w.ptr + i;
+    if (!colon || colon == w.ptr || colon == w.ptr + w.len - 1)
+        return false;
+    long port = 0;
+    for (const char *p = colon + 1; p < w.ptr + w.len; p++) {
+        if (*p < '0' || *p > '9' || port > 65535)
+            return false;
+        port = port * 10 + (*p - '0');
+    }
+    if (port < 1 || port > 65535)
+        return false;
+    char host[64];
+    size_t n = (size_t)(colon - w.ptr);
+    unsigned char tmp[16];
+    if (n >= sizeof(host))
+        return false;
+    if (w.ptr[0] == '[') {
+        if (n < 3 || w.ptr[n - 1] != ']')
+            return false;
+        memcpy(host, w.ptr + 1, n - 2);
+        host[n - 2] = '\0';
+        return inet_pton(AF_INET6, host, tmp) == 1;
+    }
+    memcpy(host, w.ptr, n);
+    host[n] = '\0';
+    return inet_pton(AF_INET, host, tmp) == 1;
+}
+
+static int find_upstream(const struct gateway_config *gc, struct slice name, size_t *out)
+{
+    for (size_t i = 0; i < gc->nupstreams; i++)
+        if (slice_eq_cstr(name, gc->upstreams[i].name)) {
+            *out = i;
+            return 0;
+        }
+    return -1;
+}
+
+/* Routes name their upstream by index once every upstream is known; until
+ * then the name waits here. */
+struct pending_route {
+    struct slice upstream;
+    int line;
+};
+
+int gateway_config_parse(struct gateway_config *gc, struct config *shared, struct slice text,
+                         char *err, size_t errlen)
+{
+    gateway_config_defaults(gc);
+    struct pending_route *pend = NULL;
+    int lineno = 0;
+    const char *p = text.ptr, *end = text.ptr + text.len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        struct slice line = slice_make(p, (size_t)((nl ? nl : end) - p));
+        p = nl ? nl + 1 : end;
+        lineno++;
+        const char *hash = memchr(line.ptr, '#', line.len);
+        if (hash)
+            line.len = (size_t)(hash - line.ptr);
+        line = slice_trim(line);
+        if (line.len == 0)
+            continue;
+        if (memchr(line.ptr, '\0', line.len)) {
+            snprintf(err, errlen, "line %d: NUL byte", lineno);
+            goto fail;
+        }
+        const char *eq = memchr(line.ptr, '=', line.len);
+        struct slice rest = line;
+        struct slice word = next_word(&rest);
+        if (slice_eq_cstr(word, "upstream") && !eq) {
+            struct slice name = next_word(&rest);
+            size_t dummy;
+            if (!valid_name(name) || find_upstream(gc, name, &dummy) == 0) {
+                snprintf(err, errlen, "line %d: upstream needs a new name of [A-Za-z0-9_.-]",
+                         lineno);
+                goto fail;
+            }
+            struct gateway_upstream u = {xstrndup(name.ptr, name.len), NULL, 0};
+            for (struct slice t = next_word(&rest); t.len; t = next_word(&rest)) {
+                if (!valid_target(t) || u.ntargets >= 256) {
+                    snprintf(err, errlen, "line %d: '%.*s' is not a numeric ADDR:PORT", lineno,
+                             (int)(t.len > 60 ? 60 : t.len), t.ptr);
+                    for (size_t k = 0; k < u.ntargets; k++)
+                        free(u.targets[k]);
+                    free(u.targets);
+                    free(u.name);
+                    goto fail;
+                }
+                u.targets = xrealloc(u.targets, (u.ntargets + 1) * sizeof(*u.targets));
+                u.targets[u.ntargets++] = xstrndup(t.ptr, t.len);
+            }
+            if (!u.ntargets) {
+                snprintf(err, errlen, "line %d: upstream %s has no ADDR:PORT", lineno, u.name);
+                free(u.name);
+                goto fail;
+            }
+            gc->upstreams = xrealloc(gc->upstreams, (gc->nupstreams + 1) * sizeof(*gc->upstreams));
+            gc->upstreams[gc->nupstreams++] = u;
+            continue;
+        }
+        if (slice_eq_cstr(word, "route") && !eq) {
+            struct slice spec = next_word(&rest), up = next_word(&rest);
+            const char *slash = spec.len ? memchr(spec.ptr, '/', spec.len) : NULL;
+            if (!slash || !up.len || next_word(&rest).len) {
+                snprintf(err, errlen, "line %d: want 'route [HOST]/PREFIX UPSTREAM'", lineno);
+                goto fail;
+            }
+            struct gateway_route r = {NULL, NULL, 0};
+            if (slash > spec.ptr)
+                r.host = xstrndup(spec.ptr, (size_t)(slash - spec.ptr));
+            r.prefix = xstrndup(slash, (size_t)(spec.ptr + spec.len - slash));
+            gc->routes = xrealloc(gc->routes, (gc->nroutes + 1) * sizeof(*gc->routes));
+            pend = xrealloc(pend, (gc->nroutes + 1) * sizeof(*pend));
+            pend[gc->nroutes] = (struct pending_route){up, lineno};
+            gc->routes[gc->nroutes++] = r;
+            continue;
+        }
+        if (!eq) {
+            snprintf(err, errlen, "line %d: want 'upstream', 'route' or 'name = value'", lineno);
+            goto fail;
+        }
+        struct slice key = slice_trim(slice_make(line.ptr, (size_t)(eq - line.ptr)));
+        struct slice val = slice_trim(slice_make(eq + 1, (size_t)(line.ptr + line.len - eq - 1)));
+        char k[64], v[1024];
+        if (key.len >= sizeof(k) || val.len >= sizeof(v)) {
+            snprintf(err, errlen, "line %d: name or value too long", lineno);
+            goto fail;
+        }
+        memcpy(k, key.ptr, key.len);
+        k[key.len] = '\0';
+        memcpy(v, val.ptr, val.len);
+        v[val.len] = '\0';
+        bool done = false;
+        for (size_t i = 0; i < sizeof(int_settings) / sizeof(int_settings[0]) && !done; i++) {
+            if (strcmp(k, int_settings[i].name) != 0)
+                continue;
+            char *e;
+            errno = 0;
+            long n = strtol(v, &e, 10);
+            if (errno || e == v || *e || n < int_settings[i].min || n > int_settings[i].max) {
+                snprintf(err, errlen, "line %d: %s: expected a whole number from %d to %d", lineno,
+                         k, int_settings[i].min, int_settings[i].max);
+                goto fail;
+            }
+            *(int *)((char *)gc + int_settings[i].offset) = (int)n;
+            done = true;
+        }
+        if (done)
+            continue;
+        char reason[256];
+        if (!shared || !strcmp(k, "config") ||
+            config_set(shared, k, v, reason, sizeof(reason)) != 0) {
+            snprintf(err, errlen, "line %d: %s", lineno, shared ? reason : "unknown setting");
+            if (shared && !strcmp(k, "config"))
+                snprintf(err, errlen, "line %d: config cannot be nested", lineno);
+            goto fail;
+        }
+    }
+    if (!gc->nroutes) {
+        snprintf(err, errlen, "no route: add at least one 'route /PREFIX UPSTREAM' line");
+        goto fail;
+    }
+    for (size_t i = 0; i < gc->nroutes; i++)
+        if (find_upstream(gc, pend[i].upstream, &gc->routes[i].upstream) != 0) {
+            snprintf(err, errlen, "line %d: no upstream named '%.*s'", pend[i].line,
+                     (int)(pend[i].upstream.len > 64 ? 64 : pend[i].upstream.len),
+                     pend[i].upstream.ptr);
+            goto fail;
+        }
+    free(pend);
+    return 0;
+fail:
+    free(pend);
+    gateway_config_free(gc);
+    return -1;
+}
+
+int gateway_config_load(struct gateway_config *gc, struct config *shared, const char *path,
+                        char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct buf b = BUF_INIT;
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && b.len < (1u << 20))
+        buf_append(&b, chunk, n);
+    fclose(f);
+    char inner[400];
+    int rc = gateway_config_parse(gc, shared, buf_slice(&b), inner, sizeof(inner));
+    if (rc)
+        snprintf(err, errlen, "%s: %s", path, inner);
+    buf_free(&b);
+    return rc;
+}
+
+const struct gateway_route *gateway_route_match(const struct gateway_config *gc, struct slice host,
+                                                struct slice path)
+{
+    if (host.ptr) {
+        /* The port is not part of the name; an IPv6 literal keeps its brackets. */
+        const char *colon = NULL;
+        for (size_t i = host.len; i-- > 0;) {
+            if (host.ptr[i] == ']')
+                break;
+            if (host.ptr[i] == ':') {
+                colon = host.ptr + i;
+                break;
+            }
+        }
+        if (colon)
+            host.len = (size_t)(colon - host.ptr);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        const struct gateway_route *best = NULL;
+        size_t best_len = 0;
+        for (size_t i = 0; i < gc->nroutes; i++) {
+            const struct gateway_route *r = &gc->routes[i];
+            if ((pass == 0) != (r->host != NULL))
+                continue;
+            if (r->host && (!host.ptr || !slice_case_eq(host, slice_cstr(r->host))))
+                continue;
+            struct slice pre = slice_cstr(r->prefix);
+            if (slice_starts_with(path, pre) && (!best || pre.len > best_len)) {
+                best = r;
+                best_len = pre.len;
+            }
+        }
+        if (best)
+            return best;
+    }
+    return NULL;
+}

@@ -1,0 +1,97 @@
+/* `cruder gateway --config FILE`: the reverse proxy in front of upstream
+ * pools (gateway/gateway.h has the file's format). The HTTP server runs as
+ * for `cruder serve`, one loop per core, with the proxy as its only route. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "gateway/gateway.h"
+#include "http/http.h"
+#include "roles/roles.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: cruder gateway --config FILE [options]\n\n"
+                 "Runs the reverse proxy: routes requests by host and path prefix to upstream\n"
+                 "pools named in FILE, one line each:\n\n"
+                 "  upstream NAME ADDR:PORT [ADDR:PORT ...]\n"
+                 "  route [HOST]/PREFIX NAME\n"
+                 "  connect_timeout_ms = 2000         first_byte_timeout_ms = 30000\n"
+                 "  upstream_idle_timeout_ms = 60000  keepalive_idle_ms = 20000\n"
+                 "  keepalive_max = 64                eject_ms = 1000\n"
+                 "  any option below as 'name = value'\n\n"
+                 "options:\n");
+    config_print_help(CONFIG_ROLE_SERVE, out);
+}
+
+int role_gateway(int argc, char **argv)
+{
+    if (roles_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
+    /* --config names the gateway's own file, so it is taken out before the
+     * shared loader sees the flags (and the environment). */
+    const char *file = NULL;
+    char **rest = calloc((size_t)argc + 1, sizeof(*rest));
+    int nrest = 0;
+    if (!rest)
+        return 1;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--config") && i + 1 < argc)
+            file = argv[++i];
+        else if (!strncmp(argv[i], "--config=", 9))
+            file = argv[i] + 9;
+        else
+            rest[nrest++] = argv[i];
+    }
+    if (!file) {
+        fprintf(stderr, "cruder gateway: --config FILE is required\n\n");
+        usage(stderr);
+        free(rest);
+        return 2;
+    }
+    struct config cfg;
+    struct gateway_config gc;
+    char err[512];
+    config_defaults(&cfg);
+    if (gateway_config_load(&gc, &cfg, file, err, sizeof(err))) {
+        fprintf(stderr, "cruder gateway: %s\n", err);
+        config_free(&cfg);
+        free(rest);
+        return 2;
+    }
+    int npos = 0;
+    if (config_load(&cfg, CONFIG_ROLE_SERVE, nrest, rest, &npos, err, sizeof(err)) ||
+        log_set_level(cfg.log_level) || npos) {
+        fprintf(stderr, "cruder gateway: %s\n",
+                npos     ? "unexpected argument"
+                : err[0] ? err
+                         : "bad log_level");
+        gateway_config_free(&gc);
+        config_free(&cfg);
+        free(rest);
+        return 2;
+    }
+    free(rest);
+
+    struct http_router *router = http_router_new();
+    gateway_register(router, &gc);
+    struct http_server *srv;
+    int status = 0;
+    if (http_server_start(&cfg, router, &srv, err, sizeof(err))) {
+        fprintf(stderr, "cruder: cannot listen on %s: %s\n", cfg.http, err);
+        status = 1;
+    } else {
+        log_info("cruder %s gateway on http://%s (%zu upstreams, %zu routes)", CRUDER_VERSION,
+                 cfg.http, gc.nupstreams, gc.nroutes);
+        http_server_wait(srv);
+        http_server_free(srv);
+        log_info("stopped");
+    }
+    http_router_free(router);
+    gateway_config_free(&gc);
+    config_free(&cfg);
+    return status;
+}

@@ -1,0 +1,300 @@
+// Record files end to end: FormData uploads through the PocketBase SDK
+// (create, append, remove, clear), downloads through pb.files.getURL with
+// validators and ranges, protected files with pb.files.getToken, the
+// validators (maxSize early, sniffed mimeTypes, maxSelect), path traversal,
+// and a server killed in the middle of an upload.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import net from 'node:net';
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+
+import PocketBase, { ClientResponseError } from 'pocketbase';
+
+import { cruderBin, startServer } from './lib/server.mjs';
+
+let srv;
+let pb; // superuser
+const PNG = Buffer.from(
+  '89504e470d0a1a0a0000000d4948445200000001000000010806000000' +
+    '1f15c4890000000d4944415478da63f8ffff3f0005fe02fea7d6a4f60000000049454e44ae426082',
+  'hex',
+);
+
+async function adminLogin(s) {
+  const r = spawnSync(cruderBin(), ['superuser', 'upsert', 'files@example.com', 'password123', '--dir', s.dir]);
+  assert.equal(r.status, 0, String(r.stderr));
+  const c = new PocketBase(s.url);
+  c.autoCancellation(false);
+  await c.collection('_superusers').authWithPassword('files@example.com', 'password123');
+  return c;
+}
+
+before(async () => {
+  srv = await startServer();
+  pb = await adminLogin(srv);
+  await pb.collections.create({
+    name: 'docs',
+    type: 'base',
+    listRule: '',
+    viewRule: '',
+    createRule: '',
+    updateRule: '',
+    deleteRule: '',
+    fields: [
+      { name: 'title', type: 'text' },
+      { name: 'files', type: 'file', maxSelect: 3, maxSize: 1000 },
+      { name: 'img', type: 'file', maxSelect: 1, mimeTypes: ['image/png'] },
+      { name: 'secret', type: 'file', maxSelect: 1, protected: true },
+    ],
+  });
+  await pb.collections.create({
+    name: 'members',
+    type: 'auth',
+    createRule: '',
+    viewRule: 'id = @request.auth.id',
+    fields: [],
+  });
+});
+after(async () => {
+  if (srv) assert.equal(await srv.stop(), 0);
+});
+
+function blob(text, type = 'application/octet-stream') {
+  return new Blob([text], { type });
+}
+
+function stored(rec) {
+  return fs.readdirSync(path.join(srv.dir, 'storage', rec.collectionId, rec.id)).sort();
+}
+
+// A raw HTTP/1.1 exchange: the full response text (headers and body).
+function raw(port, text, { closeAfter = 2000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1');
+    const chunks = [];
+    sock.on('data', (c) => chunks.push(c));
+    sock.on('error', reject);
+    sock.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
+    sock.write(text);
+    setTimeout(() => sock.destroy(), closeAfter);
+  });
+}
+
+test('FormData create, getURL download, append, remove and clear', async () => {
+  const fd = new FormData();
+  fd.append('title', 'first');
+  fd.append('files', blob('hello world'), 'Hello World.TXT');
+  fd.append('files', blob('second file'), '../../etc/passwd');
+  const rec = await pb.collection('docs').create(fd);
+  assert.equal(rec.files.length, 2);
+  assert.match(rec.files[0], /^hello_world_[a-z0-9]{10}\.txt$/);
+  assert.match(rec.files[1], /^passwd_[a-z0-9]{10}$/);
+  assert.deepEqual(stored(rec), [...rec.files].sort());
+
+  const url = pb.files.getURL(rec, rec.files[0]);
+  let res = await fetch(url);
+  assert.equal(res.status, 200);
+  assert.equal(await res.text(), 'hello world');
+  assert.equal(res.headers.get('content-type'), 'text/plain; charset=utf-8');
+  assert.equal(res.headers.get('cache-control'), 'public, max-age=31536000, immutable');
+  assert.equal(res.headers.get('content-disposition'), `inline; filename="${rec.files[0]}"`);
+  const etag = res.headers.get('etag');
+  const lm = res.headers.get('last-modified');
+  assert.match(etag, /^"[0-9a-f]+-[0-9a-f]+"$/);
+
+  res = await fetch(url, { headers: { 'If-None-Match': etag } });
+  assert.equal(res.status, 304);
+  res = await fetch(url, { headers: { 'If-Modified-Since': lm } });
+  assert.equal(res.status, 304);
+  res = await fetch(pb.files.getURL(rec, rec.files[0], { download: true }));
+  assert.equal(res.headers.get('content-disposition'), `attachment; filename="${rec.files[0]}"`);
+  res = await fetch(url, { method: 'HEAD' });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get('content-length'), '11');
+
+  // Ranges.
+  res = await fetch(url, { headers: { Range: 'bytes=6-' } });
+  assert.equal(res.status, 206);
+  assert.equal(res.headers.get('content-range'), 'bytes 6-10/11');
+  assert.equal(await res.text(), 'world');
+  res = await fetch(url, { headers: { Range: 'bytes=-5' } });
+  assert.equal(await res.text(), 'world');
+  res = await fetch(url, { headers: { Range: 'bytes=0-0' } });
+  assert.equal(await res.text(), 'h');
+  res = await fetch(url, { headers: { Range: 'bytes=11-' } });
+  assert.equal(res.status, 416);
+  assert.equal(res.headers.get('content-range'), 'bytes */11');
+  assert.equal((await res.json()).status, 416);
+  res = await fetch(url, { headers: { Range: 'bytes=0-3,2-5' } });
+  assert.equal(res.status, 416);
+  res = await fetch(url, { headers: { Range: 'bytes=0-3', 'If-Range': '"stale"' } });
+  assert.equal(res.status, 200);
+  res = await fetch(url, { headers: { Range: 'bytes=0-3', 'If-Range': etag } });
+  assert.equal(res.status, 206);
+  assert.equal(await res.text(), 'hell');
+
+  // Append one, remove one: the removed file is deleted after the commit.
+  const upd = new FormData();
+  upd.append('files+', blob('third'), 'c.bin');
+  upd.append('files-', rec.files[0]);
+  const rec2 = await pb.collection('docs').update(rec.id, upd);
+  assert.equal(rec2.files.length, 2);
+  assert.equal(rec2.files[0], rec.files[1]);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.deepEqual(stored(rec2), [...rec2.files].sort());
+  assert.equal((await fetch(url)).status, 404);
+
+  // JSON can keep or drop files, never name files that were not uploaded.
+  const rec3 = await pb.collection('docs').update(rec.id, { files: [rec2.files[1], 'made_up_0123456789.txt'] });
+  assert.deepEqual(rec3.files, [rec2.files[1]]);
+  const rec4 = await pb.collection('docs').update(rec.id, { files: [] });
+  assert.deepEqual(rec4.files, []);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(fs.existsSync(path.join(srv.dir, 'storage', rec.collectionId, rec.id)), false);
+
+  // Deleting the record deletes its files.
+  const rec5 = await pb.collection('docs').create({ title: 'x', files: [blob('abc')] });
+  assert.equal(stored(rec5).length, 1);
+  await pb.collection('docs').delete(rec5.id);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(fs.existsSync(path.join(srv.dir, 'storage', rec5.collectionId, rec5.id)), false);
+});
+
+test('validators: maxSize, sniffed mimeTypes, maxSelect; nothing stored on failure', async () => {
+  const before_ = fs.readdirSync(path.join(srv.dir, 'storage', '.tmp')).length;
+  await assert.rejects(
+    pb.collection('docs').create({ title: 'big', files: [blob('x'.repeat(5000))] }),
+    (e) => e instanceof ClientResponseError && e.status === 400 &&
+      e.response.data.files.code === 'validation_file_size_limit',
+  );
+  // A lying Content-Type: the bytes are text, not PNG.
+  await assert.rejects(
+    pb.collection('docs').create({ img: blob('not a png', 'image/png') }),
+    (e) => e.status === 400 && e.response.data.img.code === 'validation_invalid_mime_type',
+  );
+  const ok = await pb.collection('docs').create({ img: new Blob([PNG], { type: 'text/plain' }) });
+  assert.match(ok.img, /^blob_[a-z0-9]{10}$/); // FormData's name for a Blob
+  const res = await fetch(pb.files.getURL(ok, ok.img));
+  assert.equal(res.headers.get('content-type'), 'image/png');
+  await assert.rejects(
+    pb.collection('docs').create({ files: [blob('1'), blob('2'), blob('3'), blob('4')] }),
+    (e) => e.status === 400 && e.response.data.files.code === 'validation_too_many_values',
+  );
+  const list = await pb.collection('docs').getFullList({ filter: 'title = "big"' });
+  assert.equal(list.length, 0);
+  assert.equal(fs.readdirSync(path.join(srv.dir, 'storage', '.tmp')).length, before_);
+});
+
+test('bad input: traversal, missing record, bad multipart, truncated upload', async () => {
+  const rec = await pb.collection('docs').create({ files: [blob('data')] });
+  const base = `/api/files/${rec.collectionId}/${rec.id}/`;
+  for (const p of ['..', '%2e%2e', '..%2f..%2fdata.db', '%00', 'a%5cb', '%2fetc%2fpasswd', '.tmp', rec.files[0] + '%00']) {
+    const res = await fetch(srv.url + base + p);
+    assert.equal(res.status, 404, p);
+    assert.equal((await res.json()).status, 404);
+  }
+  assert.equal((await fetch(`${srv.url}/api/files/docs/nope00000000000/${rec.files[0]}`)).status, 404);
+  assert.equal((await fetch(`${srv.url}/api/files/nope/${rec.id}/${rec.files[0]}`)).status, 404);
+  assert.equal((await fetch(`${srv.url}/api/files/docs/..%2f${rec.id}/${rec.files[0]}`)).status, 404);
+
+  const port = srv.port;
+  // No boundary.
+  let out = await raw(port, 'POST /api/collections/docs/records HTTP/1.1\r\nHost: x\r\n' +
+    'Content-Type: multipart/form-data\r\nContent-Length: 4\r\nConnection: close\r\n\r\nabcd');
+  assert.match(out, /^HTTP\/1.1 400/);
+  assert.match(out, /boundary/);
+  // A body that never reaches its closing delimiter.
+  const body = '--XX\r\nContent-Disposition: form-data; name="files"; filename="a.txt"\r\n\r\nhalf a file';
+  out = await raw(port, 'POST /api/collections/docs/records HTTP/1.1\r\nHost: x\r\n' +
+    `Content-Type: multipart/form-data; boundary=XX\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+  assert.match(out, /^HTTP\/1.1 400/);
+  // A client that stops in the middle.
+  await raw(port, 'POST /api/collections/docs/records HTTP/1.1\r\nHost: x\r\n' +
+    `Content-Type: multipart/form-data; boundary=XX\r\nContent-Length: 100000\r\n\r\n${body}`, { closeAfter: 200 });
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(fs.readdirSync(path.join(srv.dir, 'storage', '.tmp')).length, 0);
+  const list = await pb.collection('docs').getList(1, 50);
+  assert.ok(list.items.every((r) => r.files.every((f) => fs.existsSync(path.join(srv.dir, 'storage', r.collectionId, r.id, f)))));
+  assert.equal((await fetch(`${srv.url}/api/health`)).status, 200);
+});
+
+test('protected files need a file token of a caller the view rule admits', async () => {
+  const rec = await pb.collection('docs').create({ secret: blob('top secret') });
+  const url = pb.files.getURL(rec, rec.secret);
+  let res = await fetch(url);
+  assert.equal(res.status, 403);
+  assert.equal((await res.json()).status, 403);
+  res = await fetch(url + '?token=garbage');
+  assert.equal(res.status, 403);
+
+  const token = await pb.files.getToken();
+  assert.equal(typeof token, 'string');
+  res = await fetch(pb.files.getURL(rec, rec.secret, { token }));
+  assert.equal(res.status, 200);
+  assert.equal(await res.text(), 'top secret');
+  assert.match(res.headers.get('cache-control'), /^private/);
+
+  const anon = new PocketBase(srv.url);
+  await assert.rejects(anon.files.getToken(), (e) => e.status === 401);
+
+  // A member's token: the view rule of docs is "" (everyone), so it passes.
+  await anon.collection('members').create({ email: 'm@example.com', password: 'password123', passwordConfirm: 'password123' });
+  await anon.collection('members').authWithPassword('m@example.com', 'password123');
+  const mt = await anon.files.getToken();
+  res = await fetch(anon.files.getURL(rec, rec.secret, { token: mt }));
+  assert.equal(res.status, 200);
+  // An auth token is not a file token.
+  res = await fetch(anon.files.getURL(rec, rec.secret, { token: anon.authStore.token }));
+  assert.equal(res.status, 403);
+});
+
+test('a server killed in the middle of an upload leaves nothing half-written', async () => {
+  const s = await startServer();
+  try {
+    const c = await adminLogin(s);
+    const col = await c.collections.create({
+      name: 'big', type: 'base', createRule: '', viewRule: '', listRule: '',
+      fields: [{ name: 'f', type: 'file', maxSelect: 1, maxSize: 1 << 30 }],
+    });
+    const port = s.port;
+    const head = '--B\r\nContent-Disposition: form-data; name="f"; filename="big.bin"\r\n\r\n';
+    const total = 64 << 20;
+    await new Promise((resolve, reject) => {
+      const sock = net.connect(port, '127.0.0.1', () => {
+        sock.write('POST /api/collections/big/records HTTP/1.1\r\nHost: x\r\n' +
+          `Content-Type: multipart/form-data; boundary=B\r\nContent-Length: ${total}\r\n\r\n${head}`);
+        const chunk = Buffer.alloc(1 << 20, 97);
+        let sent = 0;
+        const pump = () => {
+          while (sent < 16) {
+            sent++;
+            if (!sock.write(chunk)) return sock.once('drain', pump);
+          }
+          resolve();
+        };
+        pump();
+      });
+      sock.on('error', () => {});
+      sock.on('close', () => resolve());
+      setTimeout(() => reject(new Error('upload stalled')), 10000);
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    const tmp = path.join(s.dir, 'storage', '.tmp');
+    assert.ok(fs.readdirSync(tmp).length >= 1, 'the upload is in flight in a temporary file');
+    await s.kill9();
+    const again = await startServer({ dir: s.dir });
+    try {
+      assert.equal(fs.readdirSync(tmp).length, 0, 'the sweep deleted the temporary');
+      const c2 = new PocketBase(again.url);
+      const list = await c2.collection('big').getList(1, 10);
+      assert.equal(list.totalItems, 0);
+      assert.equal(fs.existsSync(path.join(s.dir, 'storage', col.id)), false);
+    } finally {
+      await again.stop();
+    }
+  } finally {
+    await s.stop().catch(() => {});
+  }
+});
