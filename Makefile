@@ -66,6 +66,7 @@ help:
 	@echo 'make unit|fuzz|node|asan   one step (FUZZ_SECONDS=$(FUZZ_SECONDS) per fuzz target)'
 	@echo 'make bench        bench/run.sh: wrk against nginx static and cruder'
 	@echo 'make format|format-check   clang-format 14 with .clang-format'
+	@echo 'make console     rebuild web/assets/ from console/ (esbuild)'
 	@echo 'make clean'
 
 $(BUILD)/%.o: %.c
@@ -86,6 +87,13 @@ $(WEB_GEN): tools/embed-web.sh $(WEB_FILES)
 
 $(WEB_OBJ): $(WEB_GEN)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+# The console's source (console/) is bundled by esbuild into web/assets/,
+# offline from package-lock.json. The bundle is committed, so building the
+# server needs no node; tests/node/console.test.mjs fails when it is stale.
+.PHONY: console
+console:
+	node console/build.mjs
 
 # Unit tests (Criterion), one binary per file; a test may #include the .c under
 # test to reach its statics.

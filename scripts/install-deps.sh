@@ -11,6 +11,7 @@ packages=(
     build-essential pkg-config clang clang-format-14 libclang-rt-14-dev
     libuv1-dev libhttp-parser-dev libjansson-dev libsqlite3-dev libsodium-dev libcriterion-dev
     wrk nginx-light brotli
+    chromium # the console's browser tests (tests/node/console.test.mjs) drive it headless
 )
 # Debian 12's nodejs is older than the one some machines already carry; keep theirs.
 if ! command -v node >/dev/null 2>&1; then
