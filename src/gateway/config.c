@@ -19,6 +19,27 @@ void gateway_config_defaults(struct gateway_config *gc)
     gc->keepalive_idle_ms = 20000;
     gc->keepalive_max = 64;
     gc->eject_ms = 1000;
+    gc->eject_max_ms = 30000;
+    gc->eject_5xx = 5;
+    gc->panic_percent = 50;
+    gc->hash_load_pct = 125;
+    gc->health_interval_ms = 2000;
+    gc->health_timeout_ms = 1000;
+    gc->health_rise = 2;
+    gc->health_fall = 2;
+}
+
+/* The string settings own heap copies; until set they read as these. */
+const char *gateway_health_path(const struct gateway_config *gc)
+{
+    return gc->health_path ? gc->health_path : "/api/health";
+}
+
+const char *gateway_metrics_path(const struct gateway_config *gc)
+{
+    if (!gc->metrics_path)
+        return "/metrics";
+    return gc->metrics_path[0] ? gc->metrics_path : NULL;
 }
 
 void gateway_config_free(struct gateway_config *gc)
@@ -28,7 +49,10 @@ void gateway_config_free(struct gateway_config *gc)
             free(gc->upstreams[i].targets[k]);
         free(gc->upstreams[i].targets);
         free(gc->upstreams[i].name);
+        free(gc->upstreams[i].hash_name);
     }
+    free(gc->health_path);
+    free(gc->metrics_path);
     for (size_t i = 0; i < gc->nroutes; i++) {
         free(gc->routes[i].host);
         free(gc->routes[i].prefix);
@@ -50,7 +74,79 @@ static const struct {
     {"keepalive_idle_ms", offsetof(struct gateway_config, keepalive_idle_ms), 1, 3600000},
     {"keepalive_max", offsetof(struct gateway_config, keepalive_max), 0, 100000},
     {"eject_ms", offsetof(struct gateway_config, eject_ms), 1, 600000},
+    {"eject_max_ms", offsetof(struct gateway_config, eject_max_ms), 1, 3600000},
+    {"eject_5xx", offsetof(struct gateway_config, eject_5xx), 0, 1000},
+    {"panic_percent", offsetof(struct gateway_config, panic_percent), 0, 100},
+    {"hash_load_pct", offsetof(struct gateway_config, hash_load_pct), 100, 1000},
+    {"health_interval_ms", offsetof(struct gateway_config, health_interval_ms), 0, 3600000},
+    {"health_timeout_ms", offsetof(struct gateway_config, health_timeout_ms), 1, 600000},
+    {"health_rise", offsetof(struct gateway_config, health_rise), 1, 100},
+    {"health_fall", offsetof(struct gateway_config, health_fall), 1, 100},
 };
+
+static bool valid_name(struct slice w);
+
+/* A path setting: '/' then visible ASCII, as it goes into a request line. */
+static bool valid_path(const char *v)
+{
+    if (v[0] != '/' || strlen(v) > 256)
+        return false;
+    for (const char *c = v; *c; c++)
+        if (*c <= ' ' || *c > '~')
+            return false;
+    return true;
+}
+
+static const struct {
+    const char *name;
+    size_t offset;
+} path_settings[] = {
+    {"health_path", offsetof(struct gateway_config, health_path)},
+    {"metrics_path", offsetof(struct gateway_config, metrics_path)},
+};
+
+/* One "key=value" word of an upstream line. Returns false if unknown. */
+static bool upstream_option(struct gateway_upstream *u, struct slice w)
+{
+    const char *eq = memchr(w.ptr, '=', w.len);
+    struct slice key = slice_make(w.ptr, (size_t)(eq - w.ptr));
+    struct slice val = slice_make(eq + 1, (size_t)(w.ptr + w.len - eq - 1));
+    if (slice_eq_cstr(key, "balance")) {
+        static const char *const names[] = {"p2c", "round_robin", "least_outstanding", "hash"};
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+            if (slice_eq_cstr(val, names[i])) {
+                u->balance = (enum gateway_balance)i;
+                return true;
+            }
+        return false;
+    }
+    if (!slice_eq_cstr(key, "hash"))
+        return false;
+    const char *colon = memchr(val.ptr, ':', val.len);
+    if (!colon)
+        return false;
+    struct slice kind = slice_make(val.ptr, (size_t)(colon - val.ptr));
+    struct slice arg = slice_make(colon + 1, (size_t)(val.ptr + val.len - colon - 1));
+    if (!valid_name(arg))
+        return false;
+    if (slice_eq_cstr(kind, "path")) {
+        long long n = slice_to_uint(arg);
+        if (n < 0 || n > 64)
+            return false;
+        u->hash_from = GATEWAY_HASH_PATH;
+        u->hash_segment = (int)n;
+        return true;
+    }
+    if (slice_eq_cstr(kind, "header"))
+        u->hash_from = GATEWAY_HASH_HEADER;
+    else if (slice_eq_cstr(kind, "query"))
+        u->hash_from = GATEWAY_HASH_QUERY;
+    else
+        return false;
+    free(u->hash_name);
+    u->hash_name = xstrndup(arg.ptr, arg.len);
+    return true;
+}
 
 /* Splits the next whitespace-separated word off *s. */
 static struct slice next_word(struct slice *s)
@@ -157,7 +253,9 @@ int gateway_config_parse(struct gateway_config *gc, struct config *shared, struc
         const char *eq = memchr(line.ptr, '=', line.len);
         struct slice rest = line;
         struct slice word = next_word(&rest);
-        if (slice_eq_cstr(word, "upstream") && !eq) {
+        struct slice after = slice_trim(rest);
+        bool assignment = after.len && after.ptr[0] == '=';
+        if (slice_eq_cstr(word, "upstream") && !assignment) {
             struct slice name = next_word(&rest);
             size_t dummy;
             if (!valid_name(name) || find_upstream(gc, name, &dummy) == 0) {
@@ -165,8 +263,22 @@ int gateway_config_parse(struct gateway_config *gc, struct config *shared, struc
                          lineno);
                 goto fail;
             }
-            struct gateway_upstream u = {xstrndup(name.ptr, name.len), NULL, 0};
+            struct gateway_upstream u = {.name = xstrndup(name.ptr, name.len)};
             for (struct slice t = next_word(&rest); t.len; t = next_word(&rest)) {
+                if (memchr(t.ptr, '=', t.len) && !upstream_option(&u, t)) {
+                    snprintf(err, errlen,
+                             "line %d: '%.*s': want balance=p2c|round_robin|least_outstanding|hash "
+                             "or hash=header:NAME|query:NAME|path:N",
+                             lineno, (int)(t.len > 60 ? 60 : t.len), t.ptr);
+                    for (size_t k = 0; k < u.ntargets; k++)
+                        free(u.targets[k]);
+                    free(u.targets);
+                    free(u.name);
+                    free(u.hash_name);
+                    goto fail;
+                }
+                if (memchr(t.ptr, '=', t.len))
+                    continue;
                 if (!valid_target(t) || u.ntargets >= 256) {
                     snprintf(err, errlen, "line %d: '%.*s' is not a numeric ADDR:PORT", lineno,
                              (int)(t.len > 60 ? 60 : t.len), t.ptr);
@@ -174,21 +286,32 @@ int gateway_config_parse(struct gateway_config *gc, struct config *shared, struc
                         free(u.targets[k]);
                     free(u.targets);
                     free(u.name);
+                    free(u.hash_name);
                     goto fail;
                 }
                 u.targets = xrealloc(u.targets, (u.ntargets + 1) * sizeof(*u.targets));
                 u.targets[u.ntargets++] = xstrndup(t.ptr, t.len);
             }
+            if (u.balance == GATEWAY_BALANCE_HASH && u.hash_from == GATEWAY_HASH_NONE) {
+                snprintf(err, errlen,
+                         "line %d: balance=hash needs hash=header:|query:|path:", lineno);
+                for (size_t k = 0; k < u.ntargets; k++)
+                    free(u.targets[k]);
+                free(u.targets);
+                free(u.name);
+                goto fail;
+            }
             if (!u.ntargets) {
                 snprintf(err, errlen, "line %d: upstream %s has no ADDR:PORT", lineno, u.name);
                 free(u.name);
+                free(u.hash_name);
                 goto fail;
             }
             gc->upstreams = xrealloc(gc->upstreams, (gc->nupstreams + 1) * sizeof(*gc->upstreams));
             gc->upstreams[gc->nupstreams++] = u;
             continue;
         }
-        if (slice_eq_cstr(word, "route") && !eq) {
+        if (slice_eq_cstr(word, "route") && !assignment) {
             struct slice spec = next_word(&rest), up = next_word(&rest);
             const char *slash = spec.len ? memchr(spec.ptr, '/', spec.len) : NULL;
             if (!slash || !up.len || next_word(&rest).len) {
@@ -233,6 +356,19 @@ int gateway_config_parse(struct gateway_config *gc, struct config *shared, struc
                 goto fail;
             }
             *(int *)((char *)gc + int_settings[i].offset) = (int)n;
+            done = true;
+        }
+        for (size_t i = 0; i < sizeof(path_settings) / sizeof(path_settings[0]) && !done; i++) {
+            if (strcmp(k, path_settings[i].name) != 0)
+                continue;
+            char **slot = (char **)((char *)gc + path_settings[i].offset);
+            bool may_be_empty = !strcmp(k, "metrics_path");
+            if (!(may_be_empty && !v[0]) && !valid_path(v)) {
+                snprintf(err, errlen, "line %d: %s: expected a path starting with /", lineno, k);
+                goto fail;
+            }
+            free(*slot);
+            *slot = xstrdup(v);
             done = true;
         }
         if (done)

@@ -5,7 +5,11 @@
  *
  *     http = 127.0.0.1:8080              any shared setting (cruder serve --help)
  *     upstream api 127.0.0.1:8091 127.0.0.1:8092
- *     upstream files 127.0.0.1:8093
+ *     upstream files balance=hash hash=path:4 127.0.0.1:8093 127.0.0.1:8094
+ *                                         balance=p2c (default) | round_robin |
+ *                                         least_outstanding | hash; the hash key
+ *                                         is header:NAME, query:NAME or path:N
+ *                                         (the Nth segment, from 0)
  *     route /api/files/ files             longest matching prefix wins
  *     route example.com/api/ api          a host before the prefix: only that Host
  *     route / api
@@ -13,7 +17,8 @@
  *
  * Routes naming a host are tried before host-less ones. Upstream addresses
  * are numeric (IPv4 or [IPv6]) with a port. The topology is read from a
- * file today; the control plane will later supply the same struct. */
+ * file today, through struct gateway_source; the control plane will later
+ * supply the same struct through its own source. */
 #ifndef GATEWAY_GATEWAY_H
 #define GATEWAY_GATEWAY_H
 
@@ -22,12 +27,24 @@
 
 #include "core/config.h"
 #include "core/slice.h"
+#include "gateway/balance.h"
 #include "http/http.h"
+
+enum gateway_hash_from {
+    GATEWAY_HASH_NONE,
+    GATEWAY_HASH_HEADER,
+    GATEWAY_HASH_QUERY,
+    GATEWAY_HASH_PATH
+};
 
 struct gateway_upstream {
     char *name;
     char **targets; /* "ADDR:PORT" */
     size_t ntargets;
+    enum gateway_balance balance;
+    enum gateway_hash_from hash_from;
+    char *hash_name; /* header or query parameter name */
+    int hash_segment;
 };
 
 struct gateway_route {
@@ -46,8 +63,47 @@ struct gateway_config {
     int upstream_idle_timeout_ms;
     int keepalive_idle_ms; /* pooled upstream connections; keep below the upstream's idle timeout */
     int keepalive_max;     /* idle connections kept per loop and target */
-    int eject_ms;          /* first back-off after a connect failure; doubles up to 30 s */
+    int eject_ms;          /* first back-off after a failure; doubles up to eject_max_ms */
+    int eject_max_ms;
+    int eject_5xx;          /* consecutive 5xx answers that eject a target; 0: never */
+    int panic_percent;      /* fewer usable targets than this share: use them all */
+    int hash_load_pct;      /* bounded loads: a target takes at most this % of the mean */
+    int health_interval_ms; /* active checks; 0: none */
+    int health_timeout_ms;
+    int health_rise; /* consecutive passes that bring a target up */
+    int health_fall; /* consecutive failures that take it down */
+    char *health_path;
+    char *metrics_path; /* answered by the gateway itself; "" turns it off */
 };
+
+/* Where the topology comes from: a file today, the control plane later.
+ * load fills gc (which it must leave freed on failure) and returns 0, or -1
+ * with a one-line reason in err. It runs on the gateway's control thread. */
+struct gateway_source {
+    int (*load)(void *ctx, struct gateway_config *gc, char *err, size_t errlen);
+    void *ctx;
+};
+/* A source reading path (which must outlive it) with gateway_config_load;
+ * shared settings in the file are checked but not applied on reload. */
+struct gateway_source gateway_file_source(const char *path);
+
+struct gateway;
+
+/* Takes the first configuration (gc's contents now belong to the gateway; gc
+ * is left empty) and the source later reloads read. Never fails. */
+struct gateway *gateway_new(struct gateway_config *gc, struct gateway_source src);
+/* Starts the control thread: active health checks and reloads. */
+void gateway_start(struct gateway *gw);
+/* Asks for a reload from the source; async-signal-safe (for SIGHUP). A
+ * configuration that fails to load is logged and the current one kept.
+ * Requests in flight finish on the configuration they started with; a
+ * target no longer listed gets no new requests (it drains). */
+void gateway_reload(void);
+/* Stops the control thread and frees what no loop still holds; call after
+ * the HTTP server (whose loops hold configurations) has been freed. */
+void gateway_free(struct gateway *gw);
+/* Appends the gateway's metrics in Prometheus text format. */
+void gateway_metrics_render(struct gateway *gw, struct buf *out);
 
 /* Fills gc with no upstreams, no routes and the default timeouts. */
 void gateway_config_defaults(struct gateway_config *gc);
@@ -61,6 +117,10 @@ int gateway_config_parse(struct gateway_config *gc, struct config *shared, struc
 int gateway_config_load(struct gateway_config *gc, struct config *shared, const char *path,
                         char *err, size_t errlen);
 void gateway_config_free(struct gateway_config *gc);
+/* health_path, or its default "/api/health". */
+const char *gateway_health_path(const struct gateway_config *gc);
+/* metrics_path, or its default "/metrics"; NULL when set empty (off). */
+const char *gateway_metrics_path(const struct gateway_config *gc);
 
 /* The route for host (the Host header, port ignored; may be SLICE_NULL) and
  * path: host routes first, then host-less; the longest prefix wins. NULL if
@@ -68,10 +128,10 @@ void gateway_config_free(struct gateway_config *gc);
 const struct gateway_route *gateway_route_match(const struct gateway_config *gc, struct slice host,
                                                 struct slice path);
 
-/* Registers the proxy on router as the handler of every request. gc must
+/* Registers the proxy on router as the handler of every request. gw must
  * outlive the router; the gateway keeps per-loop state (connection pools,
  * balancer counters) in each loop's user slot. */
-void gateway_register(struct http_router *router, const struct gateway_config *gc);
+void gateway_register(struct http_router *router, struct gateway *gw);
 
 /* Appends the request head sent upstream for req: the request line, the
  * client's headers without the hop-by-hop ones (and those named in

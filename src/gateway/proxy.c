@@ -3,15 +3,16 @@
  * what reaches this file has one meaning, and the head sent upstream states
  * the body's framing afresh.
  *
- * Per loop (no locks): a client pool per upstream target, a round-robin
- * cursor per upstream, and each target's ejection state. A target whose
- * connect fails is skipped for eject_ms, doubling on each failure up to 30 s;
- * when every target of an upstream is ejected they are all tried anyway, as a
- * fleet that is wholly down is less likely than checks that are wrong.
+ * Per loop (no locks): a client pool per upstream target and its balancer
+ * state (balance.h: the policies, passive ejection with back-off and a trial
+ * request, the panic threshold); the active checks' verdicts arrive through
+ * an atomic word per target (runtime.c). Each request holds the loop's view
+ * of the configuration it started on, so a reload (SIGHUP) drains removed
+ * targets: their requests finish, new ones go elsewhere.
  *
- * Retries: a request whose connection could not be established is tried on
- * the next target whatever its method, since nothing reached an upstream; an
- * idempotent one that failed after that, before any response byte, is
+ * Retries: a request whose connection was refused is tried on the next
+ * target whatever its method, since nothing reached an upstream; an
+ * idempotent one that failed otherwise, before any response byte, is
  * retried once on another target. Bodies up to RETRY_BODY_MAX are kept for
  * this; a larger body makes its request unretriable. */
 #include <errno.h>
@@ -23,21 +24,40 @@
 #include "core/id.h"
 #include "core/log.h"
 #include "core/timefmt.h"
-#include "gateway/gateway.h"
+#include "gateway/internal.h"
 #include "http/client.h"
 
-enum { RETRY_BODY_MAX = 64 * 1024, EJECT_MAX_MS = 30000, REQUEST_ID_MAX = 128 };
+enum { RETRY_BODY_MAX = 64 * 1024, REQUEST_ID_MAX = 128 };
 
-struct target_state {
+/* A target as one loop sees it: its connection pool and balancer state.
+ * Shared by successive views while the target stays configured, so a reload
+ * keeps its pooled connections and its ejection state. */
+struct ltarget {
+    unsigned refs;
+    char *key; /* "UPSTREAM ADDR" */
     struct http_client_pool *pool;
-    uint64_t down_until_ms;
-    int backoff_ms;
+    struct lb_target lb;
+    struct gw_stat *stat;
+};
+
+struct lupstream {
+    struct lb_set set;
+    struct ltarget **t;
+    struct lb_target **lbt;
+};
+
+/* One configuration as one loop serves it; each request holds a reference,
+ * so a reload never pulls a target from under a request in flight. */
+struct lview {
+    unsigned refs;
+    struct gw_topo *topo;
+    struct lupstream *ups;
 };
 
 struct loop_state {
-    const struct gateway_config *gc;
-    struct target_state **targets; /* [upstream][target] */
-    uint32_t *rr;                  /* [upstream] */
+    struct gateway *gw;
+    struct http_loop *loop;
+    struct lview *view;
     uint32_t id_prefix;
     uint64_t id_seq;
 };
@@ -45,6 +65,8 @@ struct loop_state {
 struct proxy {
     struct http_request *req;
     struct loop_state *ls;
+    struct lview *view;
+    struct gw_stat *route_stat;
     size_t upstream, target;
     unsigned attempts, retries;
     struct http_client *x;
@@ -52,6 +74,12 @@ struct proxy {
     struct buf body; /* kept for a retry while it fits RETRY_BODY_MAX */
     bool body_kept_whole;
     bool body_done, started, client_paused;
+    bool in_attempt; /* lb_begin called, lb_end not yet */
+    int up_status;
+    uint64_t attempt_ns;
+    double head_ms;
+    uint64_t key_hash;
+    bool has_key;
     struct slice request_id;
 };
 
@@ -62,26 +90,47 @@ static uint64_t now_ms(void)
 
 /* ---- per-loop state ---- */
 
-static void loop_state_free(void *arg)
+static void ltarget_release(struct ltarget *t)
 {
-    struct loop_state *ls = arg;
-    for (size_t u = 0; u < ls->gc->nupstreams; u++) {
-        for (size_t t = 0; t < ls->gc->upstreams[u].ntargets; t++)
-            http_client_pool_free(ls->targets[u][t].pool);
-        free(ls->targets[u]);
-    }
-    free(ls->targets);
-    free(ls->rr);
-    free(ls);
+    if (--t->refs)
+        return;
+    http_client_pool_free(t->pool);
+    free(t->key);
+    free(t);
 }
 
-static struct loop_state *loop_state(struct http_loop *loop, const struct gateway_config *gc)
+static void view_release(struct lview *v)
 {
-    struct loop_state *ls = http_loop_user(loop);
-    if (ls)
-        return ls;
-    ls = xcalloc(1, sizeof(*ls));
-    ls->gc = gc;
+    if (!v || --v->refs)
+        return;
+    const struct gateway_config *gc = &v->topo->gc;
+    for (size_t u = 0; u < gc->nupstreams; u++) {
+        lb_set_free(&v->ups[u].set);
+        for (size_t k = 0; k < gc->upstreams[u].ntargets; k++)
+            ltarget_release(v->ups[u].t[k]);
+        free(v->ups[u].t);
+        free(v->ups[u].lbt);
+    }
+    free(v->ups);
+    gw_topo_release(v->topo);
+    free(v);
+}
+
+static struct ltarget *find_ltarget(struct lview *old, const char *key)
+{
+    if (!old)
+        return NULL;
+    const struct gateway_config *gc = &old->topo->gc;
+    for (size_t u = 0; u < gc->nupstreams; u++)
+        for (size_t k = 0; k < gc->upstreams[u].ntargets; k++)
+            if (!strcmp(old->ups[u].t[k]->key, key))
+                return old->ups[u].t[k];
+    return NULL;
+}
+
+static struct lview *view_new(struct loop_state *ls, struct gw_topo *topo, struct lview *old)
+{
+    const struct gateway_config *gc = &topo->gc;
     struct http_client_opts opts = {
         .connect_timeout_ms = gc->connect_timeout_ms,
         .first_byte_timeout_ms = gc->first_byte_timeout_ms,
@@ -89,56 +138,81 @@ static struct loop_state *loop_state(struct http_loop *loop, const struct gatewa
         .pool_idle_ms = gc->keepalive_idle_ms,
         .max_idle = gc->keepalive_max,
     };
-    ls->targets = xcalloc(gc->nupstreams, sizeof(*ls->targets));
-    ls->rr = xcalloc(gc->nupstreams, sizeof(*ls->rr));
+    struct lb_params params = {
+        .panic_percent = gc->panic_percent,
+        .hash_load_pct = gc->hash_load_pct,
+        .eject_ms = gc->eject_ms,
+        .eject_max_ms = gc->eject_max_ms,
+        .eject_5xx = gc->eject_5xx,
+        .ewma_decay = 0.3,
+    };
+    struct lview *v = xcalloc(1, sizeof(*v));
+    v->refs = 1;
+    v->topo = topo;
+    v->ups = xcalloc(gc->nupstreams ? gc->nupstreams : 1, sizeof(*v->ups));
     for (size_t u = 0; u < gc->nupstreams; u++) {
-        ls->targets[u] = xcalloc(gc->upstreams[u].ntargets, sizeof(**ls->targets));
-        for (size_t t = 0; t < gc->upstreams[u].ntargets; t++) {
-            /* The config parser accepted only addresses the pool parses. */
-            ls->targets[u][t].pool = http_client_pool_new(loop, gc->upstreams[u].targets[t], &opts);
-            core_assert(ls->targets[u][t].pool);
+        const struct gateway_upstream *up = &gc->upstreams[u];
+        struct lupstream *lu = &v->ups[u];
+        lu->t = xcalloc(up->ntargets, sizeof(*lu->t));
+        lu->lbt = xcalloc(up->ntargets, sizeof(*lu->lbt));
+        for (size_t k = 0; k < up->ntargets; k++) {
+            char key[160];
+            snprintf(key, sizeof(key), "%s %s", up->name, up->targets[k]);
+            struct ltarget *t = find_ltarget(old, key);
+            if (t) {
+                t->refs++;
+            } else {
+                t = xcalloc(1, sizeof(*t));
+                t->refs = 1;
+                t->key = xstrdup(key);
+                /* The config parser accepted only addresses the pool parses. */
+                t->pool = http_client_pool_new(ls->loop, up->targets[k], &opts);
+                core_assert(t->pool);
+                t->lb.seen_epoch = atomic_load(&topo->targets[u][k]->up_epoch);
+            }
+            t->stat = topo->targets[u][k];
+            t->lb.health = &t->stat->health;
+            t->lb.up_epoch = &t->stat->up_epoch;
+            lu->t[k] = t;
+            lu->lbt[k] = &t->lb;
         }
+        params.policy = up->balance;
+        lb_set_init(&lu->set, lu->lbt, (const char *const *)up->targets, up->ntargets, &params,
+                    (uint64_t)ls->id_prefix << 20 | u);
     }
-    /* Loops start their cursors apart so they do not all hit target 0 first. */
+    return v;
+}
+
+/* The loop's view of the current configuration, rebuilt after a reload. */
+static struct lview *current_view(struct loop_state *ls)
+{
+    if (ls->view && ls->view->topo->gen == atomic_load_explicit(&ls->gw->gen, memory_order_acquire))
+        return ls->view;
+    struct lview *old = ls->view;
+    ls->view = view_new(ls, gw_topo_acquire(ls->gw), old);
+    view_release(old);
+    return ls->view;
+}
+
+static void loop_state_free(void *arg)
+{
+    struct loop_state *ls = arg;
+    view_release(ls->view);
+    free(ls);
+}
+
+static struct loop_state *loop_state(struct http_loop *loop, struct gateway *gw)
+{
+    struct loop_state *ls = http_loop_user(loop);
+    if (ls)
+        return ls;
+    ls = xcalloc(1, sizeof(*ls));
+    ls->gw = gw;
+    ls->loop = loop;
+    /* Loops start their cursors and random streams apart. */
     id_random_bytes(&ls->id_prefix, sizeof(ls->id_prefix));
-    for (size_t u = 0; u < gc->nupstreams; u++)
-        ls->rr[u] = ls->id_prefix % (uint32_t)gc->upstreams[u].ntargets;
     http_loop_set_user(loop, ls, loop_state_free);
     return ls;
-}
-
-/* Round robin over the targets not ejected, skipping `avoid` (a target that
- * just failed) when there is another; all of them if all are ejected. */
-static size_t pick_target(struct loop_state *ls, size_t u, size_t avoid)
-{
-    size_t n = ls->gc->upstreams[u].ntargets;
-    uint64_t now = now_ms();
-    size_t fallback = SIZE_MAX;
-    for (size_t i = 0; i < n; i++) {
-        size_t t = ls->rr[u]++ % n;
-        if (t == avoid && n > 1)
-            continue;
-        if (ls->targets[u][t].down_until_ms <= now)
-            return t;
-        if (fallback == SIZE_MAX)
-            fallback = t;
-    }
-    return fallback != SIZE_MAX ? fallback : avoid;
-}
-
-static void target_failed(struct loop_state *ls, size_t u, size_t t)
-{
-    struct target_state *s = &ls->targets[u][t];
-    s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : ls->gc->eject_ms;
-    if (s->backoff_ms > EJECT_MAX_MS)
-        s->backoff_ms = EJECT_MAX_MS;
-    s->down_until_ms = now_ms() + (uint64_t)s->backoff_ms;
-}
-
-static void target_ok(struct loop_state *ls, size_t u, size_t t)
-{
-    ls->targets[u][t].backoff_ms = 0;
-    ls->targets[u][t].down_until_ms = 0;
 }
 
 /* ---- the upstream request head ---- */
@@ -296,6 +370,26 @@ static void proxy_free(struct proxy *p)
     buf_free(&p->body);
 }
 
+static const char *const class_of[] = {"ok", "5xx", "connect", "timeout", "aborted"};
+
+/* Closes the running attempt's books: balancer state, counters, ejection. */
+static void attempt_end(struct proxy *p, enum lb_outcome outcome)
+{
+    if (!p->in_attempt)
+        return;
+    p->in_attempt = false;
+    struct ltarget *t = p->view->ups[p->upstream].t[p->target];
+    double ms = (double)(time_mono_ns() - p->attempt_ns) / 1e6;
+    atomic_fetch_sub_explicit(&t->stat->in_flight, 1, memory_order_relaxed);
+    gw_stat_record(t->stat, outcome == LB_OK || outcome == LB_5XX ? p->up_status : 0, ms);
+    if (lb_end(&t->lb, &p->view->ups[p->upstream].set.params, outcome,
+               p->up_status ? p->head_ms : ms, now_ms())) {
+        atomic_fetch_add_explicit(&t->stat->ejections, 1, memory_order_relaxed);
+        log_warn("gateway: ejecting %s for %d ms (%s)", t->key, t->lb.backoff_ms,
+                 class_of[outcome]);
+    }
+}
+
 /* The request is over on our side: answer it (discarded if the client went). */
 static void finish(struct proxy *p, int status, const char *msg, bool complete)
 {
@@ -304,6 +398,10 @@ static void finish(struct proxy *p, int status, const char *msg, bool complete)
         http_client_abort(p->x);
         p->x = NULL;
     }
+    attempt_end(p, LB_ABORTED);
+    gw_stat_record(p->route_stat, p->started ? p->up_status : status,
+                   (double)(time_mono_ns() - req->start_ns) / 1e6);
+    view_release(p->view);
     proxy_free(p);
     req->on_body = NULL;
     req->on_body_end = NULL;
@@ -319,7 +417,11 @@ static int up_head(void *ud, const struct http_client_response *res)
 {
     struct proxy *p = ud;
     struct http_request *req = p->req;
-    target_ok(p->ls, p->upstream, p->target);
+    p->up_status = res->status;
+    p->head_ms = (double)(time_mono_ns() - p->attempt_ns) / 1e6;
+    /* CACHE: the store hook goes here — the upstream head is known (status,
+     * headers) and the body follows through up_body; a cache entry would be
+     * opened now and fed from up_body, committed in up_end on status 0. */
     struct arena scratch = ARENA_INIT;
     struct slice conn = connection_tokens(&scratch, res->headers, res->nheaders);
     bool has_date = false, has_id = false;
@@ -367,13 +469,25 @@ static void up_end(void *ud, int status, bool connected);
 
 static const struct http_client_cbs up_cbs = {up_head, up_body, up_end, up_drain};
 
-static void send_upstream(struct proxy *p)
+/* Chooses a target (avoiding `avoid`, one that just failed) and starts an
+ * attempt on it. */
+static void send_upstream(struct proxy *p, size_t avoid)
 {
-    const struct gateway_config *gc = p->ls->gc;
-    (void)gc;
-    struct http_client_pool *pool = p->ls->targets[p->upstream][p->target].pool;
+    struct lupstream *lu = &p->view->ups[p->upstream];
+    bool panic;
+    uint64_t now = now_ms();
+    p->target = lb_pick(&lu->set, now, p->key_hash, p->has_key, avoid, &panic);
+    struct ltarget *t = lu->t[p->target];
+    if (panic)
+        log_debug("gateway: too few healthy targets for %s: panic mode",
+                  p->view->topo->gc.upstreams[p->upstream].name);
+    lb_begin(&t->lb, now);
+    atomic_fetch_add_explicit(&t->stat->in_flight, 1, memory_order_relaxed);
+    p->in_attempt = true;
+    p->up_status = 0;
+    p->attempt_ns = time_mono_ns();
     p->attempts++;
-    p->x = http_client_send(pool, buf_slice(&p->head), p->req->content_length < 0,
+    p->x = http_client_send(t->pool, buf_slice(&p->head), p->req->content_length < 0,
                             p->req->method == HTTP_M_HEAD, &up_cbs, p);
     if (p->body.len && !http_client_write(p->x, buf_slice(&p->body)) && !p->client_paused) {
         p->client_paused = true;
@@ -388,22 +502,34 @@ static void up_end(void *ud, int status, bool connected)
     struct proxy *p = ud;
     p->x = NULL;
     if (status == 0) {
+        attempt_end(p, p->up_status >= 500 ? LB_5XX : LB_OK);
         finish(p, 200, NULL, true);
         return;
     }
-    size_t ntargets = p->ls->gc->upstreams[p->upstream].ntargets;
-    if (!connected && status != -ECANCELED)
-        target_failed(p->ls, p->upstream, p->target);
-    if (!p->started && status != -ECANCELED && p->body_kept_whole) {
-        bool again = !connected ? p->attempts < ntargets
-                                : idempotent(p->req->method) && p->retries == 0 && ntargets > 1;
+    enum lb_outcome outcome = LB_ABORTED;
+    if (p->started || status == -ECANCELED)
+        outcome = LB_ABORTED;
+    else if (!connected)
+        outcome = LB_CONNECT_FAIL;
+    else if (status == -ETIMEDOUT)
+        outcome = LB_TIMEOUT;
+    attempt_end(p, outcome);
+    size_t ntargets = p->view->topo->gc.upstreams[p->upstream].ntargets;
+    if (!p->started && status != -ECANCELED && p->body_kept_whole && ntargets > 1) {
+        /* Refused: nothing reached an upstream, so any method may go on to
+         * the next target. Otherwise the request may have been acted on:
+         * only an idempotent one is tried again, and once. */
+        bool refused = !connected && status == -ECONNREFUSED && p->attempts < ntargets;
+        bool again = refused || (idempotent(p->req->method) && p->retries == 0);
         if (again) {
-            if (connected)
+            if (!refused)
                 p->retries++;
+            struct gw_stat *ts = p->view->ups[p->upstream].t[p->target]->stat;
+            atomic_fetch_add_explicit(&ts->retries, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&p->route_stat->retries, 1, memory_order_relaxed);
             log_debug("gateway: retrying %.*s on another target (%d)", SLICE_FMT(p->req->target),
                       status);
-            p->target = pick_target(p->ls, p->upstream, p->target);
-            send_upstream(p);
+            send_upstream(p, p->target);
             return;
         }
     }
@@ -455,23 +581,79 @@ static void req_gone(struct http_request *req)
     finish(req->user, 499, "The client went away.", false);
 }
 
-static const struct gateway_config *the_config;
+/* The balancing key of req for upstream up, if it has one. */
+static bool balance_key(struct http_request *req, const struct gateway_upstream *up,
+                        struct slice *key)
+{
+    switch (up->hash_from) {
+    case GATEWAY_HASH_NONE:
+        return false;
+    case GATEWAY_HASH_HEADER:
+        *key = http_request_header(req, up->hash_name);
+        return key->ptr != NULL;
+    case GATEWAY_HASH_QUERY:
+        return http_request_query(req, up->hash_name, key);
+    case GATEWAY_HASH_PATH: {
+        struct slice path = req->path;
+        int seg = -1;
+        size_t i = 0;
+        while (i < path.len) {
+            while (i < path.len && path.ptr[i] == '/')
+                i++;
+            size_t s = i;
+            while (i < path.len && path.ptr[i] != '/')
+                i++;
+            if (i > s && ++seg == up->hash_segment) {
+                *key = slice_make(path.ptr + s, i - s);
+                return true;
+            }
+        }
+        return false;
+    }
+    }
+    return false;
+}
+
+static struct gateway *the_gateway;
+
+static void serve_metrics(struct http_request *req)
+{
+    struct buf b = BUF_INIT;
+    gateway_metrics_render(the_gateway, &b);
+    http_metrics_render(&b);
+    http_respond(req, 200, SLICE_LIT("text/plain; version=0.0.4"), buf_slice(&b));
+    buf_free(&b);
+}
 
 static void handle(struct http_request *req)
 {
-    const struct gateway_config *gc = the_config;
+    struct loop_state *ls = loop_state(req->loop, the_gateway);
+    struct lview *view = current_view(ls);
+    const struct gateway_config *gc = &view->topo->gc;
+    const char *mpath = gateway_metrics_path(gc);
+    if (mpath && slice_eq_cstr(req->path, mpath)) {
+        serve_metrics(req);
+        return;
+    }
     const struct gateway_route *route =
         gateway_route_match(gc, http_request_header(req, "host"), req->path);
     if (!route) {
         respond_error(req, 404, "No gateway route matches this request.");
         return;
     }
-    struct loop_state *ls = loop_state(req->loop, gc);
     struct proxy *p = arena_zalloc(&req->pool, sizeof(*p));
     p->req = req;
     p->ls = ls;
+    p->view = view;
+    view->refs++;
     p->upstream = route->upstream;
+    p->route_stat = view->topo->routes[route - gc->routes];
     p->body_kept_whole = true;
+    struct slice key;
+    if (balance_key(req, &gc->upstreams[p->upstream], &key)) {
+        p->has_key = true;
+        p->key_hash = lb_key_hash(key);
+    }
     struct slice id = http_request_header(req, "x-request-id");
     if (valid_request_id(id)) {
         p->request_id = id;
@@ -487,12 +669,14 @@ static void handle(struct http_request *req)
     req->on_body_end = req_body_end;
     req->on_drain = req_drain;
     req->on_gone = req_gone;
-    p->target = pick_target(ls, p->upstream, SIZE_MAX);
-    send_upstream(p);
+    /* CACHE: the lookup hook goes here — before anything is sent upstream, a
+     * fresh stored response is served and the proxy finished without an
+     * attempt; a stale one adds validators to p->head. */
+    send_upstream(p, SIZE_MAX);
 }
 
-void gateway_register(struct http_router *router, const struct gateway_config *gc)
+void gateway_register(struct http_router *router, struct gateway *gw)
 {
-    the_config = gc;
+    the_gateway = gw;
     http_router_add(router, HTTP_M_OTHER, "/*", handle, HTTP_ROUTE_STREAM_BODY, "proxy");
 }

@@ -1,6 +1,9 @@
 /* `cruder gateway --config FILE`: the reverse proxy in front of upstream
  * pools (gateway/gateway.h has the file's format). The HTTP server runs as
- * for `cruder serve`, one loop per core, with the proxy as its only route. */
+ * for `cruder serve`, one loop per core, with the proxy as its only route.
+ * SIGHUP reloads the file's upstreams, routes and gateway settings without
+ * dropping a connection. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,9 +23,23 @@ static void usage(FILE *out)
                  "  connect_timeout_ms = 2000         first_byte_timeout_ms = 30000\n"
                  "  upstream_idle_timeout_ms = 60000  keepalive_idle_ms = 20000\n"
                  "  keepalive_max = 64                eject_ms = 1000\n"
+                 "  eject_max_ms = 30000              eject_5xx = 5\n"
+                 "  panic_percent = 50                hash_load_pct = 125\n"
+                 "  health_interval_ms = 2000 (0: off) health_timeout_ms = 1000\n"
+                 "  health_rise = 2                   health_fall = 2\n"
+                 "  health_path = /api/health         metrics_path = /metrics\n"
+                 "  upstream options: balance=p2c|round_robin|least_outstanding|hash,\n"
+                 "  hash=header:NAME|query:NAME|path:N\n"
+                 "  kill -HUP reloads FILE\n"
                  "  any option below as 'name = value'\n\n"
                  "options:\n");
     config_print_help(CONFIG_ROLE_SERVE, out);
+}
+
+static void on_sighup(int sig)
+{
+    (void)sig;
+    gateway_reload();
 }
 
 int role_gateway(int argc, char **argv)
@@ -76,8 +93,16 @@ int role_gateway(int argc, char **argv)
     }
     free(rest);
 
+    struct gateway *gw = gateway_new(&gc, gateway_file_source(file));
     struct http_router *router = http_router_new();
-    gateway_register(router, &gc);
+    gateway_register(router, gw);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_sighup;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGHUP, &sa, NULL);
+    gateway_start(gw);
     struct http_server *srv;
     int status = 0;
     if (http_server_start(&cfg, router, &srv, err, sizeof(err))) {
@@ -91,7 +116,7 @@ int role_gateway(int argc, char **argv)
         log_info("stopped");
     }
     http_router_free(router);
-    gateway_config_free(&gc);
+    gateway_free(gw);
     config_free(&cfg);
     return status;
 }

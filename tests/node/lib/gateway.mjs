@@ -42,12 +42,9 @@ function canConnect(port) {
 /**
  * upstreams: {name: ['ADDR:PORT', ...]}; routes: [['[host]/prefix', name], ...];
  * settings: extra 'name = value' lines (loops defaults to 1).
- * Resolves to {url, port, proc, pid, stderr(), stop(), kill9()}.
+ * Resolves to {url, port, proc, pid, file, stderr(), stop(), kill9(), reload(opts)}.
  */
-export async function startGateway({ upstreams, routes, settings = {} }) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cruder-gw-'));
-  dirs.add(dir);
-  const port = await freePort();
+function configText(port, { upstreams, routes, settings = {} }) {
   const lines = [`http = 127.0.0.1:${port}`, 'access_log = false'];
   const all = { loops: 1, ...settings };
   for (const [k, v] of Object.entries(all)) lines.push(`${k} = ${v}`);
@@ -55,8 +52,15 @@ export async function startGateway({ upstreams, routes, settings = {} }) {
     lines.push(`upstream ${name} ${targets.join(' ')}`);
   }
   for (const [spec, name] of routes) lines.push(`route ${spec} ${name}`);
+  return `${lines.join('\n')}\n`;
+}
+
+export async function startGateway(opts) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cruder-gw-'));
+  dirs.add(dir);
+  const port = await freePort();
   const file = path.join(dir, 'gateway.conf');
-  fs.writeFileSync(file, `${lines.join('\n')}\n`);
+  fs.writeFileSync(file, configText(port, opts));
   const proc = spawn(cruderBin(), ['gateway', '--config', file], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -93,7 +97,23 @@ export async function startGateway({ upstreams, routes, settings = {} }) {
     proc.kill('SIGKILL');
     await exitPromise;
   };
-  return { url: `http://127.0.0.1:${port}`, port, proc, pid: proc.pid, stderr: () => errText, stop, kill9 };
+  // Rewrites the file with new options and sends SIGHUP (upstream names and
+  // targets may change; the listening address may not).
+  const reload = (next) => {
+    fs.writeFileSync(file, configText(port, next));
+    proc.kill('SIGHUP');
+  };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    proc,
+    pid: proc.pid,
+    file,
+    stderr: () => errText,
+    stop,
+    kill9,
+    reload,
+  };
 }
 
 /** Resident memory of a process in KiB, from /proc. */
