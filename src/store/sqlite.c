@@ -1174,6 +1174,11 @@ static size_t queue_len(struct sq_queue *q)
     return n;
 }
 
+static uint32_t sq_partitions(struct store *s)
+{
+    return ((struct sqlite_store *)s)->partitions;
+}
+
 static void sq_metrics(struct store *s, struct buf *out)
 {
     struct sqlite_store *st = (struct sqlite_store *)s;
@@ -1227,6 +1232,7 @@ static const struct store_ops sqlite_ops = {
     .record_list = sq_list,
     .record_write = sq_write,
     .record_delete = sq_delete,
+    .partitions = sq_partitions,
     .metrics = sq_metrics,
 };
 

@@ -126,6 +126,9 @@ struct store_ops {
                           int64_t if_match, const struct store_guard *guard, void *target,
                           store_cb cb, void *arg);
 
+    /* P, the number of logical partitions this store was created with. */
+    uint32_t (*partitions)(struct store *s);
+
     /* Appends the store's metrics (commit batch sizes, queue depth) in
      * Prometheus text format. Safe from any thread. */
     void (*metrics)(struct store *s, struct buf *out);
