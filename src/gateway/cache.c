@@ -1,0 +1,1242 @@
+/* The shared cache's store and decisions (see cache.h for the life of a
+ * request). Load: one lookup per proxied request from every loop, so the
+ * lock is held for a hash probe and a few comparisons only; bodies are
+ * copied into entries while no lock is held, and served from immutable,
+ * reference-counted entries.
+ *
+ * Keys are the lowercased Host and the request-target. Variants (Vary) of a
+ * key share its hash chain. A fill in flight is registered under its key so
+ * later misses wait for it instead of going upstream; a key whose last
+ * answer could not be stored is marked for hit_for_miss_s so its requests
+ * stop waiting on each other (Varnish's hit-for-miss). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <pthread.h>
+
+#include "core/alloc.h"
+#include "gateway/cache.h"
+#include "gateway/cache_internal.h"
+
+enum { HFM_SLOTS = 1024, FILL_BUCKETS = 256 };
+
+enum entry_flag {
+    E_MUST_REVALIDATE = 1, /* must-revalidate, proxy-revalidate or s-maxage */
+    E_NO_CACHE = 2,        /* unqualified no-cache: validate every use */
+    E_IMMUTABLE = 4,
+};
+
+struct cache_entry {
+    struct cache_pnode node; /* first: the policy hands back nodes */
+    struct cache_entry *hnext;
+    int refs;
+    bool linked;
+    char *key;
+    size_t keylen;
+    int status;
+    struct buf head; /* stored field lines */
+    struct buf body;
+    struct buf vary; /* per Vary field: "name\n" then "1value\n" or "0\n" */
+    struct buf no_cache_fields, tags, etag, last_modified;
+    int64_t response_time, date_value, corrected_initial_age;
+    int64_t lifetime, swr, sie;
+    unsigned flags;
+    size_t bytes;
+};
+
+struct waiter {
+    void (*fn)(void *arg);
+    void *arg;
+    struct waiter *next;
+};
+
+struct cache_fill {
+    struct cache *c;
+    struct cache_fill *next; /* in its fill bucket, when registered */
+    bool registered, doomed, req_no_store, authorization, head_only, background;
+    enum cache_fill_action action;
+    uint64_t hash;
+    char *key;
+    size_t keylen;
+    struct waiter *waiters;
+    struct cache_entry *stale; /* the stored response being revalidated */
+    struct cache_entry *building;
+    struct buf cond;
+    struct http_header *hdrs; /* a copy of the request's fields, for Vary */
+    size_t nhdrs;
+    char *hdr_mem;
+    int64_t request_time, req_sie;
+};
+
+struct hfm {
+    uint64_t hash;
+    int64_t until;
+};
+
+struct cache {
+    struct cache_options o;
+    pthread_mutex_t mu;
+    struct cache_entry **buckets;
+    size_t nbuckets, count;
+    struct cache_fill *fills[FILL_BUCKETS];
+    struct hfm hfm[HFM_SLOTS];
+    struct cache_policy_state policy;
+    struct cache_stats st;
+};
+
+static int64_t default_clock(void *arg)
+{
+    (void)arg;
+    return (int64_t)time(NULL);
+}
+
+static int64_t now_s(const struct cache *c)
+{
+    return c->o.clock(c->o.clock_arg);
+}
+
+static uint64_t hash_key(const char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 1099511628211ULL;
+    }
+    return h ^ (h >> 29);
+}
+
+static char *make_key(struct slice host, struct slice target, size_t *len)
+{
+    char *k = xmalloc(host.len + target.len + 2);
+    for (size_t i = 0; i < host.len; i++) {
+        char ch = host.ptr[i];
+        k[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
+    }
+    k[host.len] = '\n';
+    memcpy(k + host.len + 1, target.ptr, target.len);
+    *len = host.len + 1 + target.len;
+    k[*len] = '\0';
+    return k;
+}
+
+struct cache *cache_new(const struct cache_options *opts)
+{
+    struct cache *c = xcalloc(1, sizeof(*c));
+    c->o = *opts;
+    if (c->o.max_object_bytes == 0)
+        c->o.max_object_bytes = c->o.max_bytes / 8;
+    if (c->o.heuristic_max_s == 0)
+        c->o.heuristic_max_s = 86400;
+    if (c->o.hit_for_miss_s == 0)
+        c->o.hit_for_miss_s = 10;
+    if (c->o.status_name == NULL)
+        c->o.status_name = "cruder";
+    if (c->o.clock == NULL)
+        c->o.clock = default_clock;
+    pthread_mutex_init(&c->mu, NULL);
+    c->nbuckets = 1024;
+    c->buckets = xcalloc(c->nbuckets, sizeof(*c->buckets));
+    cache_policy_init(&c->policy, c->o.policy, c->o.max_bytes);
+    c->st.max_bytes = c->o.max_bytes;
+    return c;
+}
+
+static void entry_free(struct cache_entry *e)
+{
+    free(e->key);
+    buf_free(&e->head);
+    buf_free(&e->body);
+    buf_free(&e->vary);
+    buf_free(&e->no_cache_fields);
+    buf_free(&e->tags);
+    buf_free(&e->etag);
+    buf_free(&e->last_modified);
+    free(e);
+}
+
+void cache_entry_release(struct cache_entry *e)
+{
+    if (e && __atomic_sub_fetch(&e->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        entry_free(e);
+}
+
+static struct cache_entry *entry_ref(struct cache_entry *e)
+{
+    __atomic_add_fetch(&e->refs, 1, __ATOMIC_RELAXED);
+    return e;
+}
+
+void cache_free(struct cache *c)
+{
+    if (c == NULL)
+        return;
+    for (size_t i = 0; i < c->nbuckets; i++) {
+        for (struct cache_entry *e = c->buckets[i], *next; e; e = next) {
+            next = e->hnext;
+            cache_entry_release(e);
+        }
+    }
+    free(c->buckets);
+    cache_policy_free(&c->policy);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+/* ---- the index (callers hold c->mu) ---- */
+
+static bool key_eq(const struct cache_entry *e, uint64_t h, const char *k, size_t n)
+{
+    return e->node.hash == h && e->keylen == n && memcmp(e->key, k, n) == 0;
+}
+
+static void index_unlink(struct cache *c, struct cache_entry *e)
+{
+    struct cache_entry **pp = &c->buckets[e->node.hash & (c->nbuckets - 1)];
+    while (*pp != e)
+        pp = &(*pp)->hnext;
+    *pp = e->hnext;
+    e->hnext = NULL;
+    cache_policy_remove(&c->policy, &e->node);
+    e->linked = false;
+    c->count--;
+    c->st.bytes -= e->bytes;
+    c->st.entries = c->count;
+    cache_entry_release(e);
+}
+
+static void index_grow(struct cache *c)
+{
+    size_t n = c->nbuckets * 2;
+    struct cache_entry **b = xcalloc(n, sizeof(*b));
+    for (size_t i = 0; i < c->nbuckets; i++) {
+        for (struct cache_entry *e = c->buckets[i], *next; e; e = next) {
+            next = e->hnext;
+            e->hnext = b[e->node.hash & (n - 1)];
+            b[e->node.hash & (n - 1)] = e;
+        }
+    }
+    free(c->buckets);
+    c->buckets = b;
+    c->nbuckets = n;
+}
+
+static size_t remove_key(struct cache *c, uint64_t h, const char *k, size_t n)
+{
+    size_t removed = 0;
+    struct cache_entry *e = c->buckets[h & (c->nbuckets - 1)];
+    while (e) {
+        struct cache_entry *next = e->hnext;
+        if (key_eq(e, h, k, n)) {
+            index_unlink(c, e);
+            removed++;
+        }
+        e = next;
+    }
+    for (struct cache_fill *f = c->fills[h % FILL_BUCKETS]; f; f = f->next)
+        if (f->hash == h && f->keylen == n && memcmp(f->key, k, n) == 0)
+            f->doomed = true; /* its answer predates the change */
+    return removed;
+}
+
+static bool vary_matches(const struct cache_entry *e, const struct http_header *h, size_t n)
+{
+    const char *p = e->vary.ptr, *end = e->vary.ptr ? e->vary.ptr + e->vary.len : NULL;
+    bool ok = true;
+    struct buf v = BUF_INIT;
+    while (ok && p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        struct slice name = slice_make(p, (size_t)(nl - p));
+        p = nl + 1;
+        bool present = *p == '1';
+        nl = memchr(p, '\n', (size_t)(end - p));
+        struct slice stored = slice_make(p + 1, (size_t)(nl - p - 1));
+        p = nl + 1;
+        buf_reset(&v);
+        bool have = cache_vary_value(h, n, name, &v);
+        ok = have == present && (!have || slice_eq(buf_slice(&v), stored));
+    }
+    buf_free(&v);
+    return ok;
+}
+
+/* The newest stored variant of the key matching the request's Vary fields;
+ * *key_seen says whether any variant of the key exists. */
+static struct cache_entry *find(struct cache *c, uint64_t h, const char *k, size_t n,
+                                const struct http_header *hdrs, size_t nh, bool *key_seen)
+{
+    struct cache_entry *best = NULL;
+    *key_seen = false;
+    for (struct cache_entry *e = c->buckets[h & (c->nbuckets - 1)]; e; e = e->hnext) {
+        if (!key_eq(e, h, k, n))
+            continue;
+        *key_seen = true;
+        if (vary_matches(e, hdrs, nh) && (!best || e->date_value > best->date_value))
+            best = e;
+    }
+    return best;
+}
+
+static void index_insert(struct cache *c, struct cache_entry *e, const struct http_header *hdrs,
+                         size_t nh)
+{
+    uint64_t h = e->node.hash;
+    /* A new response replaces the variant it was selected as (RFC 9111 4). */
+    for (struct cache_entry *o = c->buckets[h & (c->nbuckets - 1)], *next; o; o = next) {
+        next = o->hnext;
+        if (key_eq(o, h, e->key, e->keylen) && vary_matches(o, hdrs, nh))
+            index_unlink(c, o);
+    }
+    if (c->count >= c->nbuckets)
+        index_grow(c);
+    struct cache_entry **b = &c->buckets[h & (c->nbuckets - 1)];
+    e->hnext = *b;
+    *b = e;
+    e->linked = true;
+    entry_ref(e);
+    c->count++;
+    c->st.bytes += e->bytes;
+    c->st.entries = c->count;
+    c->st.stores++;
+    cache_policy_insert(&c->policy, &e->node);
+    while (cache_policy_bytes(&c->policy) > c->o.max_bytes) {
+        struct cache_pnode *v = cache_policy_victim(&c->policy);
+        if (v == NULL)
+            break;
+        index_unlink(c, (struct cache_entry *)(void *)v);
+        c->st.evictions++;
+    }
+}
+
+static struct hfm *hfm_slot(struct cache *c, uint64_t h)
+{
+    return &c->hfm[h % HFM_SLOTS];
+}
+
+/* ---- reading fields ---- */
+
+static struct slice header(const struct http_header *h, size_t n, const char *name, int *count)
+{
+    struct slice v = SLICE_NULL;
+    int k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (slice_case_eq(h[i].name, slice_cstr(name))) {
+            if (k++ == 0)
+                v = h[i].value;
+        }
+    }
+    if (count)
+        *count = k;
+    return v;
+}
+
+static void parse_cc_lines(const struct http_header *h, size_t n, struct cache_cc *cc)
+{
+    cache_cc_init(cc);
+    for (size_t i = 0; i < n; i++)
+        if (slice_case_eq(h[i].name, SLICE_LIT("cache-control")))
+            cache_cc_parse(cc, h[i].value);
+}
+
+/* A time field given once and well formed; -1 if malformed or repeated. */
+static int date_field(const struct http_header *h, size_t n, const char *name, int64_t *out,
+                      bool *present)
+{
+    int count;
+    struct slice v = header(h, n, name, &count);
+    *present = count > 0;
+    if (count == 0)
+        return 0;
+    if (count > 1)
+        return -1;
+    return cache_http_date(slice_trim(v), out);
+}
+
+static bool list_has(struct slice list, struct slice name)
+{
+    struct slice rest = list, e = SLICE_NULL;
+    while (cache_list_next(&rest, &e))
+        if (slice_case_eq(e, name))
+            return true;
+    return false;
+}
+
+static bool is_hop(struct slice name, const struct http_header *h, size_t n)
+{
+    static const char *const hop[] = {"connection",
+                                      "keep-alive",
+                                      "proxy-connection",
+                                      "te",
+                                      "trailer",
+                                      "transfer-encoding",
+                                      "upgrade",
+                                      "proxy-authenticate",
+                                      "proxy-authorization",
+                                      "content-length",
+                                      "age"};
+    for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
+        if (slice_case_eq(name, slice_cstr(hop[i])))
+            return true;
+    for (size_t i = 0; i < n; i++)
+        if (slice_case_eq(h[i].name, SLICE_LIT("connection")) && list_has(h[i].value, name))
+            return true;
+    return false;
+}
+
+static bool heuristic_status(int s)
+{
+    switch (s) {
+    case 200:
+    case 203:
+    case 204:
+    case 206:
+    case 300:
+    case 301:
+    case 308:
+    case 404:
+    case 405:
+    case 410:
+    case 414:
+    case 501:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Status codes whose caching semantics this cache implements (must-understand). */
+static bool understood_status(int s)
+{
+    return heuristic_status(s) || s == 302 || s == 303 || s == 307;
+}
+
+/* The cache policy of a response: a targeted field (RFC 9213) when one has
+ * a valid value, else Cache-Control. *targeted says which. */
+static void response_cc(const struct cache *c, const struct http_header *h, size_t n,
+                        struct cache_cc *cc, bool *targeted)
+{
+    const char *names[] = {c->o.targeted_field, "cdn-cache-control"};
+    for (size_t i = 0; i < 2; i++) {
+        if (names[i] == NULL)
+            continue;
+        int count;
+        struct slice v = header(h, n, names[i], &count);
+        /* Several lines form one dictionary; joining them is not worth it
+         * for a field that origins send once, so more than one is ignored. */
+        if (count == 1 && cache_cc_parse_targeted(cc, v) == 0) {
+            *targeted = true;
+            return;
+        }
+    }
+    *targeted = false;
+    parse_cc_lines(h, n, cc);
+}
+
+/* Freshness and age bookkeeping of a response received at response_time for
+ * a request sent at request_time (RFC 9111 4.2). Returns the lifetime; the
+ * other results go to e. A malformed Date, Age or Expires means stale. */
+static void compute_freshness(const struct cache *c, struct cache_entry *e,
+                              const struct cache_cc *cc, bool targeted, const struct http_header *h,
+                              size_t n, int64_t request_time)
+{
+    bool malformed = false, present;
+    int64_t date = e->response_time, expires = 0, lm = 0;
+    if (date_field(h, n, "date", &date, &present) < 0) {
+        malformed = true;
+        date = e->response_time;
+    }
+    e->date_value = date;
+    int count;
+    struct slice agev = header(h, n, "age", &count);
+    int64_t age = 0;
+    if (count > 1 || (count == 1 && (age = cache_delta_seconds(slice_trim(agev))) < 0)) {
+        malformed = true;
+        age = 0;
+    }
+    int64_t apparent = e->response_time - date > 0 ? e->response_time - date : 0;
+    int64_t corrected = age + (e->response_time - request_time);
+    e->corrected_initial_age = apparent > corrected ? apparent : corrected;
+
+    int64_t life = -1;
+    if (cc->s_maxage != CACHE_CC_ABSENT)
+        life = cc->s_maxage;
+    else if (cc->max_age != CACHE_CC_ABSENT)
+        life = cc->max_age;
+    if (life == CACHE_CC_INVALID) {
+        life = 0;
+    } else if (life < 0 && !targeted) {
+        int rc = date_field(h, n, "expires", &expires, &present);
+        if (present)
+            life = rc < 0 ? 0 : (expires > date ? expires - date : 0);
+    }
+    if (life < 0) {
+        life = 0;
+        bool lm_present;
+        if ((heuristic_status(e->status) || (cc->flags & CACHE_CC_PUBLIC)) &&
+            date_field(h, n, "last-modified", &lm, &lm_present) == 0 && lm_present && lm < date) {
+            /* RFC 9111 4.2.2: a tenth of the time since last modification. */
+            life = (date - lm) / 10;
+            if (life > c->o.heuristic_max_s)
+                life = c->o.heuristic_max_s;
+        }
+    }
+    e->lifetime = malformed ? 0 : life;
+}
+
+static int64_t current_age(const struct cache_entry *e, int64_t now)
+{
+    int64_t resident = now - e->response_time;
+    return e->corrected_initial_age + (resident > 0 ? resident : 0);
+}
+
+/* ---- building entries ---- */
+
+static void fields_lower(struct buf *out, struct slice list)
+{
+    struct slice rest = list, e = SLICE_NULL;
+    while (cache_list_next(&rest, &e)) {
+        if (e.len == 0)
+            continue;
+        buf_append_char(out, ',');
+        for (size_t i = 0; i < e.len; i++) {
+            char ch = e.ptr[i];
+            buf_append_char(out, (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch);
+        }
+    }
+    if (out->len)
+        buf_append_char(out, ',');
+}
+
+/* ",a,b," contains name (lowercase compare). */
+static bool lowered_has(const struct buf *list, struct slice name)
+{
+    if (list->len == 0)
+        return false;
+    for (const char *p = list->ptr + 1; p < list->ptr + list->len;) {
+        const char *comma = memchr(p, ',', (size_t)(list->ptr + list->len - p));
+        if (slice_case_eq(slice_make(p, (size_t)(comma - p)), name))
+            return true;
+        p = comma + 1;
+    }
+    return false;
+}
+
+/* Decides whether the response to f's request may be stored (RFC 9111 3)
+ * and if so returns a new entry (one reference, no body yet). */
+static struct cache_entry *entry_build(struct cache *c, struct cache_fill *f, int status,
+                                       const struct http_header *h, size_t n, int64_t now)
+{
+    struct cache_cc cc;
+    bool targeted;
+    response_cc(c, h, n, &cc, &targeted);
+    if (f->head_only || f->req_no_store || f->doomed)
+        return NULL;
+    if (status < 200 || status == 206 || status == 304)
+        return NULL;
+    if (cc.flags & CACHE_CC_MUST_UNDERSTAND) {
+        if (!understood_status(status))
+            return NULL;
+        /* must-understand overrides no-store for understood codes (5.2.2.3). */
+        cc.flags &= ~(unsigned)CACHE_CC_NO_STORE;
+    }
+    if (cc.flags & (CACHE_CC_NO_STORE | CACHE_CC_PRIVATE))
+        return NULL;
+    bool explicit_shared = (cc.flags & CACHE_CC_PUBLIC) || cc.s_maxage != CACHE_CC_ABSENT;
+    if (f->authorization && !explicit_shared && !(cc.flags & CACHE_CC_MUST_REVALIDATE))
+        return NULL;
+    /* Not in RFC 9111: a response setting a cookie is only shared when the
+     * origin says so explicitly, as one user's session must never reach
+     * another through the cache (the default of Varnish and most CDNs). */
+    if (header(h, n, "set-cookie", NULL).ptr && !explicit_shared)
+        return NULL;
+    int vcount;
+    header(h, n, "vary", &vcount);
+    for (size_t i = 0; i < n; i++)
+        if (slice_case_eq(h[i].name, SLICE_LIT("vary")) && cache_vary_check(h[i].value) != 0)
+            return NULL;
+    int expires_count;
+    header(h, n, "expires", &expires_count);
+    if (!(cc.flags & CACHE_CC_PUBLIC) && cc.max_age == CACHE_CC_ABSENT &&
+        cc.s_maxage == CACHE_CC_ABSENT && (targeted || expires_count == 0) &&
+        !heuristic_status(status))
+        return NULL;
+    struct slice cl = header(h, n, "content-length", NULL);
+    if (cl.ptr) {
+        long long len = slice_to_uint(slice_trim(cl));
+        if (len < 0 || (unsigned long long)len > c->o.max_object_bytes)
+            return NULL;
+    }
+
+    struct cache_entry *e = xcalloc(1, sizeof(*e));
+    e->refs = 1;
+    e->status = status;
+    e->response_time = now;
+    e->key = xstrndup(f->key, f->keylen);
+    e->keylen = f->keylen;
+    e->node.hash = f->hash;
+    compute_freshness(c, e, &cc, targeted, h, n, f->request_time);
+    e->swr = cc.swr >= 0 ? cc.swr : -1;
+    e->sie = cc.sie >= 0 ? cc.sie : -1;
+    if ((cc.flags & (CACHE_CC_MUST_REVALIDATE | CACHE_CC_PROXY_REVALIDATE)) ||
+        cc.s_maxage != CACHE_CC_ABSENT)
+        e->flags |= E_MUST_REVALIDATE;
+    if (cc.flags & CACHE_CC_NO_CACHE)
+        e->flags |= E_NO_CACHE;
+    if (cc.flags & CACHE_CC_IMMUTABLE)
+        e->flags |= E_IMMUTABLE;
+    fields_lower(&e->no_cache_fields, cc.no_cache_fields);
+    struct buf private_fields = BUF_INIT;
+    fields_lower(&private_fields, cc.private_fields);
+
+    for (size_t i = 0; i < n; i++) {
+        struct slice name = h[i].name, value = h[i].value;
+        if (is_hop(name, h, n) || lowered_has(&private_fields, name) ||
+            (c->o.targeted_field && slice_case_eq(name, slice_cstr(c->o.targeted_field))))
+            continue;
+        buf_append_slice(&e->head, name);
+        buf_append(&e->head, ": ", 2);
+        buf_append_slice(&e->head, value);
+        buf_append(&e->head, "\r\n", 2);
+        if (slice_case_eq(name, SLICE_LIT("etag")))
+            buf_append_slice(&e->etag, slice_trim(value));
+        else if (slice_case_eq(name, SLICE_LIT("last-modified")))
+            buf_append_slice(&e->last_modified, slice_trim(value));
+        else if (c->o.tag_field && slice_case_eq(name, slice_cstr(c->o.tag_field)))
+            fields_lower(&e->tags, value);
+        else if (slice_case_eq(name, SLICE_LIT("vary"))) {
+            struct slice rest = value, v = SLICE_NULL;
+            while (cache_list_next(&rest, &v)) {
+                if (v.len == 0)
+                    continue;
+                buf_append_slice(&e->vary, v);
+                buf_append_char(&e->vary, '\n');
+                size_t mark = e->vary.len;
+                buf_append_char(&e->vary, '1');
+                if (!cache_vary_value(f->hdrs, f->nhdrs, v, &e->vary)) {
+                    e->vary.len = mark;
+                    buf_append_char(&e->vary, '0');
+                }
+                buf_append_char(&e->vary, '\n');
+            }
+        }
+    }
+    buf_free(&private_fields);
+    /* Nothing fresh and nothing to validate with: storing it is useless. */
+    if (e->lifetime == 0 && e->etag.len == 0 && e->last_modified.len == 0) {
+        entry_free(e);
+        return NULL;
+    }
+    return e;
+}
+
+static void entry_account(struct cache_entry *e)
+{
+    e->bytes = sizeof(*e) + e->keylen + e->head.cap + e->body.cap + e->vary.cap +
+               e->no_cache_fields.cap + e->tags.cap + e->etag.cap + e->last_modified.cap;
+    e->node.bytes = e->bytes;
+}
+
+/* ---- lookup ---- */
+
+static bool safe_method(struct slice m)
+{
+    return slice_eq_cstr(m, "GET") || slice_eq_cstr(m, "HEAD") || slice_eq_cstr(m, "OPTIONS") ||
+           slice_eq_cstr(m, "TRACE");
+}
+
+static struct cache_fill *fill_new(struct cache *c, const struct cache_req *rq, char *key,
+                                   size_t keylen, uint64_t h, int64_t now)
+{
+    struct cache_fill *f = xcalloc(1, sizeof(*f));
+    f->c = c;
+    f->key = key;
+    f->keylen = keylen;
+    f->hash = h;
+    f->request_time = now;
+    f->req_sie = -1;
+    f->action = CACHE_FILL_PASS;
+    size_t mem = 0;
+    for (size_t i = 0; i < rq->nheaders; i++)
+        mem += rq->headers[i].name.len + rq->headers[i].value.len;
+    f->hdr_mem = xmalloc(mem + 1);
+    f->hdrs = xcalloc(rq->nheaders + 1, sizeof(*f->hdrs));
+    char *p = f->hdr_mem;
+    for (size_t i = 0; i < rq->nheaders; i++) {
+        const struct http_header *src = &rq->headers[i];
+        memcpy(p, src->name.ptr, src->name.len);
+        f->hdrs[i].name = slice_make(p, src->name.len);
+        p += src->name.len;
+        if (src->value.len)
+            memcpy(p, src->value.ptr, src->value.len);
+        f->hdrs[i].value = slice_make(p, src->value.len);
+        p += src->value.len;
+    }
+    f->nhdrs = rq->nheaders;
+    f->authorization = header(rq->headers, rq->nheaders, "authorization", NULL).ptr != NULL;
+    return f;
+}
+
+static void fill_register(struct cache *c, struct cache_fill *f)
+{
+    struct cache_fill **b = &c->fills[f->hash % FILL_BUCKETS];
+    f->next = *b;
+    *b = f;
+    f->registered = true;
+}
+
+static struct cache_fill *fill_find(struct cache *c, uint64_t h, const char *k, size_t n)
+{
+    for (struct cache_fill *f = c->fills[h % FILL_BUCKETS]; f; f = f->next)
+        if (f->hash == h && f->keylen == n && memcmp(f->key, k, n) == 0)
+            return f;
+    return NULL;
+}
+
+static void add_conditional(struct cache_fill *f, const struct cache_entry *e)
+{
+    if (e->etag.len) {
+        buf_append_cstr(&f->cond, "If-None-Match: ");
+        buf_append(&f->cond, e->etag.ptr, e->etag.len);
+        buf_append(&f->cond, "\r\n", 2);
+    }
+    if (e->last_modified.len) {
+        buf_append_cstr(&f->cond, "If-Modified-Since: ");
+        buf_append(&f->cond, e->last_modified.ptr, e->last_modified.len);
+        buf_append(&f->cond, "\r\n", 2);
+    }
+}
+
+void cache_lookup(struct cache *c, const struct cache_req *rq, struct cache_lookup *out,
+                  void (*wake)(void *arg), void *arg)
+{
+    memset(out, 0, sizeof(*out));
+    bool is_get = slice_eq_cstr(rq->method, "GET"), is_head = slice_eq_cstr(rq->method, "HEAD");
+    if (!is_get && !is_head) {
+        out->outcome = CACHE_PASS;
+        out->status.fwd = "method";
+        return;
+    }
+    int64_t now = now_s(c);
+    struct cache_cc rcc;
+    parse_cc_lines(rq->headers, rq->nheaders, &rcc);
+    size_t keylen;
+    char *key = make_key(rq->host, rq->target, &keylen);
+    uint64_t h = hash_key(key, keylen);
+
+    pthread_mutex_lock(&c->mu);
+    bool seen;
+    struct cache_entry *e = find(c, h, key, keylen, rq->headers, rq->nheaders, &seen);
+    out->status.fwd = seen ? "vary-miss" : "uri-miss";
+    bool want_refresh = false;
+    if (e) {
+        int64_t age = current_age(e, now), ttl = e->lifetime - age;
+        bool fresh = ttl > 0;
+        out->status.has_ttl = true;
+        out->status.ttl = ttl;
+        bool usable = fresh;
+        const char *why = NULL;
+        if (rcc.flags & CACHE_CC_NO_CACHE) {
+            usable = false;
+            why = "request";
+        } else if (e->flags & E_NO_CACHE) {
+            usable = false;
+            why = "stale";
+        } else if (rcc.max_age != CACHE_CC_ABSENT && !(fresh && (e->flags & E_IMMUTABLE)) &&
+                   (rcc.max_age < 0 || age > rcc.max_age)) {
+            /* A reload's max-age=0 leaves an immutable fresh response alone
+             * (RFC 8246 2); an invalid value is read as 0. */
+            usable = false;
+            why = "request";
+        } else if (rcc.min_fresh != CACHE_CC_ABSENT && (rcc.min_fresh < 0 || ttl < rcc.min_fresh)) {
+            usable = false;
+            why = "request";
+        } else if (!fresh) {
+            why = "stale";
+            int64_t staleness = -ttl;
+            bool may_stale = !(e->flags & E_MUST_REVALIDATE);
+            if (may_stale && ((rcc.flags & CACHE_CC_MAX_STALE_ANY) ||
+                              (rcc.max_stale >= 0 && staleness <= rcc.max_stale))) {
+                out->outcome = CACHE_STALE;
+            } else if (may_stale && e->swr >= 0 && staleness <= e->swr) {
+                out->outcome = CACHE_STALE;
+                want_refresh = true;
+            }
+        }
+        if (usable) {
+            out->outcome = CACHE_HIT;
+            out->status.hit = true;
+            out->entry = entry_ref(e);
+            cache_policy_hit(&c->policy, &e->node);
+            c->st.hits++;
+            pthread_mutex_unlock(&c->mu);
+            free(key);
+            return;
+        }
+        if (out->outcome == CACHE_STALE) {
+            out->status.hit = true;
+            out->status.fwd = NULL;
+            out->entry = entry_ref(e);
+            cache_policy_hit(&c->policy, &e->node);
+            c->st.stale++;
+            if (want_refresh && is_get && !fill_find(c, h, key, keylen)) {
+                struct cache_fill *f = fill_new(c, rq, key, keylen, h, now);
+                key = NULL;
+                f->background = true;
+                f->stale = entry_ref(e);
+                add_conditional(f, e);
+                fill_register(c, f);
+                out->fill = f;
+                out->conditional = buf_slice(&f->cond);
+            }
+            pthread_mutex_unlock(&c->mu);
+            free(key);
+            return;
+        }
+        out->status.fwd = why;
+    }
+    if (rcc.flags & CACHE_CC_ONLY_IF_CACHED) {
+        out->outcome = CACHE_GATEWAY_TIMEOUT;
+        out->status.fwd = NULL;
+        out->status.detail = "only-if-cached";
+        pthread_mutex_unlock(&c->mu);
+        free(key);
+        return;
+    }
+    c->st.misses++;
+    if (is_head) {
+        /* A HEAD response can neither fill nor revalidate the GET it would
+         * be served from. */
+        out->outcome = CACHE_PASS;
+        out->status.fwd = "miss";
+        pthread_mutex_unlock(&c->mu);
+        free(key);
+        return;
+    }
+    struct hfm *m = hfm_slot(c, h);
+    bool hit_for_miss = m->hash == h && m->until > now;
+    struct cache_fill *leader = hit_for_miss ? NULL : fill_find(c, h, key, keylen);
+    if (leader && !leader->background && wake) {
+        struct waiter *w = xmalloc(sizeof(*w));
+        w->fn = wake;
+        w->arg = arg;
+        w->next = leader->waiters;
+        leader->waiters = w;
+        c->st.coalesced++;
+        out->outcome = CACHE_WAIT;
+        out->status.collapsed = true;
+        pthread_mutex_unlock(&c->mu);
+        free(key);
+        return;
+    }
+    struct cache_fill *f = fill_new(c, rq, key, keylen, h, now);
+    f->req_no_store = (rcc.flags & CACHE_CC_NO_STORE) != 0;
+    f->head_only = is_head;
+    f->req_sie = rcc.sie;
+    if (e) {
+        f->stale = entry_ref(e);
+        add_conditional(f, e);
+    }
+    if (!hit_for_miss && !leader)
+        fill_register(c, f);
+    pthread_mutex_unlock(&c->mu);
+    out->fill = f;
+    out->conditional = buf_slice(&f->cond);
+    out->outcome = f->cond.len ? CACHE_REVALIDATE : CACHE_MISS;
+    if (f->cond.len)
+        out->entry = entry_ref(e);
+}
+
+/* ---- fills ---- */
+
+static void fill_finish(struct cache_fill *f, struct cache_entry *store)
+{
+    struct cache *c = f->c;
+    pthread_mutex_lock(&c->mu);
+    if (f->registered) {
+        struct cache_fill **pp = &c->fills[f->hash % FILL_BUCKETS];
+        while (*pp != f)
+            pp = &(*pp)->next;
+        *pp = f->next;
+    }
+    if (store && !f->doomed)
+        index_insert(c, store, f->hdrs, f->nhdrs);
+    else if (f->registered && !store && f->action == CACHE_FILL_PASS) {
+        struct hfm *m = hfm_slot(c, f->hash);
+        m->hash = f->hash;
+        m->until = now_s(c) + c->o.hit_for_miss_s;
+    }
+    struct waiter *w = f->waiters;
+    pthread_mutex_unlock(&c->mu);
+    while (w) {
+        struct waiter *next = w->next;
+        w->fn(w->arg);
+        free(w);
+        w = next;
+    }
+    cache_entry_release(store);
+    cache_entry_release(f->stale);
+    cache_entry_release(f->building);
+    buf_free(&f->cond);
+    free(f->hdrs);
+    free(f->hdr_mem);
+    free(f->key);
+    free(f);
+}
+
+static bool stale_if_error_ok(const struct cache *c, const struct cache_fill *f)
+{
+    const struct cache_entry *e = f->stale;
+    if (e == NULL || (e->flags & (E_MUST_REVALIDATE | E_NO_CACHE)))
+        return false;
+    int64_t staleness = current_age(e, now_s(c)) - e->lifetime;
+    if (f->background)
+        return true;
+    int64_t allowed = f->req_sie >= 0 ? f->req_sie : e->sie;
+    return allowed >= 0 && staleness <= allowed;
+}
+
+static bool etag_weak_eq(struct slice a, struct slice b)
+{
+    if (a.len >= 2 && a.ptr[0] == 'W' && a.ptr[1] == '/')
+        a = slice_make(a.ptr + 2, a.len - 2);
+    if (b.len >= 2 && b.ptr[0] == 'W' && b.ptr[1] == '/')
+        b = slice_make(b.ptr + 2, b.len - 2);
+    return slice_eq(a, b);
+}
+
+/* A 304 updates the stored response's fields (RFC 9111 3.2, 4.3.4): each
+ * field of the 304 replaces the stored ones of its name. */
+static struct cache_entry *freshen(struct cache_fill *f, const struct cache_resp *r, int64_t now)
+{
+    struct cache_entry *old = f->stale;
+    struct slice etag = header(r->headers, r->nheaders, "etag", NULL);
+    if (etag.ptr && old->etag.len && !etag_weak_eq(slice_trim(etag), buf_slice(&old->etag)))
+        return NULL;
+    size_t cap = r->nheaders + 1;
+    for (const char *p = old->head.ptr; p && p < old->head.ptr + old->head.len; p++)
+        cap += *p == '\n';
+    struct http_header *merged = xcalloc(cap, sizeof(*merged));
+    size_t n = 0;
+    const char *p = old->head.ptr, *end = old->head.ptr ? old->head.ptr + old->head.len : NULL;
+    while (p < end) {
+        const char *colon = memchr(p, ':', (size_t)(end - p));
+        const char *eol = memchr(colon, '\r', (size_t)(end - colon));
+        struct slice name = slice_make(p, (size_t)(colon - p));
+        bool replaced = false;
+        for (size_t i = 0; i < r->nheaders; i++)
+            if (slice_case_eq(r->headers[i].name, name) &&
+                !slice_case_eq(name, SLICE_LIT("content-length")))
+                replaced = true;
+        if (!replaced)
+            merged[n++] =
+                (struct http_header){name, slice_make(colon + 2, (size_t)(eol - colon - 2))};
+        p = eol + 2;
+    }
+    for (size_t i = 0; i < r->nheaders; i++)
+        if (!slice_case_eq(r->headers[i].name, SLICE_LIT("content-length")))
+            merged[n++] = r->headers[i];
+    struct cache_entry *e = entry_build(f->c, f, old->status, merged, n, now);
+    free(merged);
+    if (e == NULL)
+        return NULL;
+    buf_append(&e->body, old->body.ptr, old->body.len);
+    entry_account(e);
+    return e;
+}
+
+enum cache_fill_action cache_fill_response(struct cache_fill *f, const struct cache_resp *resp,
+                                           struct cache_entry **entry)
+{
+    struct cache *c = f->c;
+    int64_t now = now_s(c);
+    *entry = NULL;
+    if (resp->status == 304 && f->stale) {
+        struct cache_entry *e = freshen(f, resp, now);
+        if (e) {
+            *entry = entry_ref(e);
+            f->action = CACHE_FILL_USE_STORED;
+            fill_finish(f, e);
+            return CACHE_FILL_USE_STORED;
+        }
+        f->action = CACHE_FILL_PASS;
+        return CACHE_FILL_PASS;
+    }
+    if ((resp->status == 500 || resp->status == 502 || resp->status == 503 ||
+         resp->status == 504) &&
+        stale_if_error_ok(c, f)) {
+        *entry = entry_ref(f->stale);
+        f->action = CACHE_FILL_STALE;
+        pthread_mutex_lock(&c->mu);
+        c->st.stale++;
+        pthread_mutex_unlock(&c->mu);
+        fill_finish(f, NULL);
+        return CACHE_FILL_STALE;
+    }
+    f->building = entry_build(c, f, resp->status, resp->headers, resp->nheaders, now);
+    if (f->building == NULL && f->stale && resp->status < 500) {
+        /* The origin answered afresh and this answer cannot be stored: the
+         * old one no longer represents the resource. */
+        pthread_mutex_lock(&c->mu);
+        if (f->stale->linked)
+            index_unlink(c, f->stale);
+        pthread_mutex_unlock(&c->mu);
+    }
+    f->action = f->building ? CACHE_FILL_STORE : CACHE_FILL_PASS;
+    return f->action;
+}
+
+void cache_fill_body(struct cache_fill *f, struct slice chunk)
+{
+    struct cache_entry *e = f->building;
+    if (e == NULL || chunk.len == 0)
+        return;
+    if (e->body.len + chunk.len > f->c->o.max_object_bytes) {
+        cache_entry_release(e);
+        f->building = NULL;
+        return;
+    }
+    buf_append_slice(&e->body, chunk);
+}
+
+void cache_fill_end(struct cache_fill *f, bool complete)
+{
+    struct cache_entry *e = f->building;
+    f->building = NULL;
+    if (e && !complete) {
+        cache_entry_release(e);
+        e = NULL;
+    }
+    if (e) {
+        /* Stored bodies live long: give back the growth slack. */
+        if (e->body.cap > e->body.len + 1) {
+            e->body.ptr = xrealloc(e->body.ptr, e->body.len + 1);
+            e->body.cap = e->body.len + 1;
+        }
+        entry_account(e);
+    }
+    fill_finish(f, e);
+}
+
+struct cache_entry *cache_fill_error(struct cache_fill *f)
+{
+    struct cache_entry *e = NULL;
+    if (stale_if_error_ok(f->c, f)) {
+        e = entry_ref(f->stale);
+        pthread_mutex_lock(&f->c->mu);
+        f->c->st.stale++;
+        pthread_mutex_unlock(&f->c->mu);
+    }
+    /* No hit-for-miss mark: an unreachable upstream says nothing of the key. */
+    f->action = CACHE_FILL_STALE;
+    fill_finish(f, NULL);
+    return e;
+}
+
+/* ---- invalidation and purge ---- */
+
+/* Resolves a Location or Content-Location value against the request; false
+ * unless it names the same host (RFC 9111 4.4 forbids other origins). */
+static bool same_host_target(struct slice host, struct slice target, struct slice v,
+                             struct buf *out)
+{
+    v = slice_trim(v);
+    if (v.len == 0)
+        return false;
+    if (slice_starts_with(v, SLICE_LIT("http://")) || slice_starts_with(v, SLICE_LIT("https://"))) {
+        size_t skip = v.ptr[4] == 's' ? 8 : 7;
+        struct slice rest = slice_make(v.ptr + skip, v.len - skip);
+        const char *slash = memchr(rest.ptr, '/', rest.len);
+        struct slice vh = slice_make(rest.ptr, slash ? (size_t)(slash - rest.ptr) : rest.len);
+        if (!slice_case_eq(vh, host))
+            return false;
+        if (slash)
+            buf_append(out, slash, (size_t)(rest.ptr + rest.len - slash));
+        else
+            buf_append_char(out, '/');
+        return true;
+    }
+    if (v.ptr[0] == '/') {
+        if (v.len > 1 && v.ptr[1] == '/')
+            return false; /* a network-path reference names a host: not ours to judge */
+        buf_append_slice(out, v);
+        return true;
+    }
+    if (memchr(v.ptr, ':', v.len) && !memchr(v.ptr, '/', v.len))
+        return false;
+    const char *q = memchr(target.ptr, '?', target.len);
+    size_t plen = q ? (size_t)(q - target.ptr) : target.len;
+    while (plen > 0 && target.ptr[plen - 1] != '/')
+        plen--;
+    buf_append(out, target.ptr, plen);
+    buf_append_slice(out, v);
+    return true;
+}
+
+static size_t purge_locked(struct cache *c, struct slice host, struct slice target)
+{
+    size_t n;
+    char *k = make_key(host, target, &n);
+    size_t removed = remove_key(c, hash_key(k, n), k, n);
+    free(k);
+    return removed;
+}
+
+void cache_invalidate(struct cache *c, const struct cache_req *rq, const struct cache_resp *resp)
+{
+    if (safe_method(rq->method) || resp->status < 200 || resp->status > 399)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->st.invalidations += purge_locked(c, rq->host, rq->target);
+    const char *names[] = {"location", "content-location"};
+    for (size_t i = 0; i < 2; i++) {
+        struct slice v = header(resp->headers, resp->nheaders, names[i], NULL);
+        struct buf t = BUF_INIT;
+        if (v.ptr && same_host_target(rq->host, rq->target, v, &t))
+            c->st.invalidations += purge_locked(c, rq->host, buf_slice(&t));
+        buf_free(&t);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+size_t cache_purge_url(struct cache *c, struct slice host, struct slice target)
+{
+    pthread_mutex_lock(&c->mu);
+    size_t n = purge_locked(c, host, target);
+    c->st.purges += n;
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
+size_t cache_purge_tag(struct cache *c, struct slice tag)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&c->mu);
+    /* A scan: purges are rare next to lookups, which an index of tags
+     * would slow down on every store. */
+    for (size_t i = 0; i < c->nbuckets; i++) {
+        for (struct cache_entry *e = c->buckets[i], *next; e; e = next) {
+            next = e->hnext;
+            if (lowered_has(&e->tags, tag)) {
+                index_unlink(c, e);
+                n++;
+            }
+        }
+    }
+    c->st.purges += n;
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
+/* ---- serving ---- */
+
+int cache_entry_status(const struct cache_entry *e)
+{
+    return e->status;
+}
+
+struct slice cache_entry_body(const struct cache_entry *e)
+{
+    return buf_slice(&e->body);
+}
+
+void cache_entry_head(struct cache *c, const struct cache_entry *e, struct buf *out)
+{
+    const char *p = e->head.ptr, *end = e->head.ptr ? e->head.ptr + e->head.len : NULL;
+    while (p < end) {
+        const char *colon = memchr(p, ':', (size_t)(end - p));
+        const char *eol = memchr(colon, '\n', (size_t)(end - colon)) + 1;
+        if (!lowered_has(&e->no_cache_fields, slice_make(p, (size_t)(colon - p))))
+            buf_append(out, p, (size_t)(eol - p));
+        p = eol;
+    }
+    int64_t age = current_age(e, now_s(c));
+    buf_appendf(out, "Age: %lld\r\n", (long long)(age < CACHE_DELTA_MAX ? age : CACHE_DELTA_MAX));
+}
+
+bool cache_entry_not_modified(const struct cache_entry *e, const struct cache_req *rq)
+{
+    if (e->status != 200)
+        return false;
+    struct slice inm = header(rq->headers, rq->nheaders, "if-none-match", NULL);
+    if (inm.ptr) {
+        if (e->etag.len == 0)
+            return false;
+        struct slice rest = inm, t = SLICE_NULL;
+        while (cache_list_next(&rest, &t))
+            if (slice_eq_cstr(t, "*") || etag_weak_eq(t, buf_slice(&e->etag)))
+                return true;
+        return false;
+    }
+    struct slice ims = header(rq->headers, rq->nheaders, "if-modified-since", NULL);
+    int64_t since, lm;
+    if (!ims.ptr || e->last_modified.len == 0 || cache_http_date(slice_trim(ims), &since) < 0 ||
+        cache_http_date(buf_slice(&e->last_modified), &lm) < 0)
+        return false;
+    return lm <= since;
+}
+
+void cache_status_format(const struct cache *c, const struct cache_status *st, struct buf *out)
+{
+    if (cache_is_token(slice_cstr(c->o.status_name)))
+        buf_append_cstr(out, c->o.status_name);
+    else
+        buf_appendf(out, "\"%s\"", c->o.status_name);
+    if (st->hit)
+        buf_append_cstr(out, "; hit");
+    else if (st->fwd)
+        buf_appendf(out, "; fwd=%s", st->fwd);
+    if (st->fwd_status)
+        buf_appendf(out, "; fwd-status=%d", st->fwd_status);
+    if (st->has_ttl)
+        buf_appendf(out, "; ttl=%lld", (long long)st->ttl);
+    if (st->stored)
+        buf_append_cstr(out, "; stored");
+    if (st->collapsed)
+        buf_append_cstr(out, "; collapsed");
+    if (st->detail)
+        buf_appendf(out, "; detail=%s", st->detail);
+}
+
+void cache_stats(struct cache *c, struct cache_stats *out)
+{
+    pthread_mutex_lock(&c->mu);
+    *out = c->st;
+    pthread_mutex_unlock(&c->mu);
+}
+
+void cache_metrics_render(struct cache *c, struct buf *out)
+{
+    struct cache_stats s;
+    cache_stats(c, &s);
+    const struct {
+        const char *name, *type, *help;
+        uint64_t v;
+    } rows[] = {
+        {"hits_total", "counter", "Requests answered from a fresh stored response.", s.hits},
+        {"misses_total", "counter", "Requests forwarded for want of a usable response.", s.misses},
+        {"stale_total", "counter", "Stale responses served (max-stale, stale-*).", s.stale},
+        {"coalesced_total", "counter", "Misses that waited for another request's fill.",
+         s.coalesced},
+        {"stores_total", "counter", "Responses stored.", s.stores},
+        {"evictions_total", "counter", "Responses evicted to stay within the byte bound.",
+         s.evictions},
+        {"purges_total", "counter", "Responses removed by the purge API.", s.purges},
+        {"invalidations_total", "counter", "Responses removed after unsafe requests.",
+         s.invalidations},
+        {"bytes", "gauge", "Bytes held by stored responses.", s.bytes},
+        {"max_bytes", "gauge", "The configured bound on stored bytes.", s.max_bytes},
+        {"entries", "gauge", "Stored responses.", s.entries},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+        buf_appendf(out,
+                    "# HELP cruder_gateway_cache_%s %s\n# TYPE cruder_gateway_cache_%s %s\n"
+                    "cruder_gateway_cache_%s %llu\n",
+                    rows[i].name, rows[i].help, rows[i].name, rows[i].type, rows[i].name,
+                    (unsigned long long)rows[i].v);
+    uint64_t total = s.hits + s.stale + s.misses;
+    buf_appendf(out,
+                "# HELP cruder_gateway_cache_hit_ratio Hits and stale serves over cacheable "
+                "lookups.\n# TYPE cruder_gateway_cache_hit_ratio gauge\n"
+                "cruder_gateway_cache_hit_ratio %.4f\n",
+                total ? (double)(s.hits + s.stale) / (double)total : 0.0);
+}
