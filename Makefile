@@ -6,7 +6,7 @@
 CC      ?= cc
 BUILD   ?= build
 JOBS    ?= 2
-PKGS    := libuv jansson sqlite3 libsodium
+PKGS    := libuv jansson sqlite3 libsodium vips zlib
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Isrc -Wall -Wextra -Wshadow -Wformat=2 -Wvla \
                -Wstrict-prototypes -Wno-unused-parameter -Werror -g -MMD -MP \
                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

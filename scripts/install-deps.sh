@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 packages=(
     build-essential pkg-config clang clang-format-14 libclang-rt-14-dev
     libuv1-dev libhttp-parser-dev libjansson-dev libsqlite3-dev libsodium-dev libcriterion-dev
+    libvips-dev
     wrk nginx-light brotli
     chromium # the console's browser tests (tests/node/console.test.mjs) drive it headless
 )

@@ -202,6 +202,11 @@ static struct slice bearer_token(const struct http_request *req)
     return slice_trim(h);
 }
 
+bool api_install_claim(struct http_request *req)
+{
+    return auth_install_claim(bearer_token(req), time_now_ms());
+}
+
 void api_authenticate(struct http_request *req, api_auth_cb cb)
 {
     struct api_auth *auth = arena_zalloc(&req->pool, sizeof(*auth));

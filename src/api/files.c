@@ -10,12 +10,19 @@
  * commit. Downloads open and sniff the file on the work pool and send it
  * with sendfile from the loop (http_respond_file).
  *
+ * Thumbnails (?thumb=WxH of a size the field lists, or 100x100) are made on
+ * the work pool by blob/thumb on first request, into the blob store's
+ * derived path, and served from there like any file afterwards; concurrent
+ * first requests wait for one generation. An image over the pixel limit is
+ * answered 400; any other failure serves the original, as PocketBase does.
+ *
  * Access as PocketBase has it: a file of an unprotected field is public to
  * whoever knows its URL (its name carries a random suffix), so it is cached
  * by browsers and shared caches for a year; a protected field's file needs a
  * file token (?token=) whose owner passes the collection's view rule, and is
  * answered private. */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -23,9 +30,11 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "api/files.h"
 #include "api/internal.h"
+#include "blob/thumb.h"
 #include "core/alloc.h"
 #include "core/log.h"
 #include "core/timefmt.h"
@@ -662,18 +671,34 @@ struct download {
     struct slice token;
     struct buf where;
     json_t *params;
+    /* a thumbnail asked for and listed by the field */
+    bool want_thumb;
+    struct thumb_size thumb;
+    char variant[BLOB_NAME_MAX + 16];
+    char thumb_path[4096];
     /* from the work pool */
     int rc, fd;
+    bool too_big; /* the image is over the pixel limit */
     struct blob_stat st;
     const char *type;
 };
 
+/* One trip to the work pool; separate from the download, which a parked
+ * thumbnail request may answer (and free) before the trip's work returns. */
+struct dl_job {
+    struct download *d;
+    bool parked;
+};
+
+/* The download's last step, after its answer: the answer frees the request
+ * (and its pool), which is why d lives on the heap. */
 static void dl_end(struct download *d)
 {
     collection_release(d->collection);
     collection_release(d->auth_collection);
     buf_free(&d->where);
     json_decref(d->params);
+    free(d);
 }
 
 static void dl_not_found(struct download *d)
@@ -795,9 +820,55 @@ static void dl_answer(struct download *d)
     dl_end(d);
 }
 
+static void dl_sniff(struct download *d)
+{
+    char head[FILES_SNIFF_LEN];
+    ssize_t n = pread(d->fd, head, sizeof(head), 0);
+    d->type = files_sniff(slice_make(head, n > 0 ? (size_t)n : 0));
+}
+
+/* Serves the thumbnail at d->thumb_path instead of the original, whose
+ * descriptor is kept if the thumbnail cannot be opened. */
+static void dl_use_thumb(struct download *d, int rc)
+{
+    if (rc == -E2BIG) {
+        close(d->fd);
+        d->fd = -1;
+        d->too_big = true;
+        return;
+    }
+    if (rc)
+        return; /* PocketBase serves the original when a thumbnail fails */
+    int fd = open(d->thumb_path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0)
+        return;
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return;
+    }
+    close(d->fd);
+    d->fd = fd;
+    d->st.size = (uint64_t)st.st_size;
+    d->st.mtime_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+    dl_sniff(d);
+}
+
+static void dl_opened(void *arg);
+
+/* A parked thumbnail request: the generation it waited for has ended (on
+ * the generating pool thread). */
+static void dl_thumb_made(void *ud, int rc)
+{
+    struct download *d = ud;
+    dl_use_thumb(d, rc);
+    http_loop_post_any(d->req->loop, dl_opened, d);
+}
+
 static void dl_open_work(void *arg)
 {
-    struct download *d = arg;
+    struct dl_job *job = arg;
+    struct download *d = job->d;
     char coll[64], rec[64], name[BLOB_NAME_MAX];
     snprintf(coll, sizeof(coll), "%s", d->collection->id);
     snprintf(rec, sizeof(rec), "%.*s", SLICE_FMT(d->record_id));
@@ -806,9 +877,24 @@ static void dl_open_work(void *arg)
     d->rc = files_bs->ops->open_read(files_bs, coll, rec, name, &d->fd, &d->st);
     if (d->rc)
         return;
-    char head[FILES_SNIFF_LEN];
-    ssize_t n = pread(d->fd, head, sizeof(head), 0);
-    d->type = files_sniff(slice_make(head, n > 0 ? (size_t)n : 0));
+    dl_sniff(d);
+    if (!d->want_thumb || !thumb_supported(d->type) ||
+        files_bs->ops->derived_path(files_bs, coll, rec, name, d->variant, d->thumb_path,
+                                    sizeof(d->thumb_path)) != 0)
+        return;
+    int rc = thumb_ensure(d->fd, d->thumb_path, &d->thumb, THUMB_MAX_PIXELS, dl_thumb_made, d);
+    if (rc == 1)
+        job->parked = true; /* d belongs to dl_thumb_made now */
+    else
+        dl_use_thumb(d, rc);
+}
+
+static void dl_work_done(void *arg)
+{
+    struct dl_job *job = arg;
+    if (!job->parked)
+        dl_opened(job->d);
+    free(job);
 }
 
 static void dl_opened(void *arg)
@@ -821,6 +907,15 @@ static void dl_opened(void *arg)
         dl_not_found(d);
         return;
     }
+    if (d->too_big) {
+        char msg[128];
+        snprintf(msg, sizeof(msg),
+                 "The image is too large to make a thumbnail (more than %llu pixels).",
+                 (unsigned long long)THUMB_MAX_PIXELS);
+        api_error(d->req, 400, msg, NULL);
+        dl_end(d);
+        return;
+    }
     dl_answer(d);
 }
 
@@ -830,7 +925,10 @@ static void dl_open(struct download *d)
         dl_not_found(d);
         return;
     }
-    if (workpool_submit(dl_open_work, dl_opened, d, http_loop_post_any, d->req->loop) != 0) {
+    struct dl_job *job = xcalloc(1, sizeof(*job));
+    job->d = d;
+    if (workpool_submit(dl_open_work, dl_work_done, job, http_loop_post_any, d->req->loop) != 0) {
+        free(job);
         http_response_header(d->req, SLICE_LIT("Retry-After"), SLICE_LIT("1"));
         api_error(d->req, 503, "The server is busy, try again later.", NULL);
         dl_end(d);
@@ -974,6 +1072,23 @@ static void dl_verify_token(struct download *d)
                                    d->req->loop, dl_token_owner, d);
 }
 
+/* PocketBase makes thumbnails only of the sizes the field lists, and of
+ * 100x100 always; any other ?thumb= gets the original. */
+static void dl_thumb_wanted(struct download *d)
+{
+    struct slice t;
+    if (!http_request_query(d->req, "thumb", &t) || !t.len)
+        return;
+    const struct field *f = d->field;
+    bool listed = slice_eq_cstr(t, "100x100");
+    for (size_t i = 0; i < f->opt.file.nthumbs && !listed; i++)
+        listed = slice_eq_cstr(t, f->opt.file.thumbs[i]);
+    if (!listed || thumb_parse(t, &d->thumb) != 0)
+        return;
+    int n = snprintf(d->variant, sizeof(d->variant), "%.*s_%.*s", SLICE_FMT(t), SLICE_FMT(d->name));
+    d->want_thumb = n > 0 && (size_t)n < sizeof(d->variant);
+}
+
 static void dl_record(void *arg, struct store_result *res)
 {
     struct download *d = arg;
@@ -1000,6 +1115,7 @@ static void dl_record(void *arg, struct store_result *res)
         return;
     }
     d->protect = d->field->opt.file.protect;
+    dl_thumb_wanted(d);
     if (d->protect)
         dl_verify_token(d);
     else
@@ -1008,7 +1124,7 @@ static void dl_record(void *arg, struct store_result *res)
 
 static void handle_download(struct http_request *req)
 {
-    struct download *d = arena_zalloc(&req->pool, sizeof(*d));
+    struct download *d = xcalloc(1, sizeof(*d));
     d->req = req;
     d->fd = -1;
     d->record_id = req->params[1];

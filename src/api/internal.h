@@ -56,6 +56,10 @@ typedef void (*api_auth_cb)(struct http_request *req, struct api_auth *auth);
  * or expired token is treated as anonymous, as PocketBase does. The auth
  * passed to cb lives in the request's pool until the answer. */
 void api_authenticate(struct http_request *req, api_auth_cb cb);
+/* Claims the install token for this request if its Authorization header
+ * carries it (see auth_install_claim); the caller must end the claim with
+ * auth_install_release. Only the creation of the first superuser uses it. */
+bool api_install_claim(struct http_request *req);
 /* Call after any change to an auth record or auth collection: tokens
  * verified before it are checked against the store again. */
 void api_auth_changed(void);
@@ -77,6 +81,16 @@ int api_rule_compile(struct http_request *req, const struct api_auth *auth,
                      const struct collection *c, const char *expr, json_t *body,
                      const char *context, struct buf *sql, json_t *params,
                      struct filter_error *err);
+/* Compiles the rule `rule` of c (NULL or "": none) and the caller's filter
+ * (may be empty) into one expression whose relation joins they share (see
+ * filter_compile_ruled); the filter may name hidden fields and @request.*
+ * only for superusers. 0, or -1 with *err (err->in_rule: the rule failed). */
+int api_filter_compile(struct http_request *req, const struct api_auth *auth,
+                       const struct collection *c, const char *rule, struct slice filter,
+                       struct buf *sql, json_t *params, struct filter_error *err);
+/* PocketBase's loose guard: only superusers may write "@collection." or
+ * "@request." in ?filter= or ?sort=. Answers 403 and returns false otherwise. */
+bool api_filter_admits(struct http_request *req, const struct api_auth *auth);
 /* Makes one record of c fit for this caller in place: hidden and password
  * fields removed, and on auth collections the email removed unless the
  * caller is a superuser, the record itself, or emailVisibility is on. */

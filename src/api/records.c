@@ -46,10 +46,14 @@ struct rec_call {
     struct slice fields; /* the ?fields= selector, empty for all */
     struct slice expand; /* the ?expand= list, empty for none */
     json_t *items;       /* list/view with expand: the records being expanded */
+    json_t *managed;     /* ids (keys) of items whose manageRule admits the caller, or NULL */
+    void (*items_ready)(struct rec_call *rc);
     long long total;
     int64_t version;
     struct api_auth *auth;
     bool guarded;   /* write/delete: where + params hold the rule */
+    bool manager;   /* write: superuser, or the auth record's manageRule admits the caller */
+    bool install;   /* creating the first superuser with the install token (claimed) */
     char *old_hash; /* own password change: the hash oldPassword matched */
     /* create/update: the body streams in while the caller is authenticated;
      * the write goes on when both are done (pending reaches 0). */
@@ -68,6 +72,9 @@ static void rec_call_end(struct rec_call *rc)
 {
     collection_release(rc->collection);
     json_decref(rc->input);
+    json_decref(rc->managed);
+    if (rc->install)
+        auth_install_release(false);
     json_decref(rc->params);
     buf_free(&rc->where);
     buf_free(&rc->order);
@@ -264,8 +271,17 @@ static const char *rule_expr(const struct rec_call *rc, enum collection_rule rul
     return rc->auth->superuser || !expr || !*expr ? NULL : expr;
 }
 
+/* A stored rule that does not compile: logged, and refused (fail closed). */
+static void rule_failed(struct rec_call *rc, const struct filter_error *fe)
+{
+    log_warn("rule of %s does not compile: %s (at %zu)", rc->collection->name, fe->message,
+             fe->position);
+    api_error(rc->req, 403, "The rule of this action cannot be evaluated.", NULL);
+}
+
 /* Compiles the call's rule into rc->where/params (appending); answers and
- * returns false if it cannot compile (a broken stored rule: fail closed). */
+ * returns false if it cannot compile. */
+
 static bool compile_rule(struct rec_call *rc, const char *expr, json_t *body)
 {
     struct filter_error fe = {0};
@@ -274,9 +290,7 @@ static bool compile_rule(struct rec_call *rc, const char *expr, json_t *body)
     buf_append_char(&rc->where, '(');
     if (api_rule_compile(rc->req, rc->auth, rc->collection, expr, body, "default", &rc->where,
                          rc->params, &fe)) {
-        log_warn("rule of %s does not compile: %s (at %zu)", rc->collection->name, fe.message,
-                 fe.position);
-        api_error(rc->req, 403, "The rule of this action cannot be evaluated.", NULL);
+        rule_failed(rc, &fe);
         return false;
     }
     buf_append_char(&rc->where, ')');
@@ -294,7 +308,13 @@ static bool needs_rewrite(const struct rec_call *rc)
 /* Redacts and applies fields= to one record, in place. */
 static void shape_record(const struct rec_call *rc, json_t *record)
 {
+    const char *id = json_string_value(json_object_get(record, "id"));
+    json_t *email = json_incref(json_object_get(record, "email"));
     api_record_redact(rc->collection, rc->auth, record);
+    /* a manager sees the emails of the records it manages */
+    if (email && id && rc->managed && json_object_get(rc->managed, id))
+        json_object_set(record, "email", email);
+    json_decref(email);
     if (rc->fields.len)
         pick_fields(record, rc->fields);
 }
@@ -313,6 +333,97 @@ static void shape_result(const struct rec_call *rc, struct store_result *res)
     buf_append_cstr(&res->json, text ? text : "{}");
     free(text);
     json_decref(rec);
+}
+
+/* ---- manageRule: who sees hidden emails ---- */
+
+/* The items whose email the caller could see only as their manager. */
+static json_t *unmanaged_hidden(const struct rec_call *rc)
+{
+    const struct collection *c = rc->collection;
+    const char *manage = c->rules[RULE_MANAGE];
+    if (c->type != COLLECTION_AUTH || rc->auth->superuser || !manage || !*manage)
+        return NULL;
+    json_t *ids = NULL;
+    size_t i;
+    json_t *it;
+    json_array_foreach(rc->items, i, it)
+    {
+        json_t *id = json_object_get(it, "id");
+        if (!json_is_string(id) || !json_object_get(it, "email") ||
+            json_is_true(json_object_get(it, "emailVisibility")) ||
+            (rc->managed && json_object_get(rc->managed, json_string_value(id))) ||
+            (strcmp(json_string_value(id), rc->auth->record_id) == 0 &&
+             strcmp(c->id, rc->auth->collection_id) == 0))
+            continue;
+        if (!ids)
+            ids = json_array();
+        json_array_append(ids, id);
+    }
+    return ids;
+}
+
+static void managed_listed(void *arg, struct store_result *res)
+{
+    struct rec_call *rc = arg;
+    json_t *rows =
+        res->status == STORE_OK ? json_loadb(res->json.ptr, res->json.len, 0, NULL) : NULL;
+    if (!rc->managed)
+        rc->managed = json_object();
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+    {
+        const char *id = json_string_value(json_object_get(row, "id"));
+        if (id)
+            json_object_set_new(rc->managed, id, json_true());
+    }
+    json_decref(rows);
+    rc->items_ready(rc);
+}
+
+/* Finds which of rc->items the caller manages (PocketBase lets a manager
+ * see hidden emails), then runs ready(rc). One store read, and only when an
+ * item's email would otherwise be hidden. A manageRule that cannot compile
+ * or a failed read manages nothing. */
+static void check_managed(struct rec_call *rc, void (*ready)(struct rec_call *rc))
+{
+    json_t *ids = unmanaged_hidden(rc);
+    if (!ids) {
+        ready(rc);
+        return;
+    }
+    rc->items_ready = ready;
+    struct buf where = BUF_INIT;
+    json_t *params = json_array();
+    buf_append_sql_ident(&where, rc->collection->name);
+    buf_append_cstr(&where, ".\"id\" IN (");
+    for (size_t i = 0; i < json_array_size(ids); i++)
+        buf_append_cstr(&where, i ? ",?" : "?");
+    buf_append_cstr(&where, ") AND (");
+    json_array_extend(params, ids);
+    struct filter_error fe;
+    if (api_rule_compile(rc->req, rc->auth, rc->collection, rc->collection->rules[RULE_MANAGE],
+                         NULL, "default", &where, params, &fe)) {
+        buf_free(&where);
+        json_decref(params);
+        json_decref(ids);
+        ready(rc);
+        return;
+    }
+    buf_append_char(&where, ')');
+    struct store_list_query q = {
+        .collection = rc->collection,
+        .where_sql = where.ptr,
+        .params = params,
+        .page = 1,
+        .per_page = (int64_t)json_array_size(ids),
+        .skip_total = true,
+    };
+    api_ctx.store->ops->record_list(api_ctx.store, &q, rc->req->loop, managed_listed, rc);
+    buf_free(&where);
+    json_decref(params);
+    json_decref(ids);
 }
 
 /* ---- list ---- */
@@ -368,6 +479,14 @@ static void list_expanded(void *arg)
     list_answer(rc, rc->items, SLICE_NULL);
 }
 
+static void list_items_ready(struct rec_call *rc)
+{
+    if (rc->expand.len && json_array_size(rc->items))
+        api_expand(rc->req, rc->auth, rc->collection, rc->items, rc->expand, list_expanded, rc);
+    else
+        list_answer(rc, rc->items, SLICE_NULL);
+}
+
 static void list_done(void *arg, struct store_result *res)
 {
     struct rec_call *rc = arg;
@@ -384,10 +503,7 @@ static void list_done(void *arg, struct store_result *res)
     rc->items = json_loadb(res->json.ptr, res->json.len, 0, NULL);
     if (!rc->items)
         rc->items = json_array();
-    if (rc->expand.len && json_array_size(rc->items))
-        api_expand(rc->req, rc->auth, rc->collection, rc->items, rc->expand, list_expanded, rc);
-    else
-        list_answer(rc, rc->items, SLICE_NULL);
+    check_managed(rc, list_items_ready);
 }
 
 static void filter_failed(struct http_request *req, const char *what, const struct filter_error *fe)
@@ -413,22 +529,22 @@ static void list_authed(struct http_request *req, struct api_auth *auth)
                      (slice_eq_cstr(v, "1") || slice_eq_cstr(v, "true"));
     struct filter_error fe = {0};
     struct filter_options fopts = {.allow_hidden = auth->superuser};
-    rc->params = json_array();
-    const char *rule = rule_expr(rc, RULE_LIST);
-    if (rule && !compile_rule(rc, rule, NULL)) {
+    if (!api_filter_admits(req, auth)) {
         rec_call_end(rc);
         return;
     }
-    if (http_request_query(req, "filter", &v) && slice_trim(v).len) {
-        if (rule)
-            buf_append_cstr(&rc->where, " AND (");
-        if (filter_compile_opts(c, v, time_now_ms(), &fopts, &rc->where, rc->params, &fe)) {
+    struct slice filter = SLICE_NULL;
+    if (http_request_query(req, "filter", &v))
+        filter = slice_trim(v);
+    rc->params = json_array();
+    if (api_filter_compile(req, auth, c, rule_expr(rc, RULE_LIST), filter, &rc->where, rc->params,
+                           &fe)) {
+        if (fe.in_rule)
+            rule_failed(rc, &fe);
+        else
             filter_failed(req, "filter", &fe);
-            rec_call_end(rc);
-            return;
-        }
-        if (rule)
-            buf_append_char(&rc->where, ')');
+        rec_call_end(rc);
+        return;
     }
     if (http_request_query(req, "sort", &v) && slice_trim(v).len &&
         sort_compile_opts(c, v, &fopts, &rc->order, &fe)) {
@@ -468,16 +584,27 @@ static void view_expanded(void *arg)
     rec_call_end(rc);
 }
 
+static void view_items_ready(struct rec_call *rc)
+{
+    if (rc->expand.len)
+        api_expand(rc->req, rc->auth, rc->collection, rc->items, rc->expand, view_expanded, rc);
+    else
+        view_expanded(rc);
+}
+
 static void view_done(void *arg, struct store_result *res)
 {
     struct rec_call *rc = arg;
     json_t *rec;
+    bool manageable = rc->collection->type == COLLECTION_AUTH && !rc->auth->superuser &&
+                      rc->collection->rules[RULE_MANAGE] && *rc->collection->rules[RULE_MANAGE];
     if (res->status != STORE_OK) {
         api_store_error(rc->req, res);
-    } else if (rc->expand.len && (rec = json_loadb(res->json.ptr, res->json.len, 0, NULL))) {
+    } else if ((rc->expand.len || manageable) &&
+               (rec = json_loadb(res->json.ptr, res->json.len, 0, NULL))) {
         rc->items = json_pack("[o]", rec);
         rc->version = res->version;
-        api_expand(rc->req, rc->auth, rc->collection, rc->items, rc->expand, view_expanded, rc);
+        check_managed(rc, view_items_ready);
         return;
     } else {
         shape_result(rc, res);
@@ -492,19 +619,27 @@ static void view_get(struct rec_call *rc)
                                    view_done, rc);
 }
 
-/* The view rule's verdict: the record it admits, or none (404). */
+/* The view rule's read: the record it admits, or none (404). The store
+ * gives a list the version of its last row, so this one-row read under the
+ * rule is the only hop, ETag included. */
 static void view_checked(void *arg, struct store_result *res)
 {
     struct rec_call *rc = arg;
     if (res->status != STORE_OK) {
         api_store_error(rc->req, res);
         rec_call_end(rc);
-    } else if (res->json.len <= 2) {
+        return;
+    }
+    /* "[{...}]": the record's object is the array's only element. */
+    if (res->json.len <= 2) {
         api_error(rc->req, 404, "The requested resource wasn't found.", NULL);
         rec_call_end(rc);
-    } else {
-        view_get(rc);
+        return;
     }
+    struct store_result one = {.status = STORE_OK, .version = res->version};
+    buf_append(&one.json, res->json.ptr + 1, res->json.len - 2);
+    view_done(rc, &one);
+    buf_free(&one.json);
 }
 
 /* Whether id can be bound as text at all (valid UTF-8); no record has
@@ -553,13 +688,15 @@ static void view_authed(struct http_request *req, struct api_auth *auth)
         rec_call_end(rc);
         return;
     }
-    if (!compile_rule(rc, rule, NULL)) {
+    struct filter_error fe = {0};
+    buf_append_char(&rc->where, '(');
+    if (api_filter_compile(req, auth, rc->collection, rule, SLICE_NULL, &rc->where, rc->params,
+                           &fe)) {
+        rule_failed(rc, &fe);
         rec_call_end(rc);
         return;
     }
-    /* The check and the read are two snapshots; a record that changes in
-     * between is answered as it is now, which the rule admitted a moment
-     * ago, as PocketBase's own check-then-read does. */
+    buf_append_char(&rc->where, ')');
     struct store_list_query q = {
         .collection = rc->collection,
         .where_sql = rc->where.ptr,
@@ -581,6 +718,7 @@ struct merge_arg {
     const char *password_field;
     json_t *uploaded; /* stored names of this request's files (borrowed), or NULL */
     json_t *dropped;  /* set by the merge: stored files the write leaves unreferenced */
+    bool manager;     /* superuser or manageRule: email and verified may change */
 };
 
 /* PocketBase's error for a missing or wrong oldPassword: {"code","message"}. */
@@ -641,6 +779,36 @@ static void keep_known_files(struct merge_arg *m, json_t *prev, json_t *out)
     }
 }
 
+/* PocketBase's auth upsert rules for a caller without manage access: the
+ * email stays as stored (any value on create) and verified as stored (false
+ * on create). Checked against prev inside the transaction, so no concurrent
+ * change slips between. 1 with *errors set if the input breaks them. */
+static int manager_only(const struct merge_arg *m, json_t *prev, json_t **errors)
+{
+    json_t *bad = json_object();
+    json_t *email = json_object_get(m->input, "email");
+    if (prev && email && !json_equal(email, json_object_get(prev, "email")))
+        json_object_set_new(bad, "email",
+                            json_pack("{s:s,s:s}", "code", "validation_values_mismatch", "message",
+                                      "Values don't match."));
+    json_t *verified = json_object_get(m->input, "verified");
+    bool was = prev && json_is_true(json_object_get(prev, "verified"));
+    /* form bodies carry "true"/"false" text; anything truthy counts */
+    bool wants = json_is_true(verified) ||
+                 (json_is_string(verified) && (strcmp(json_string_value(verified), "true") == 0 ||
+                                               strcmp(json_string_value(verified), "1") == 0));
+    if (verified && !json_is_null(verified) && wants != was)
+        json_object_set_new(bad, "verified",
+                            json_pack("{s:s,s:s}", "code", "validation_values_mismatch", "message",
+                                      "Values don't match."));
+    if (!json_object_size(bad)) {
+        json_decref(bad);
+        return 0;
+    }
+    *errors = bad;
+    return 1;
+}
+
 /* Runs on the store's writer, inside the write's transaction. */
 static int merge_record(void *arg, json_t *prev, json_t **out, json_t **errors)
 {
@@ -654,6 +822,8 @@ static int merge_record(void *arg, json_t *prev, json_t **out, json_t **errors)
             return -1;
         }
     }
+    if (!m->manager && m->collection->type == COLLECTION_AUTH && manager_only(m, prev, errors))
+        return -1;
     if (record_validate(m->collection, m->input, prev, m->now_ms, out, errors))
         return -1;
     keep_known_files(m, prev, *out);
@@ -706,16 +876,37 @@ static void write_done(void *arg, struct store_result *res)
     struct rec_call *rc = arg;
     if (res->status == STORE_OK && rc->collection->type == COLLECTION_AUTH)
         api_auth_changed();
+    if (res->status == STORE_OK && rc->install) {
+        auth_install_release(true);
+        rc->install = false;
+        log_info("the first superuser was created with the install link");
+    }
     if (res->status != STORE_OK)
         drop_files(rc, NULL, false);
     if (res->status == STORE_OK) {
         json_t *rec = json_loadb(res->json.ptr, res->json.len, 0, NULL);
         drop_files(rc, rec, true);
         const char *id = json_string_value(json_object_get(rec, "id"));
-        struct slice sid = arena_slice_dup(&rc->req->pool, slice_cstr(id ? id : ""));
+        rc->id = arena_slice_dup(&rc->req->pool, slice_cstr(id ? id : ""));
+        struct slice v;
+        if (http_request_query(rc->req, "fields", &v))
+            rc->fields = v;
+        if (http_request_query(rc->req, "expand", &v))
+            rc->expand = slice_trim(v);
+        if (rec && (rc->expand.len || (rc->manager && !rc->auth->superuser))) {
+            /* a manager sees the email of what it wrote */
+            if (rc->manager && id) {
+                rc->managed = json_object();
+                json_object_set_new(rc->managed, id, json_true());
+            }
+            rc->items = json_pack("[o]", rec);
+            rc->version = res->version;
+            view_items_ready(rc);
+            return;
+        }
         json_decref(rec);
         shape_result(rc, res);
-        answer_record(rc->req, 200, sid, res);
+        answer_record(rc->req, 200, rc->id, res);
     } else if (res->status == STORE_FORBIDDEN && rc->req->method == HTTP_M_POST) {
         api_error(rc->req, 400, "Failed to create record.", NULL);
     } else if (res->status == STORE_FORBIDDEN) {
@@ -747,6 +938,7 @@ static void submit_write(struct rec_call *rc)
     m->input = rc->input;
     m->now_ms = time_now_ms();
     m->old_hash = rc->old_hash;
+    m->manager = rc->manager;
     for (size_t i = 0; i < rc->collection->nfields; i++)
         if (rc->collection->fields[i].type == FIELD_PASSWORD)
             m->password_field = rc->collection->fields[i].name;
@@ -925,34 +1117,26 @@ static void check_old_password(struct hashing *h, const char *old_plain)
     json_decref(params);
 }
 
-/* The manageRule's verdict on the record being updated: a manager changes
- * the password without oldPassword (PocketBase's manageRule). */
+static void write_password(struct rec_call *rc);
+
+/* The manageRule's verdict on the record being updated. */
 static void manager_checked(void *arg, struct store_result *res)
 {
-    struct hashing *h = arg;
-    bool manager = res->status == STORE_OK && res->json.len > 2;
-    char *old = h->old_plain;
-    h->old_plain = NULL;
-    if (manager) {
-        free(old);
-        hash_submit(h);
-    } else if (old && *old) {
-        check_old_password(h, old);
-        free(old);
-    } else {
-        struct rec_call *rc = h->rc;
-        free(old);
-        hashing_free(h);
-        api_error(rc->req, 400, "Failed to update record.",
-                  json_pack("{s:o}", "oldPassword", old_password_error()));
+    struct rec_call *rc = arg;
+    if (res->status != STORE_OK) {
+        api_store_error(rc->req, res);
         rec_call_end(rc);
+        return;
     }
+    rc->manager = res->json.len > 2;
+    write_password(rc);
 }
 
-static void check_manager(struct hashing *h, const char *old_plain)
+/* Whether the caller manages the record being updated: its manageRule
+ * admits the stored record (PocketBase's hasAuthManageAccess). A manager
+ * may change email and verified, and the password without oldPassword. */
+static void check_manager(struct rec_call *rc)
 {
-    struct rec_call *rc = h->rc;
-    h->old_plain = old_plain ? xstrdup(old_plain) : NULL;
     struct buf where = BUF_INIT;
     json_t *params = json_array();
     json_array_append_new(params, json_stringn(rc->id.ptr, rc->id.len));
@@ -976,7 +1160,7 @@ static void check_manager(struct hashing *h, const char *old_plain)
         .per_page = 1,
         .skip_total = true,
     };
-    api_ctx.store->ops->record_list(api_ctx.store, &q, rc->req->loop, manager_checked, h);
+    api_ctx.store->ops->record_list(api_ctx.store, &q, rc->req->loop, manager_checked, rc);
     buf_free(&where);
     json_decref(params);
 }
@@ -1032,6 +1216,23 @@ static void write_go(struct rec_call *rc)
         }
         rc->guarded = true;
     }
+    const char *manage = c->rules[RULE_MANAGE];
+    rc->manager = auth->superuser;
+    if (!create && !auth->superuser && c->type == COLLECTION_AUTH && manage && *manage) {
+        check_manager(rc);
+        return;
+    }
+    write_password(rc);
+}
+
+/* The password part of a write: checked in plain text, confirmed, then
+ * hashed off the loop; a non-manager changing a password must give the
+ * current one (oldPassword). */
+static void write_password(struct rec_call *rc)
+{
+    struct http_request *req = rc->req;
+    const struct collection *c = rc->collection;
+    bool create = req->method == HTTP_M_POST;
     json_t *old = json_incref(json_object_get(rc->input, "oldPassword"));
     json_object_del(rc->input, "oldPassword");
     /* The one password field of an auth collection: checked in plain text,
@@ -1048,7 +1249,7 @@ static void write_go(struct rec_call *rc)
         submit_write(rc);
         return;
     }
-    bool own_change = !create && !auth->superuser;
+    bool own_change = !create && !rc->manager;
     json_t *errors = json_object();
     json_t *err = json_is_string(plain)
                       ? record_password_check(pw, slice_cstr(json_string_value(plain)))
@@ -1062,9 +1263,7 @@ static void write_go(struct rec_call *rc)
         json_object_set_new(errors, "passwordConfirm",
                             json_pack("{s:s,s:s}", "code", "validation_values_mismatch", "message",
                                       "Values don't match."));
-    const char *manage = c->rules[RULE_MANAGE];
-    bool maybe_manager = own_change && manage && *manage;
-    if (own_change && !maybe_manager && (!json_is_string(old) || !json_string_length(old)))
+    if (own_change && (!json_is_string(old) || !json_string_length(old)))
         json_object_set_new(errors, "oldPassword", old_password_error());
     if (json_object_size(errors)) {
         json_decref(old);
@@ -1079,9 +1278,7 @@ static void write_go(struct rec_call *rc)
     h->rc = rc;
     h->name = pw->name;
     h->plain = xstrdup(json_string_value(plain));
-    if (maybe_manager)
-        check_manager(h, json_string_value(old));
-    else if (own_change)
+    if (own_change)
         check_old_password(h, json_string_value(old));
     else
         hash_submit(h);
@@ -1095,6 +1292,11 @@ static void delete_done(void *arg, struct store_result *res)
     struct rec_call *rc = arg;
     if (res->status == STORE_OK && rc->collection->type == COLLECTION_AUTH)
         api_auth_changed();
+    if (res->status == STORE_OK && rc->install) {
+        auth_install_release(true);
+        rc->install = false;
+        log_info("the first superuser was created with the install link");
+    }
     if (res->status == STORE_OK) {
         for (size_t i = 0; i < rc->collection->nfields; i++)
             if (rc->collection->fields[i].type == FIELD_FILE) {
@@ -1229,6 +1431,16 @@ static void write_authed(struct http_request *req, struct api_auth *auth)
 {
     struct rec_call *rc = req->user;
     rc->auth = auth;
+    if (!auth->superuser && req->method == HTTP_M_POST &&
+        strcmp(rc->collection->name, "_superusers") == 0 && api_install_claim(req)) {
+        rc->install = true;
+        auth->superuser = true;
+        /* checked inside the write's transaction: the new record must be
+         * the only superuser, so the token never adds a second one */
+        buf_append_cstr(&rc->where, "(SELECT COUNT(*) FROM \"_superusers\") = 1");
+        rc->params = json_array();
+        rc->guarded = true;
+    }
     write_step(rc);
 }
 

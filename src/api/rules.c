@@ -3,6 +3,7 @@
  * domain's rule compiler, and what a record answer may show its caller. Runs
  * on the loops, once per ruled request: small allocations only. */
 #include <ctype.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "api/internal.h"
@@ -84,15 +85,14 @@ static json_t *headers_object(const struct http_request *req)
     return o;
 }
 
-int api_rule_compile(struct http_request *req, const struct api_auth *auth,
-                     const struct collection *c, const char *expr, json_t *body,
-                     const char *context, struct buf *sql, json_t *params, struct filter_error *err)
+/* The request as rules see it; release with request_free. */
+static void request_make(struct http_request *req, const struct api_auth *auth, json_t *body,
+                         const char *context, char method[16], struct rule_request *rq)
 {
-    char method[16];
-    size_t mlen = req->method_name.len < sizeof(method) ? req->method_name.len : 0;
+    size_t mlen = req->method_name.len < 16 ? req->method_name.len : 0;
     memcpy(method, req->method_name.ptr, mlen);
     method[mlen] = 0;
-    struct rule_request rq = {
+    *rq = (struct rule_request){
         .auth = auth->record.len ? json_loadb(auth->record.ptr, auth->record.len, 0, NULL) : NULL,
         .body = body,
         .query = query_object(req),
@@ -100,13 +100,66 @@ int api_rule_compile(struct http_request *req, const struct api_auth *auth,
         .method = method,
         .context = context,
     };
+}
+
+static void request_free(struct rule_request *rq)
+{
+    json_decref(rq->auth);
+    json_decref(rq->query);
+    json_decref(rq->headers);
+}
+
+int api_rule_compile(struct http_request *req, const struct api_auth *auth,
+                     const struct collection *c, const char *expr, json_t *body,
+                     const char *context, struct buf *sql, json_t *params, struct filter_error *err)
+{
+    char method[16];
+    struct rule_request rq;
+    request_make(req, auth, body, context, method, &rq);
     struct schema *s = schema_current();
     int rc = rule_compile(s, c, slice_cstr(expr), &rq, time_now_ms(), sql, params, err);
     schema_release(s);
-    json_decref(rq.auth);
-    json_decref(rq.query);
-    json_decref(rq.headers);
+    request_free(&rq);
     return rc;
+}
+
+int api_filter_compile(struct http_request *req, const struct api_auth *auth,
+                       const struct collection *c, const char *rule, struct slice filter,
+                       struct buf *sql, json_t *params, struct filter_error *err)
+{
+    char method[16];
+    struct rule_request rq;
+    request_make(req, auth, NULL, "default", method, &rq);
+    struct filter_options opts = {.allow_hidden = auth->superuser,
+                                  .allow_request = auth->superuser};
+    struct schema *s = schema_current();
+    int rc = filter_compile_ruled(s, c, slice_cstr(rule ? rule : ""), &rq, filter, &opts,
+                                  time_now_ms(), sql, params, err);
+    schema_release(s);
+    request_free(&rq);
+    return rc;
+}
+
+bool api_filter_admits(struct http_request *req, const struct api_auth *auth)
+{
+    static const char *const params[] = {"filter", "sort"};
+    static const char *const fields[] = {"@collection.", "@request."};
+    if (auth->superuser)
+        return true;
+    for (size_t i = 0; i < 2; i++) {
+        struct slice v;
+        if (!http_request_query(req, params[i], &v))
+            continue;
+        for (size_t k = 0; k < 2; k++) {
+            if (memmem(v.ptr, v.len, fields[k], strlen(fields[k]))) {
+                char msg[64];
+                snprintf(msg, sizeof(msg), "Only superusers can filter by %s", fields[k]);
+                api_error(req, 403, msg, NULL);
+                return false;
+            }
+        }
+    }
+    return true;
 }
 
 void api_record_redact(const struct collection *c, const struct api_auth *auth, json_t *record)

@@ -15,7 +15,9 @@
 #include "domain/auth.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <sodium.h>
+#include <string.h>
 
 #include "core/alloc.h"
 
@@ -281,4 +283,49 @@ int auth_token_verify(struct slice token, struct slice key, int64_t now, struct 
         return -1;
     *claims = c;
     return 0;
+}
+
+/* ---- install token ---- */
+
+static struct {
+    pthread_mutex_t lock;
+    char token[AUTH_INSTALL_TOKEN_LEN + 1]; /* "" when there is none */
+    int64_t expires_ms;
+    bool claimed;
+} install = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+void auth_install_token_new(int64_t now_ms, char out[AUTH_INSTALL_TOKEN_LEN + 1])
+{
+    unsigned char raw[32];
+    randombytes_buf(raw, sizeof raw);
+    pthread_mutex_lock(&install.lock);
+    sodium_bin2base64(install.token, sizeof install.token, raw, sizeof raw, AUTH_B64);
+    install.expires_ms = now_ms + AUTH_INSTALL_TTL_MS;
+    install.claimed = false;
+    memcpy(out, install.token, sizeof install.token);
+    pthread_mutex_unlock(&install.lock);
+    sodium_memzero(raw, sizeof raw);
+}
+
+bool auth_install_claim(struct slice token, int64_t now_ms)
+{
+    bool ok = false;
+    pthread_mutex_lock(&install.lock);
+    if (install.token[0] && token.len == AUTH_INSTALL_TOKEN_LEN && !install.claimed &&
+        now_ms < install.expires_ms &&
+        sodium_memcmp(install.token, token.ptr, AUTH_INSTALL_TOKEN_LEN) == 0) {
+        install.claimed = true;
+        ok = true;
+    }
+    pthread_mutex_unlock(&install.lock);
+    return ok;
+}
+
+void auth_install_release(bool used)
+{
+    pthread_mutex_lock(&install.lock);
+    install.claimed = false;
+    if (used)
+        sodium_memzero(install.token, sizeof install.token);
+    pthread_mutex_unlock(&install.lock);
 }

@@ -55,4 +55,22 @@ int auth_token_peek(struct slice token, struct auth_claims *claims);
 int auth_token_verify(struct slice token, struct slice key, int64_t now,
                       struct auth_claims *claims);
 
+/* ---- the first superuser ----
+ *
+ * A fresh server with no superuser prints a one-time link carrying an
+ * install token: a random secret held in this process only, valid for
+ * AUTH_INSTALL_TTL_MS, that lets exactly one request create the first
+ * superuser (PocketBase's installer token). While a request holds it no
+ * other can; if that request fails the token is handed back. */
+enum { AUTH_INSTALL_TOKEN_LEN = 43, AUTH_INSTALL_TTL_MS = 30 * 60 * 1000 };
+
+/* Makes a new install token (replacing any), valid until now_ms plus the TTL,
+ * and writes it NUL-terminated to out ([A-Za-z0-9_-], 256 random bits). */
+void auth_install_token_new(int64_t now_ms, char out[AUTH_INSTALL_TOKEN_LEN + 1]);
+/* Takes the install token for one request if token matches it (constant
+ * time), it has not expired and no other request holds it. True if taken. */
+bool auth_install_claim(struct slice token, int64_t now_ms);
+/* Ends the claim: the token is spent (used) or handed back (!used). */
+void auth_install_release(bool used);
+
 #endif

@@ -1718,18 +1718,33 @@ static void joins_reset(struct state *st)
     st->join_params = NULL;
 }
 
-/* Parses the whole expression. With no joins its SQL is appended as it is;
- * with joins it is compiled again with its own columns qualified (a joined
- * table may have columns of the same names) and appended as
+/* A rule compiled without a request: every @request.* value is empty. */
+static const struct rule_request no_request = {0};
+
+/* One expression of a compile: its text and how its names resolve. */
+struct part {
+    struct slice text;
+    const struct rule_request *rq; /* NULL: @request.* is refused */
+    bool allow_hidden;
+    bool is_rule; /* its errors are the rule's (filter_error.in_rule) */
+};
+
+/* Parses the parts, each one whole, joined by AND. With no joins their SQL
+ * is appended as it is; with joins it is compiled again with its own columns
+ * qualified (a joined table may have columns of the same names) and appended
+ * as
  *   EXISTS (SELECT 1 FROM (SELECT 1) AS "__j" LEFT JOIN ... WHERE <expr>)
- * with the joins' values bound before the expression's. */
-static int compile(struct state *st)
+ * with the joins' values bound before the expression's. Every part names the
+ * same joins, so a rule and a filter over one multi-valued path constrain
+ * the same related row, as in PocketBase's single query. */
+static int compile_parts(struct state *st, const struct part *parts, int nparts)
 {
     struct buf *out = st->sql;
     json_t *out_params = st->params;
     struct buf expr = BUF_INIT;
     json_t *expr_params = json_array();
     int rc = 0;
+    st->err->in_rule = false;
     for (int pass = 0; pass < 2 && rc == 0; pass++) {
         buf_reset(&expr);
         json_array_clear(expr_params);
@@ -1738,7 +1753,19 @@ static int compile(struct state *st)
         st->qualify = pass == 1;
         st->sql = &expr;
         st->params = expr_params;
-        rc = parse_group(st, 0, 0);
+        for (int i = 0; i < nparts && rc == 0; i++) {
+            st->s = parts[i].text.ptr;
+            st->n = parts[i].text.len;
+            st->pos = 0;
+            st->rq = parts[i].rq;
+            st->allow_hidden = parts[i].allow_hidden;
+            /* a part of several terms comes back parenthesised */
+            if (i)
+                buf_append_cstr(&expr, " AND ");
+            rc = parse_group(st, 0, 0);
+            if (rc)
+                st->err->in_rule = parts[i].is_rule;
+        }
         if (rc == 0 && st->njoins == 0)
             break;
     }
@@ -1760,6 +1787,17 @@ static int compile(struct state *st)
     buf_free(&expr);
     json_decref(expr_params);
     return rc;
+}
+
+static int compile(struct state *st)
+{
+    struct part p = {
+        .text = slice_make(st->s, st->n),
+        .rq = st->rq,
+        .allow_hidden = st->allow_hidden,
+        .is_rule = st->rq != NULL,
+    };
+    return compile_parts(st, &p, 1);
 }
 
 int filter_compile_opts(const struct collection *c, struct slice expr, int64_t now_ms,
@@ -1789,7 +1827,6 @@ int rule_compile(const struct schema *s, const struct collection *c, struct slic
                  const struct rule_request *rq, int64_t now_ms, struct buf *sql, json_t *params,
                  struct filter_error *err)
 {
-    static const struct rule_request none = {0};
     struct state st = {
         .c = c,
         .s = rule.ptr,
@@ -1800,11 +1837,48 @@ int rule_compile(const struct schema *s, const struct collection *c, struct slic
         .params = params,
         .err = err,
         .schema = s,
-        .rq = rq ? rq : &none,
+        .rq = rq ? rq : &no_request,
     };
     if (rule.len > FILTER_MAX_LEN)
         return fail(&st, FILTER_MAX_LEN, "rule is too long (max %d bytes)", FILTER_MAX_LEN);
     return compile(&st);
+}
+
+int filter_compile_ruled(const struct schema *s, const struct collection *c, struct slice rule,
+                         const struct rule_request *rq, struct slice filter,
+                         const struct filter_options *opts, int64_t now_ms, struct buf *sql,
+                         json_t *params, struct filter_error *err)
+{
+    struct state st = {
+        .c = c,
+        .now_ms = now_ms,
+        .sql = sql,
+        .params = params,
+        .err = err,
+        .schema = s,
+    };
+    struct part parts[2];
+    int n = 0;
+    err->in_rule = rule.len > 0;
+    if (rule.len > FILTER_MAX_LEN)
+        return fail(&st, FILTER_MAX_LEN, "rule is too long (max %d bytes)", FILTER_MAX_LEN);
+    err->in_rule = false;
+    if (filter.len > FILTER_MAX_LEN)
+        return fail(&st, FILTER_MAX_LEN, "filter is too long (max %d bytes)", FILTER_MAX_LEN);
+    if (rule.len)
+        parts[n++] = (struct part){
+            .text = rule,
+            .rq = rq ? rq : &no_request,
+            .allow_hidden = true, /* rules are the superuser's own text */
+            .is_rule = true,
+        };
+    if (filter.len)
+        parts[n++] = (struct part){
+            .text = filter,
+            .rq = opts && opts->allow_request ? rq : NULL,
+            .allow_hidden = opts && opts->allow_hidden,
+        };
+    return n ? compile_parts(&st, parts, n) : 0;
 }
 
 int filter_compile(const struct collection *c, struct slice expr, int64_t now_ms, struct buf *sql,

@@ -56,10 +56,12 @@ enum { FILTER_MAX_LEN = 4096, FILTER_MAX_DEPTH = 32, FILTER_MAX_TERMS = 256 };
 struct filter_error {
     size_t position;   /* byte offset in the expression where it went wrong */
     char message[160]; /* e.g. "unknown field \"titel\"", "expected an operator" */
+    bool in_rule;      /* filter_compile_ruled: the rule failed, not the filter */
 };
 
 struct filter_options {
-    bool allow_hidden; /* superusers: hidden fields and every email are filterable */
+    bool allow_hidden;  /* superusers: hidden fields and every email are filterable */
+    bool allow_request; /* filter_compile_ruled: the filter may name @request.* (superusers) */
 };
 
 /* Compiles expr against c. On success returns 0, appends a boolean SQL
@@ -120,5 +122,20 @@ enum {
 int rule_compile(const struct schema *s, const struct collection *c, struct slice rule,
                  const struct rule_request *rq, int64_t now_ms, struct buf *sql, json_t *params,
                  struct filter_error *err);
+
+/* Compiles a rule of c (may be empty: none) and the caller's filter (may be
+ * empty: none) into one boolean SQL expression, "(rule) AND (filter)" with
+ * each parsed whole, appended to *sql and bound to params as rule_compile
+ * does. The two share their relation joins, as PocketBase builds them into
+ * one query: `tags.name ?= 'a'` in the rule and `tags.kind ?= 'b'` in the
+ * filter need one related tag with both. The rule resolves as rule_compile
+ * (rq may be NULL); the filter resolves hidden fields per
+ * opts->allow_hidden and @request.* against rq only with opts->allow_request.
+ * Appends nothing when both are empty. 0, or -1 with *err, err->in_rule
+ * telling whose text err->position points into. */
+int filter_compile_ruled(const struct schema *s, const struct collection *c, struct slice rule,
+                         const struct rule_request *rq, struct slice filter,
+                         const struct filter_options *opts, int64_t now_ms, struct buf *sql,
+                         json_t *params, struct filter_error *err);
 
 #endif

@@ -47,7 +47,7 @@ struct http_xreq {
     size_t body_len, body_cap;
 };
 
-enum { PAUSE_HEAD = 1, PAUSE_DONE = 2 };
+enum { PAUSE_HEAD = 1, PAUSE_DONE = 2, PAUSE_BODY = 3 };
 
 static struct http_xreq *xreq_new(struct http_conn *c)
 {
@@ -172,10 +172,20 @@ static int on_body(http_parser *hp, const char *at, size_t len)
     if (r->stream) {
         if (r->aborted || !r->pub.on_body)
             return 0;
-        if (r->pub.on_body(&r->pub, slice_make(at, len)) != 0)
+        int refused = r->pub.on_body(&r->pub, slice_make(at, len));
+        /* The handler may have answered (and freed r) from on_body: an answer
+         * before the body's end closes the connection, so r is only touched
+         * while it is not closing. */
+        if (c->closing)
+            return -1;
+        if (refused)
             r->aborted = true;
-        /* The handler may have answered (and freed r) from on_body. */
-        return c->closing ? -1 : 0;
+        /* Paused: the bytes after this piece wait in rbuf until resumed. */
+        if (c->body_paused && c->req == r) {
+            c->pause_reason = PAUSE_BODY;
+            http_parser_pause(hp, 1);
+        }
+        return 0;
     }
     if (len > (size_t)c->lim->max_body_bytes - r->body_len)
         return cb_fail(c, 413, "Request body too large.");
@@ -234,7 +244,8 @@ void http_conn_init(struct http_conn *c, struct http_loop *loop, const struct ht
 
 static char *put(char *p, const char *s, size_t n)
 {
-    memcpy(p, s, n);
+    if (n) /* s may be NULL when empty */
+        memcpy(p, s, n);
     return p + n;
 }
 
@@ -565,7 +576,8 @@ static int parser_status(enum http_errno e)
 static void process(struct http_conn *c)
 {
     c->in_process = true;
-    while (!c->closing && !c->file.active && !(c->req && c->phase == CONN_WAIT)) {
+    while (!c->closing && !c->file.active && !(c->req && c->phase == CONN_WAIT) &&
+           !(c->phase == CONN_BODY && c->body_paused)) {
         size_t done = (size_t)(c->pos_abs - c->view_abs);
         size_t avail = c->view_len - done;
         if (!avail)
@@ -634,6 +646,7 @@ static void set_timer(struct http_conn *c, enum http_timer_kind kind)
     uint64_t ms = kind == TIMER_IDLE   ? (uint64_t)c->lim->idle_timeout_ms
                   : kind == TIMER_HEAD ? (uint64_t)c->lim->header_timeout_ms
                   : kind == TIMER_BODY ? (uint64_t)c->lim->body_timeout_ms
+                  : kind == TIMER_SEND ? (uint64_t)c->lim->send_timeout_ms
                                        : 0;
     c->io->timer(c, ms);
 }
@@ -650,9 +663,9 @@ static void after_batch(struct http_conn *c)
         return;
     }
     switch (c->phase) {
-    /* A file being sent is not idle time. */
+    /* A file being sent is not idle time, but it must keep moving. */
     case CONN_IDLE:
-        set_timer(c, c->file.active ? TIMER_NONE : TIMER_IDLE);
+        set_timer(c, c->file.active ? TIMER_SEND : TIMER_IDLE);
         break;
     case CONN_HEAD:
         set_timer(c, TIMER_HEAD);
@@ -721,7 +734,11 @@ void http_conn_timeout(struct http_conn *c)
         conn_fail(c, 408, "Timed out reading the request head.");
     else if (kind == TIMER_BODY)
         conn_fail(c, 408, "Timed out reading the request body.");
-    else
+    else if (kind == TIMER_SEND && c->file.active) {
+        log_info("http: dropped a client that stopped reading a file response");
+        http_conn_file_done(c, false);
+        return;
+    } else
         return;
     after_batch(c);
 }
@@ -1005,6 +1022,7 @@ void http_request_pause_body(struct http_request *req, bool pause)
     c->body_paused = pause;
     if (c->closing || c->phase != CONN_BODY || c->in_process)
         return;
-    set_timer(c, pause ? TIMER_NONE : TIMER_BODY);
-    c->io->read(c, !pause && !c->file.active && c->out.len < HTTP_OUT_HIGH_WATER);
+    if (!pause)
+        run_rbuf(c); /* the bytes read before the pause come first */
+    after_batch(c);
 }

@@ -29,6 +29,10 @@ struct http_limits {
     int header_timeout_ms;
     int idle_timeout_ms;
     int body_timeout_ms;
+    /* longest wait for a client to take more of a file response: one that
+     * stops reading is dropped after it (body_timeout_ms until the config
+     * table has a setting of its own) */
+    int send_timeout_ms;
     bool access_log;
 };
 
@@ -130,7 +134,7 @@ enum http_conn_phase {
     CONN_WAIT, /* body read; the handler has the request */
 };
 
-enum http_timer_kind { TIMER_NONE, TIMER_IDLE, TIMER_HEAD, TIMER_BODY, TIMER_LINGER };
+enum http_timer_kind { TIMER_NONE, TIMER_IDLE, TIMER_HEAD, TIMER_BODY, TIMER_SEND, TIMER_LINGER };
 
 struct http_conn;
 

@@ -48,6 +48,7 @@ void http_limits_from_config(struct http_limits *lim, const struct config *cfg)
     lim->header_timeout_ms = cfg->header_timeout_ms;
     lim->idle_timeout_ms = cfg->idle_timeout_ms;
     lim->body_timeout_ms = cfg->body_timeout_ms;
+    lim->send_timeout_ms = cfg->body_timeout_ms;
     lim->access_log = cfg->access_log;
 }
 
@@ -248,9 +249,12 @@ static void wait_writable(struct http_conn *c, int sock)
 static void send_file(struct http_conn *c)
 {
     int sock;
-    if (c->closed_handle || uv_fileno((uv_handle_t *)&c->tcp, &sock) != 0)
+    /* !file.active: the send timed out while the poll waited for room. */
+    if (c->closed_handle || !c->file.active || uv_fileno((uv_handle_t *)&c->tcp, &sock) != 0)
         return;
     uint64_t budget = FILE_SLICE;
+    if (c->timer_kind == TIMER_SEND)
+        io_timer(c, (uint64_t)c->lim->send_timeout_ms); /* progress pushes the deadline back */
     while (c->file.left && budget) {
         size_t want = (size_t)(c->file.left < budget ? c->file.left : budget);
         off_t off = (off_t)c->file.offset;

@@ -1,6 +1,7 @@
 /* `cruder serve`: the embedded deployment, everything in one process — the
  * HTTP server on one loop per core, the API, the SQLite store with its writer
  * and readers, and the work pool for password hashing. */
+#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -9,8 +10,10 @@
 #include "api/files.h"
 #include "blob/blob.h"
 #include "core/log.h"
+#include "core/timefmt.h"
 #include "core/workpool.h"
 #include "domain/auth.h"
+#include "domain/schema.h"
 #include "http/http.h"
 #include "roles/roles.h"
 
@@ -22,6 +25,49 @@ static void serve_post(void *target, void (*fn)(void *arg), void *arg)
         http_loop_post_any(target, fn, arg);
     else
         fn(arg);
+}
+
+/* Whether the store holds any superuser; a failed read counts as yes, so
+ * a broken store never offers an install link. Runs before the loops. */
+static bool has_superuser(struct store *store)
+{
+    struct schema *s = schema_current();
+    struct collection *c = schema_find(s, SLICE_LIT("_superusers"));
+    bool found = true;
+    if (c) {
+        struct store_sync *sync = store_sync_new();
+        struct store_list_query q = {.collection = c, .page = 1, .per_page = 1, .skip_total = true};
+        store->ops->record_list(store, &q, NULL, store_sync_cb, sync);
+        struct store_result *res = store_sync_wait(sync);
+        found = res->status != STORE_OK || res->json.len > 2;
+        store_sync_free(sync);
+    }
+    schema_release(s);
+    return found;
+}
+
+/* PocketBase's installer: a fresh server prints a one-time link; the
+ * console at /_/ creates the first superuser with the token it carries
+ * (see auth_install_claim). A wildcard listen address is shown as
+ * loopback, where a browser on this machine reaches it. */
+static void print_install_link(const char *http)
+{
+    char token[AUTH_INSTALL_TOKEN_LEN + 1];
+    auth_install_token_new(time_now_ms(), token);
+    const char *host = http, *port = strrchr(http, ':');
+    int hlen = port ? (int)(port - http) : (int)strlen(http);
+    if (strncmp(http, "0.0.0.0:", 8) == 0 || strncmp(http, ":", 1) == 0) {
+        host = "127.0.0.1";
+        hlen = 9;
+    } else if (strncmp(http, "[::]:", 5) == 0) {
+        host = "[::1]";
+        hlen = 5;
+    }
+    fprintf(stderr,
+            "\n(!) There is no superuser yet. Open this link within %d minutes to create the "
+            "first one (it works once):\n\n    http://%.*s%s/_/#/install?token=%s\n\n",
+            AUTH_INSTALL_TTL_MS / 60000, hlen, host, port ? port : "", token);
+    sodium_memzero(token, sizeof token);
 }
 
 static void usage(FILE *out)
@@ -84,6 +130,8 @@ int role_serve(int argc, char **argv)
         status = 1;
     } else {
         log_info("cruder %s serving http://%s (data in %s)", CRUDER_VERSION, cfg.http, cfg.dir);
+        if (!has_superuser(store))
+            print_install_link(cfg.http);
         http_server_wait(srv);
         /* The work pool and the store drain into loops that still run. */
         workpool_stop();

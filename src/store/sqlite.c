@@ -407,6 +407,7 @@ static void run_list(struct sqlite_store *st, struct sq_conn *conn, struct sq_jo
             buf_append_char(&j->res.json, ',');
         first = false;
         sq_render_row(e, s, j->include_hidden, &j->res.json);
+        j->res.version = sqlite3_column_int64(s, (int)e->nfields + 1);
     }
     sqlite3_reset(s);
     if (rc != SQLITE_DONE)

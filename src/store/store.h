@@ -40,7 +40,7 @@ enum store_status {
 struct store_result {
     int status;        /* enum store_status */
     struct buf json;   /* get/write: the record's JSON object; list: a JSON array of records */
-    int64_t version;   /* get/write: the record's version */
+    int64_t version;   /* get/write: the record's version; list: the last row's */
     int64_t total;     /* list: total matching, -1 with skip_total */
     json_t *errors;    /* STORE_INVALID / STORE_UNIQUE: PocketBase's `data` object */
     char message[256]; /* STORE_IO: what failed */

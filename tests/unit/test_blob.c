@@ -1,9 +1,12 @@
 /* The local-disk blob adapter (names, commit, abort, reads, removal, the
  * orphan sweep, refused paths) and serving a blob with http_respond_file
  * over a real server: a file larger than the socket buffers (the sendfile
- * loop waits for room), HEAD, and a request pipelined behind a download. */
+ * loop waits for room), HEAD, and a request pipelined behind a download;
+ * thumbnails (sizes, modes, formats, the pixel limit, coalescing) on images
+ * libvips makes in the test. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -16,8 +19,12 @@
 #include <unistd.h>
 
 #include "blob/blob.h"
+#include "blob/thumb.h"
 #include "core/config.h"
 #include "http/http.h"
+
+#include <vips/vips.h>
+#include <zlib.h>
 
 static char dir[64];
 static struct blob_store *bs;
@@ -334,4 +341,261 @@ Test(blob, served_with_sendfile, .init = setup, .fini = teardown)
     http_server_free(srv);
     http_router_free(r);
     config_free(&cfg);
+}
+
+/* ---- thumbnails ---- */
+
+Test(thumb, parse_sizes_like_pocketbase)
+{
+    struct thumb_size t;
+    cr_assert_eq(thumb_parse(SLICE_LIT("100x50"), &t), 0);
+    cr_assert(t.width == 100 && t.height == 50 && t.mode == THUMB_CENTER);
+    cr_assert_eq(thumb_parse(SLICE_LIT("100x50t"), &t), 0);
+    cr_assert_eq(t.mode, THUMB_TOP);
+    cr_assert_eq(thumb_parse(SLICE_LIT("100x50b"), &t), 0);
+    cr_assert_eq(t.mode, THUMB_BOTTOM);
+    cr_assert_eq(thumb_parse(SLICE_LIT("100x50f"), &t), 0);
+    cr_assert_eq(t.mode, THUMB_FIT);
+    cr_assert_eq(thumb_parse(SLICE_LIT("0x50"), &t), 0);
+    cr_assert(t.width == 0 && t.height == 50 && t.mode == THUMB_RATIO);
+    cr_assert_eq(thumb_parse(SLICE_LIT("70x0"), &t), 0);
+    cr_assert(t.width == 70 && t.height == 0 && t.mode == THUMB_RATIO);
+    static const char *const bad[] = {
+        "",      "x",     "0x0",   "100",    "100x",  "x100",    "10x10z",     "0x10t",
+        "10x0f", "-1x10", "10x-1", "10 x10", "1x1x1", "99999x1", "10000001x1", "10x10tt"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        cr_assert_eq(thumb_parse(slice_cstr(bad[i]), &t), -1, "%s", bad[i]);
+}
+
+/* A w x h test image in the format the suffix names: a horizontal gradient
+ * (so crops differ), written by libvips. */
+static void make_image(const char *path, int w, int h)
+{
+    VipsImage *x = NULL, *img = NULL;
+    cr_assert_eq(vips_xyz(&x, w, h, NULL), 0);
+    cr_assert_eq(vips_extract_band(x, &img, 0, NULL), 0);
+    VipsImage *u8 = NULL;
+    cr_assert_eq(vips_cast(img, &u8, VIPS_FORMAT_UCHAR, NULL), 0);
+    cr_assert_eq(vips_image_write_to_file(u8, path, NULL), 0, "%s", vips_error_buffer());
+    g_object_unref(u8);
+    g_object_unref(img);
+    g_object_unref(x);
+}
+
+static void image_size(const char *path, int *w, int *h, const char **loader)
+{
+    VipsImage *im = vips_image_new_from_file(path, NULL);
+    cr_assert_not_null(im, "%s: %s", path, vips_error_buffer());
+    *w = vips_image_get_width(im);
+    *h = vips_image_get_height(im);
+    static char name[32];
+    const char *l = "";
+    vips_image_get_string(im, "vips-loader", &l);
+    snprintf(name, sizeof(name), "%s", l);
+    *loader = name;
+    g_object_unref(im);
+}
+
+static int thumb_of(const char *src, const char *dst, const char *spec)
+{
+    struct thumb_size t;
+    cr_assert_eq(thumb_parse(slice_cstr(spec), &t), 0, "%s", spec);
+    int fd = open(src, O_RDONLY);
+    cr_assert_geq(fd, 0);
+    int rc = thumb_make(fd, dst, &t, THUMB_MAX_PIXELS);
+    close(fd);
+    return rc;
+}
+
+static void thumb_init(void)
+{
+    setup();
+    cr_assert_eq(VIPS_INIT("test_blob"), 0);
+}
+
+Test(thumb, sizes_and_modes, .init = thumb_init, .fini = teardown)
+{
+    char src[128], dst[128];
+    snprintf(src, sizeof(src), "%s/photo.jpg", dir);
+    make_image(src, 400, 200);
+    static const struct {
+        const char *spec;
+        int w, h;
+    } cases[] = {
+        {"100x100", 100, 100}, {"100x100t", 100, 100}, {"100x100b", 100, 100},
+        {"100x100f", 100, 50}, {"0x50", 100, 50},      {"80x0", 80, 40},
+        {"800x0", 800, 400},   {"800x800f", 400, 200}, {"50x20", 50, 20},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(dst, sizeof(dst), "%s/t%zu.jpg", dir, i);
+        cr_assert_eq(thumb_of(src, dst, cases[i].spec), 0, "%s", cases[i].spec);
+        int w, h;
+        const char *loader;
+        image_size(dst, &w, &h, &loader);
+        cr_expect(w == cases[i].w && h == cases[i].h, "%s: %dx%d", cases[i].spec, w, h);
+        cr_expect_str_eq(loader, "jpegload", "%s", cases[i].spec);
+    }
+}
+
+/* The top crop of a left-to-right gradient turned on its side keeps the
+ * dark rows, the bottom crop the bright ones. */
+Test(thumb, top_and_bottom_crop_differ, .init = thumb_init, .fini = teardown)
+{
+    char src[128], top[128], bottom[128];
+    snprintf(src, sizeof(src), "%s/tall.png", dir);
+    VipsImage *x = NULL, *y = NULL, *u8 = NULL;
+    cr_assert_eq(vips_xyz(&x, 50, 200, NULL), 0);
+    cr_assert_eq(vips_extract_band(x, &y, 1, NULL), 0);
+    cr_assert_eq(vips_cast(y, &u8, VIPS_FORMAT_UCHAR, NULL), 0);
+    cr_assert_eq(vips_image_write_to_file(u8, src, NULL), 0);
+    g_object_unref(u8);
+    g_object_unref(y);
+    g_object_unref(x);
+    snprintf(top, sizeof(top), "%s/top.png", dir);
+    snprintf(bottom, sizeof(bottom), "%s/bottom.png", dir);
+    cr_assert_eq(thumb_of(src, top, "50x50t"), 0);
+    cr_assert_eq(thumb_of(src, bottom, "50x50b"), 0);
+    double mt, mb;
+    VipsImage *a = vips_image_new_from_file(top, NULL), *b = vips_image_new_from_file(bottom, NULL);
+    cr_assert(a && b);
+    cr_assert_eq(vips_avg(a, &mt, NULL), 0);
+    cr_assert_eq(vips_avg(b, &mb, NULL), 0);
+    cr_expect_lt(mt, 30.0);
+    cr_expect_gt(mb, 140.0);
+    g_object_unref(a);
+    g_object_unref(b);
+}
+
+Test(thumb, png_stays_png_and_garbage_is_refused, .init = thumb_init, .fini = teardown)
+{
+    char src[128], dst[128];
+    snprintf(src, sizeof(src), "%s/a.png", dir);
+    snprintf(dst, sizeof(dst), "%s/a_thumb.png", dir);
+    make_image(src, 30, 30);
+    cr_assert_eq(thumb_of(src, dst, "10x10"), 0);
+    int w, h;
+    const char *loader;
+    image_size(dst, &w, &h, &loader);
+    cr_expect_str_eq(loader, "pngload");
+    cr_expect(w == 10 && h == 10);
+
+    snprintf(src, sizeof(src), "%s/junk.png", dir);
+    FILE *f = fopen(src, "w");
+    fputs("\x89PNG\r\n\x1a\nnot really", f);
+    fclose(f);
+    snprintf(dst, sizeof(dst), "%s/junk_thumb.png", dir);
+    cr_assert_eq(thumb_of(src, dst, "10x10"), -EINVAL);
+    cr_assert_neq(access(dst, F_OK), 0);
+}
+
+/* Appends a PNG chunk (length, type, data, CRC). */
+static size_t png_chunk(unsigned char *out, const char *type, const unsigned char *data,
+                        uint32_t len)
+{
+    out[0] = (unsigned char)(len >> 24);
+    out[1] = (unsigned char)(len >> 16);
+    out[2] = (unsigned char)(len >> 8);
+    out[3] = (unsigned char)len;
+    memcpy(out + 4, type, 4);
+    if (len)
+        memcpy(out + 8, data, len);
+    uLong crc = crc32(0, out + 4, 4 + len);
+    out[8 + len] = (unsigned char)(crc >> 24);
+    out[9 + len] = (unsigned char)(crc >> 16);
+    out[10 + len] = (unsigned char)(crc >> 8);
+    out[11 + len] = (unsigned char)crc;
+    return 12 + len;
+}
+
+/* A valid PNG that claims 60000x60000 pixels over a few hundred bytes of
+ * compressed zeros: refused from the header, before anything is decoded. */
+Test(thumb, decompression_bomb_refused, .init = thumb_init, .fini = teardown)
+{
+    char src[128], dst[128];
+    snprintf(src, sizeof(src), "%s/bomb.png", dir);
+    snprintf(dst, sizeof(dst), "%s/bomb_thumb.png", dir);
+    static unsigned char zeros[1 << 16], file[1 << 14], z[1 << 13];
+    const unsigned char ihdr[13] = {0, 0, 0xea, 0x60, 0, 0, 0xea, 0x60, 8, 0, 0, 0, 0};
+    uLongf zlen = sizeof(z);
+    cr_assert_eq(compress(z, &zlen, zeros, sizeof(zeros)), Z_OK);
+    size_t n = 8;
+    memcpy(file, "\x89PNG\r\n\x1a\n", 8);
+    n += png_chunk(file + n, "IHDR", ihdr, 13);
+    n += png_chunk(file + n, "IDAT", z, (uint32_t)zlen);
+    n += png_chunk(file + n, "IEND", NULL, 0);
+    FILE *f = fopen(src, "w");
+    fwrite(file, 1, n, f);
+    fclose(f);
+    cr_assert_eq(thumb_of(src, dst, "100x100"), -E2BIG);
+    cr_assert_neq(access(dst, F_OK), 0);
+    /* a thumbnail size can be a bomb too: 10000x0 of a 10x100000 strip */
+    snprintf(src, sizeof(src), "%s/strip.png", dir);
+    make_image(src, 2, 20000);
+    cr_assert_eq(thumb_of(src, dst, "10000x0"), -E2BIG);
+}
+
+struct racer {
+    const char *src, *dst;
+    int rc;
+    pthread_mutex_t *lock;
+    pthread_cond_t *cond;
+    int *parked_left;
+};
+
+static void racer_parked_done(void *ud, int rc)
+{
+    struct racer *r = ud;
+    pthread_mutex_lock(r->lock);
+    r->rc = rc;
+    (*r->parked_left)--;
+    pthread_cond_broadcast(r->cond);
+    pthread_mutex_unlock(r->lock);
+}
+
+static void *racer_main(void *arg)
+{
+    struct racer *r = arg;
+    struct thumb_size t = {300, 300, THUMB_CENTER};
+    int fd = open(r->src, O_RDONLY);
+    int rc = thumb_ensure(fd, r->dst, &t, THUMB_MAX_PIXELS, racer_parked_done, r);
+    close(fd);
+    pthread_mutex_lock(r->lock);
+    if (rc == 1)
+        (*r->parked_left)++;
+    else
+        r->rc = rc;
+    pthread_mutex_unlock(r->lock);
+    return NULL;
+}
+
+Test(thumb, concurrent_requests_coalesce, .init = thumb_init, .fini = teardown)
+{
+    char src[128], dst[128];
+    snprintf(src, sizeof(src), "%s/big.jpg", dir);
+    snprintf(dst, sizeof(dst), "%s/big_thumb.jpg", dir);
+    make_image(src, 3000, 2000);
+    uint64_t before = thumb_generations();
+    pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+    int parked_left = 0;
+    enum { N = 8 };
+    struct racer r[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) {
+        r[i] = (struct racer){src, dst, 99, &lock, &cond, &parked_left};
+        cr_assert_eq(pthread_create(&th[i], NULL, racer_main, &r[i]), 0);
+    }
+    for (int i = 0; i < N; i++)
+        pthread_join(th[i], NULL);
+    pthread_mutex_lock(&lock);
+    while (parked_left > 0)
+        pthread_cond_wait(&cond, &lock);
+    pthread_mutex_unlock(&lock);
+    for (int i = 0; i < N; i++)
+        cr_expect_eq(r[i].rc, 0, "racer %d: %d", i, r[i].rc);
+    cr_expect_eq(thumb_generations() - before, 1);
+    /* made once: a later call finds it */
+    struct thumb_size t = {300, 300, THUMB_CENTER};
+    cr_assert_eq(thumb_ensure(-1, dst, &t, THUMB_MAX_PIXELS, racer_parked_done, NULL), 0);
+    cr_expect_eq(thumb_generations() - before, 1);
 }

@@ -136,6 +136,9 @@ Test(http_stream, chunked_response_and_paused_body)
     cr_assert_eq(f_timer_ms, 2000);
     feed(c, "cd");
     cr_assert_str_eq(body.ptr, "abcd");
+    /* paused again by the handler: the end of the body waits too */
+    cr_assert_eq(c->out.len, 0);
+    http_request_pause_body(held, false);
     cr_assert_str_eq(c->out.ptr, "HTTP/1.1 200 OK\r\n"
                                  "Transfer-Encoding: chunked\r\n"
                                  "Connection: keep-alive\r\n"
@@ -143,6 +146,32 @@ Test(http_stream, chunked_response_and_paused_body)
                                  "\r\n"
                                  "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
     cr_assert_not(c->closing);
+    conn_free(c);
+}
+
+/* Pausing holds back the rest of a read already taken from the socket, so
+ * a handler handing each piece to another thread gets the next one only
+ * once it resumes. */
+Test(http_stream, pause_holds_bytes_already_read)
+{
+    struct http_conn *c = conn_new();
+    feed(c, "POST /s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "2\r\nab\r\n2\r\ncd\r\n1\r\ne\r\n0\r\n\r\n"
+            "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
+    cr_assert_str_eq(body.ptr, "ab");
+    cr_assert_not(f_reading);
+    cr_assert_eq(c->out.len, 0);
+    http_request_pause_body(held, false);
+    cr_assert_str_eq(body.ptr, "abcd");
+    cr_assert_eq(c->out.len, 0);
+    http_request_pause_body(held, false);
+    cr_assert_str_eq(body.ptr, "abcde");
+    cr_assert_eq(c->out.len, 0);
+    http_request_pause_body(held, false);
+    /* the body ended, the answer went out, and the pipelined request after
+     * it was parsed from the held bytes */
+    cr_assert(strstr(c->out.ptr, "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"));
+    cr_assert(strstr(c->out.ptr, "HTTP/1.1 404 Not Found\r\n"), "%s", c->out.ptr);
     conn_free(c);
 }
 

@@ -696,3 +696,129 @@ Test(rule, sql_never_returns_a_row_the_evaluator_rejects)
     }
     cr_log_info("%d of %d cases agreed row for row", agreed, CASES);
 }
+
+/* ---- a rule and the caller's filter in one query ---- */
+
+static void ruled_rows(sqlite3 *db, const char *rule, const char *filter,
+                       const struct rule_request *rq, const char *want)
+{
+    struct buf sql = BUF_INIT;
+    json_t *params = json_array();
+    struct filter_error err = {0};
+    struct filter_options opts = {0};
+    buf_append_cstr(&sql, "SELECT group_concat(id, ',') FROM (SELECT id FROM posts WHERE ");
+    size_t where = sql.len;
+    cr_assert_eq(filter_compile_ruled(schema, posts, slice_cstr(rule), rq, slice_cstr(filter),
+                                      &opts, 0, &sql, params, &err),
+                 0, "%s", err.message);
+    if (sql.len == where)
+        buf_append_cstr(&sql, "1");
+    buf_append_cstr(&sql, " ORDER BY id)");
+    sqlite3_stmt *st;
+    cr_assert_eq(sqlite3_prepare_v2(db, sql.ptr, -1, &st, NULL), SQLITE_OK, "%s: %s", sql.ptr,
+                 sqlite3_errmsg(db));
+    for (size_t i = 0; i < json_array_size(params); i++) {
+        json_t *v = json_array_get(params, i);
+        if (json_is_string(v))
+            sqlite3_bind_text(st, (int)i + 1, json_string_value(v), -1, SQLITE_TRANSIENT);
+        else if (json_is_integer(v))
+            sqlite3_bind_int64(st, (int)i + 1, json_integer_value(v));
+        else
+            sqlite3_bind_null(st, (int)i + 1);
+    }
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    const char *got = (const char *)sqlite3_column_text(st, 0);
+    cr_assert_str_eq(got ? got : "", want, "(%s) && (%s)", rule, filter);
+    sqlite3_finalize(st);
+    json_decref(params);
+    buf_free(&sql);
+}
+
+static int ruled_fail(const char *rule, const char *filter, const struct filter_options *opts,
+                      struct filter_error *err)
+{
+    struct buf sql = BUF_INIT;
+    json_t *params = json_array();
+    struct rule_request rq = {.method = "GET"};
+    int rc = filter_compile_ruled(schema, posts, slice_cstr(rule), &rq, slice_cstr(filter), opts, 0,
+                                  &sql, params, err);
+    json_decref(params);
+    buf_free(&sql);
+    return rc;
+}
+
+Test(rule, rule_and_filter_share_their_joins)
+{
+    sqlite3 *db = db_with_data();
+    json_t *auth = auth_u1();
+    struct rule_request me = {.auth = auth, .method = "GET"};
+    /* p1's editors are u1 (red) and u2 (blue): no one editor is in both */
+    ruled_rows(db, "editors.team.name ?= 'blue'", "editors.team.name ?= 'red'", &me, "");
+    ruled_rows(db, "editors.team.name ?= 'blue'", "editors.team.name ?= 'blue'", &me, "p1,p2");
+    /* compiled apart, the same two terms would each find their own editor */
+    expect_rows(db, "(editors.team.name ?= 'blue') && (editors.team.name ?= 'red')", &me, "");
+    ruled_rows(db, "comments_via_post.score ?> 4", "comments_via_post.text ?= 'x'", &me, "");
+    ruled_rows(db, "comments_via_post.score ?> 4", "comments_via_post.text ?= 'y'", &me, "p1");
+    ruled_rows(db, "comments_via_post.score ?> 2", "comments_via_post.text ?= 'x'", &me, "p2");
+    ruled_rows(db, "author = @request.auth.id", "", &me, "p1");
+    ruled_rows(db, "", "title != 'a'", &me, "p2,p3,p4");
+    ruled_rows(db, "", "", &me, "p1,p2,p3,p4");
+    /* each part is parsed whole: the filter's || cannot reach past the rule */
+    ruled_rows(db, "author = @request.auth.id || title = 'b'", "title = 'b' || title = 'c'", &me,
+               "p2");
+    sqlite3_close(db);
+    json_decref(auth);
+}
+
+Test(rule, rule_and_filter_exact_sql)
+{
+    json_t *auth = auth_u1();
+    struct rule_request rq = {.auth = auth, .method = "GET"};
+    struct buf sql = BUF_INIT;
+    json_t *params = json_array();
+    struct filter_error err = {0};
+    cr_assert_eq(filter_compile_ruled(schema, posts, slice_cstr("author.team = @request.auth.team"),
+                                      &rq, slice_cstr("author.id != '' || title = 'x'"), NULL, 0,
+                                      &sql, params, &err),
+                 0, "%s", err.message);
+    cr_assert_str_eq(sql.ptr,
+                     "EXISTS (SELECT 1 FROM (SELECT 1) AS \"__j\" LEFT JOIN \"users\" AS \"__j0\" "
+                     "ON \"__j0\".\"id\" = \"posts\".\"author\" WHERE \"__j0\".\"team\" = ? AND "
+                     "((\"posts\".\"author\" IS NOT '' AND \"posts\".\"author\" IS NOT NULL) OR "
+                     "\"posts\".\"title\" = ?))");
+    char *p = json_dumps(params, JSON_COMPACT);
+    cr_assert_str_eq(p, "[\"t1\",\"x\"]");
+    free(p);
+    /* without joins each part is still its own group */
+    buf_reset(&sql);
+    json_array_clear(params);
+    cr_assert_eq(filter_compile_ruled(schema, posts, slice_cstr("title = 'a' || title = 'b'"), &rq,
+                                      slice_cstr("author = 'u1'"), NULL, 0, &sql, params, &err),
+                 0);
+    cr_assert_str_eq(sql.ptr, "(\"title\" = ? OR \"title\" = ?) AND \"author\" = ?");
+    json_decref(params);
+    buf_free(&sql);
+    json_decref(auth);
+}
+
+Test(rule, rule_and_filter_errors_say_whose)
+{
+    struct filter_error err = {0};
+    struct filter_options opts = {0};
+    cr_assert_eq(ruled_fail("titel = 1", "title = 1", &opts, &err), -1);
+    cr_assert(err.in_rule);
+    cr_assert_str_eq(err.message, "unknown field \"titel\"");
+    cr_assert_eq(ruled_fail("title = 1", "title = 'b') || (title = 'a'", &opts, &err), -1);
+    cr_assert_not(err.in_rule);
+    cr_assert_eq(err.position, 11);
+    /* @request.* in the filter: superusers only */
+    cr_assert_eq(ruled_fail("", "@request.auth.id = ''", &opts, &err), -1);
+    cr_assert_not(err.in_rule);
+    cr_assert_str_eq(err.message, "@request.* fields are only allowed in API rules");
+    opts.allow_request = true;
+    cr_assert_eq(ruled_fail("", "@request.auth.id = ''", &opts, &err), 0);
+    /* the filter may not name what the rule may */
+    opts.allow_request = false;
+    cr_assert_eq(ruled_fail("editors.tokenKey ?= 'a'", "", &opts, &err), -1);
+    cr_assert_eq(ruled_fail("", "author.email = 'a@x.io'", &opts, &err), 0);
+}
