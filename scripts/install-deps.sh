@@ -12,6 +12,7 @@ packages=(
     libuv1-dev libhttp-parser-dev libjansson-dev libsqlite3-dev libsodium-dev libcriterion-dev
     libvips-dev
     wrk nginx-light brotli
+    varnish haproxy # bench/gateway_cache.sh: the cache and pass-through anchors
     chromium # the console's browser tests (tests/node/console.test.mjs) drive it headless
 )
 # Debian 12's nodejs is older than the one some machines already carry; keep theirs.

@@ -133,7 +133,9 @@ enum cache_fill_action {
 
 /* Tells the fill the upstream's response head. For USE_STORED and STALE,
  * *entry gets a reference to serve (release it) and the fill is finished:
- * do not call cache_fill_end. Otherwise *entry is NULL. */
+ * do not call cache_fill_end. Otherwise *entry is NULL. After a PASS for a
+ * 304 it could not use, the fill may be told the head of an unconditional
+ * retry instead (the proxy does so). */
 enum cache_fill_action cache_fill_response(struct cache_fill *f, const struct cache_resp *resp,
                                            struct cache_entry **entry);
 /* Appends a piece of the response body (copied). A body beyond

@@ -3,6 +3,7 @@
  * routes, so it is a linear scan with no allocation. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,9 @@ void gateway_config_free(struct gateway_config *gc)
     }
     free(gc->health_path);
     free(gc->metrics_path);
+    free(gc->cache_targeted_field);
+    free(gc->cache_tag_field);
+    free(gc->cache_purge_token);
     for (size_t i = 0; i < gc->nroutes; i++) {
         free(gc->routes[i].host);
         free(gc->routes[i].prefix);
@@ -104,6 +108,87 @@ static const struct {
     {"health_path", offsetof(struct gateway_config, health_path)},
     {"metrics_path", offsetof(struct gateway_config, metrics_path)},
 };
+
+/* A byte count with an optional k, m or g (binary) suffix. */
+static bool parse_bytes(const char *v, size_t *out)
+{
+    char *e;
+    errno = 0;
+    unsigned long long n = strtoull(v, &e, 10);
+    if (errno || e == v || v[0] == '-')
+        return false;
+    unsigned shift = 0;
+    if (*e == 'k' || *e == 'K')
+        shift = 10;
+    else if (*e == 'm' || *e == 'M')
+        shift = 20;
+    else if (*e == 'g' || *e == 'G')
+        shift = 30;
+    if (shift)
+        e++;
+    if (*e || n > (SIZE_MAX >> shift))
+        return false;
+    *out = (size_t)(n << shift);
+    return true;
+}
+
+/* A field name (RFC 9110 token) as the cache matches response fields. */
+static bool valid_field(const char *v)
+{
+    if (!v[0] || strlen(v) > 64)
+        return false;
+    for (const char *c = v; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '-' || *c == '_'))
+            return false;
+    return true;
+}
+
+/* The cache settings; returns 1 if k is one (0 not, -1 with err on a bad
+ * value). */
+static int cache_setting(struct gateway_config *gc, const char *k, const char *v, char *err,
+                         size_t errlen)
+{
+    if (!strcmp(k, "cache_max_bytes") || !strcmp(k, "cache_max_object_bytes")) {
+        size_t *slot =
+            !strcmp(k, "cache_max_bytes") ? &gc->cache_max_bytes : &gc->cache_max_object_bytes;
+        if (!parse_bytes(v, slot)) {
+            snprintf(err, errlen, "%s: expected a byte count such as 1048576, 512k or 64m", k);
+            return -1;
+        }
+        return 1;
+    }
+    if (!strcmp(k, "cache_policy")) {
+        if (!strcmp(v, "s3fifo"))
+            gc->cache_policy = CACHE_POLICY_S3FIFO;
+        else if (!strcmp(v, "lru"))
+            gc->cache_policy = CACHE_POLICY_LRU;
+        else {
+            snprintf(err, errlen, "cache_policy: expected s3fifo or lru");
+            return -1;
+        }
+        return 1;
+    }
+    char **slot = !strcmp(k, "cache_targeted_field") ? &gc->cache_targeted_field
+                  : !strcmp(k, "cache_tag_field")    ? &gc->cache_tag_field
+                  : !strcmp(k, "cache_purge_token")  ? &gc->cache_purge_token
+                                                     : NULL;
+    if (!slot)
+        return 0;
+    bool token = slot == &gc->cache_purge_token;
+    bool ok = token ? strlen(v) >= 16 : valid_field(v);
+    for (const char *c = v; token && *c; c++)
+        ok &= *c > ' ' && *c <= '~';
+    if (!ok) {
+        snprintf(err, errlen, "%s: %s", k,
+                 token ? "expected at least 16 visible ASCII characters"
+                       : "expected a field name (letters, digits, '-')");
+        return -1;
+    }
+    free(*slot);
+    *slot = xstrdup(v);
+    return 1;
+}
 
 /* One "key=value" word of an upstream line. Returns false if unknown. */
 static bool upstream_option(struct gateway_upstream *u, struct slice w)
@@ -374,6 +459,13 @@ int gateway_config_parse(struct gateway_config *gc, struct config *shared, struc
         if (done)
             continue;
         char reason[256];
+        int cs = cache_setting(gc, k, v, reason, sizeof(reason));
+        if (cs < 0) {
+            snprintf(err, errlen, "line %d: %s", lineno, reason);
+            goto fail;
+        }
+        if (cs)
+            continue;
         if (!shared || !strcmp(k, "config") ||
             config_set(shared, k, v, reason, sizeof(reason)) != 0) {
             snprintf(err, errlen, "line %d: %s", lineno, shared ? reason : "unknown setting");

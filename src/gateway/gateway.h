@@ -14,6 +14,13 @@
  *     route example.com/api/ api          a host before the prefix: only that Host
  *     route / api
  *     connect_timeout_ms = 2000           gateway settings (see gateway_config_defaults)
+ *     cache_max_bytes = 256m              the shared cache (gateway/cache.h); 0: off
+ *
+ * The cache's sizes and policy are read at start-up; a reload changes its
+ * purge token only. With cache_purge_token set, `PURGE /target` (the
+ * request's Host) and `POST /_gateway/purge?tag=a,b` or `?url=/t[&host=h]`
+ * with `Authorization: Bearer TOKEN` drop stored responses and answer
+ * {"purged":N}.
  *
  * Routes naming a host are tried before host-less ones. Upstream addresses
  * are numeric (IPv4 or [IPv6]) with a port. The topology is read from a
@@ -28,6 +35,7 @@
 #include "core/config.h"
 #include "core/slice.h"
 #include "gateway/balance.h"
+#include "gateway/cache.h"
 #include "http/http.h"
 
 enum gateway_hash_from {
@@ -73,7 +81,13 @@ struct gateway_config {
     int health_rise; /* consecutive passes that bring a target up */
     int health_fall; /* consecutive failures that take it down */
     char *health_path;
-    char *metrics_path; /* answered by the gateway itself; "" turns it off */
+    char *metrics_path;            /* answered by the gateway itself; "" turns it off */
+    size_t cache_max_bytes;        /* 0: no cache */
+    size_t cache_max_object_bytes; /* 0: cache_max_bytes / 8 */
+    enum cache_policy cache_policy;
+    char *cache_targeted_field; /* e.g. "Cruder-Cache-Control"; NULL: none */
+    char *cache_tag_field;      /* e.g. "Cache-Tag"; NULL: none */
+    char *cache_purge_token;    /* bearer token of the purge API; NULL: purge off */
 };
 
 /* Where the topology comes from: a file today, the control plane later.
@@ -102,8 +116,11 @@ void gateway_reload(void);
 /* Stops the control thread and frees what no loop still holds; call after
  * the HTTP server (whose loops hold configurations) has been freed. */
 void gateway_free(struct gateway *gw);
-/* Appends the gateway's metrics in Prometheus text format. */
+/* Appends the gateway's metrics in Prometheus text format, the cache's
+ * included. */
 void gateway_metrics_render(struct gateway *gw, struct buf *out);
+/* The gateway's shared cache; NULL when cache_max_bytes was 0 at start. */
+struct cache *gateway_cache(struct gateway *gw);
 
 /* Fills gc with no upstreams, no routes and the default timeouts. */
 void gateway_config_defaults(struct gateway_config *gc);

@@ -46,6 +46,10 @@ struct gateway {
     struct gw_topo *current;
     atomic_ullong gen;
     struct gw_stat *target_stats, *route_stats;
+    /* The shared cache, sized at start-up (NULL: off); the options' field
+     * names point at the two strings after it. */
+    struct cache *cache;
+    char *cache_targeted_field, *cache_tag_field;
     pthread_t thread;
     bool started;
     atomic_bool stop;

@@ -14,7 +14,14 @@
  * target whatever its method, since nothing reached an upstream; an
  * idempotent one that failed otherwise, before any response byte, is
  * retried once on another target. Bodies up to RETRY_BODY_MAX are kept for
- * this; a larger body makes its request unretriable. */
+ * this; a larger body makes its request unretriable.
+ *
+ * The shared cache (cache.h), when configured, sits before the balancer: a
+ * request it can answer never reaches an upstream; a miss forwards with the
+ * cache's validators and feeds the answer to the fill; a miss behind another
+ * request's fill waits for it (the wake is posted back to this request's
+ * loop). A stale-while-revalidate refresh runs detached from the client
+ * (struct refresh). Every answer of a cached route says how in Cache-Status. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +35,8 @@
 #include "http/client.h"
 
 enum { RETRY_BODY_MAX = 64 * 1024, REQUEST_ID_MAX = 128 };
+
+static struct gateway *the_gateway;
 
 /* A target as one loop sees it: its connection pool and balancer state.
  * Shared by successive views while the target stays configured, so a reload
@@ -81,6 +90,18 @@ struct proxy {
     uint64_t key_hash;
     bool has_key;
     struct slice request_id;
+    /* The cache's part; cache NULL when it is off. */
+    struct cache *cache;
+    struct cache_fill *fill;
+    struct cache_entry *serve; /* answer with this once the exchange ends */
+    struct cache_status cst;
+    bool cst_on;     /* add Cache-Status to the answer */
+    bool collapsed;  /* waited for another request's fill */
+    bool waiting;    /* CACHE_WAIT: parked until the wake is posted back */
+    bool gone;       /* the client went while waiting */
+    bool cond_added; /* the cache's validators replaced the client's own */
+    bool refetching; /* a 304 the cache could not use: asking again, unconditionally */
+    bool skip_body;  /* the exchange's body is not the answer (serve, refetch) */
 };
 
 static uint64_t now_ms(void)
@@ -368,6 +389,95 @@ static void proxy_free(struct proxy *p)
 {
     buf_free(&p->head);
     buf_free(&p->body);
+    if (p->fill) {
+        /* Not complete: nothing is stored, and the waiters look up again. */
+        cache_fill_end(p->fill, false);
+        p->fill = NULL;
+    }
+    cache_entry_release(p->serve);
+    p->serve = NULL;
+}
+
+/* ---- the cache's side ---- */
+
+static struct cache_req cache_req_of(const struct http_request *req)
+{
+    return (struct cache_req){req->method_name, http_request_header(req, "host"), req->target,
+                              req->headers, req->nheaders};
+}
+
+static bool is_header_line(struct slice line, struct slice name)
+{
+    return line.len > name.len && line.ptr[name.len] == ':' &&
+           slice_case_eq(slice_make(line.ptr, name.len), name);
+}
+
+/* Rewrites the request head in out: the client's own If-None-Match and
+ * If-Modified-Since give way to the cache's validators `cond`. */
+static void head_set_conditional(struct buf *out, struct slice cond)
+{
+    struct buf b = BUF_INIT;
+    const char *p = out->ptr, *end = out->ptr + out->len;
+    bool first = true;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        eol = eol ? eol + 1 : end;
+        struct slice line = slice_make(p, (size_t)(eol - p));
+        if (!first && line.len <= 2)
+            buf_append_slice(&b, cond);
+        if (first || !(is_header_line(line, SLICE_LIT("if-none-match")) ||
+                       is_header_line(line, SLICE_LIT("if-modified-since"))))
+            buf_append_slice(&b, line);
+        first = false;
+        p = eol;
+    }
+    buf_free(out);
+    *out = b;
+}
+
+static void add_cache_status(struct proxy *p)
+{
+    if (!p->cst_on)
+        return;
+    struct buf b = BUF_INIT;
+    p->cst.collapsed |= p->collapsed;
+    cache_status_format(p->cache, &p->cst, &b);
+    http_response_header(p->req, SLICE_LIT("Cache-Status"), buf_slice(&b));
+    buf_free(&b);
+}
+
+/* Answers req from a stored response: its stored head, Age, Cache-Status;
+ * a 304 when the client's own validators match it. Takes e. */
+static void respond_entry(struct proxy *p, struct cache_entry *e)
+{
+    struct http_request *req = p->req;
+    struct buf h = BUF_INIT;
+    cache_entry_head(p->cache, e, &h);
+    const char *s = h.ptr, *end = h.ptr + h.len;
+    while (s < end) {
+        const char *colon = memchr(s, ':', (size_t)(end - s));
+        const char *eol = memchr(s, '\r', (size_t)(end - s));
+        if (!colon || !eol || colon > eol)
+            break;
+        const char *v = colon + 1;
+        while (v < eol && *v == ' ')
+            v++;
+        http_response_header(req, slice_make(s, (size_t)(colon - s)),
+                             slice_make(v, (size_t)(eol - v)));
+        s = eol + 2;
+    }
+    buf_free(&h);
+    add_cache_status(p);
+    struct cache_req rq = cache_req_of(req);
+    struct slice body = cache_entry_body(e);
+    if (cache_entry_not_modified(e, &rq)) {
+        http_respond_start(req, 304, -1, false);
+    } else {
+        http_respond_start(req, cache_entry_status(e), (long long)body.len, false);
+        http_respond_write(req, body);
+    }
+    cache_entry_release(e);
+    http_respond_end(req, true);
 }
 
 static const char *const class_of[] = {"ok", "5xx", "connect", "timeout", "aborted"};
@@ -399,18 +509,71 @@ static void finish(struct proxy *p, int status, const char *msg, bool complete)
         p->x = NULL;
     }
     attempt_end(p, LB_ABORTED);
-    gw_stat_record(p->route_stat, p->started ? p->up_status : status,
+    struct cache_entry *serve = p->serve;
+    p->serve = NULL;
+    gw_stat_record(p->route_stat,
+                   p->started ? p->up_status
+                   : serve    ? cache_entry_status(serve)
+                              : status,
                    (double)(time_mono_ns() - req->start_ns) / 1e6);
     view_release(p->view);
     proxy_free(p);
+    p->serve = serve;
     req->on_body = NULL;
     req->on_body_end = NULL;
     req->on_drain = NULL;
     req->on_gone = NULL;
-    if (p->started)
+    if (p->started) {
         http_respond_end(req, complete);
-    else
+    } else if (p->serve) {
+        struct cache_entry *e = p->serve;
+        p->serve = NULL;
+        respond_entry(p, e);
+    } else {
+        add_cache_status(p);
         respond_error(req, status, msg);
+    }
+}
+
+/* The cache's verdict on the upstream's head. Returns true when the head is
+ * forwarded to the client as it is. */
+static bool cache_on_head(struct proxy *p, const struct http_client_response *res)
+{
+    struct cache_resp r = {res->status, res->headers, res->nheaders};
+    if (!p->fill) {
+        struct cache_req rq = cache_req_of(p->req);
+        cache_invalidate(p->cache, &rq, &r);
+        return true;
+    }
+    p->cst.fwd_status = res->status;
+    struct cache_entry *e;
+    switch (cache_fill_response(p->fill, &r, &e)) {
+    case CACHE_FILL_STORE:
+        p->cst.stored = true;
+        return true;
+    case CACHE_FILL_PASS:
+        /* A 304 that does not match the stored response answers only the
+         * cache's validators: ask again with the client's own head. The
+         * fill takes that second answer. */
+        if (res->status == 304 && p->cond_added && !p->refetching) {
+            p->refetching = true;
+            p->skip_body = true;
+            return false;
+        }
+        return true;
+    case CACHE_FILL_USE_STORED:
+    case CACHE_FILL_STALE:
+        /* The fill is finished: the exchange's body is drained and the
+         * stored response served when it ends. */
+        p->fill = NULL;
+        p->serve = e;
+        p->skip_body = true;
+        p->cst.hit = true;
+        if (res->status != 304)
+            p->cst.detail = "stale-if-error";
+        return false;
+    }
+    return true;
 }
 
 static int up_head(void *ud, const struct http_client_response *res)
@@ -419,16 +582,19 @@ static int up_head(void *ud, const struct http_client_response *res)
     struct http_request *req = p->req;
     p->up_status = res->status;
     p->head_ms = (double)(time_mono_ns() - p->attempt_ns) / 1e6;
-    /* CACHE: the store hook goes here — the upstream head is known (status,
-     * headers) and the body follows through up_body; a cache entry would be
-     * opened now and fed from up_body, committed in up_end on status 0. */
+    if (p->cache && !cache_on_head(p, res))
+        return 0;
+    struct slice targeted = SLICE_NULL;
+    if (p->cache && the_gateway->cache_targeted_field)
+        targeted = slice_cstr(the_gateway->cache_targeted_field);
     struct arena scratch = ARENA_INIT;
     struct slice conn = connection_tokens(&scratch, res->headers, res->nheaders);
     bool has_date = false, has_id = false;
     for (size_t i = 0; i < res->nheaders; i++) {
         const struct http_header *h = &res->headers[i];
         if (gateway_is_hop_header(h->name, conn) ||
-            slice_case_eq(h->name, SLICE_LIT("content-length")))
+            slice_case_eq(h->name, SLICE_LIT("content-length")) ||
+            (targeted.len && slice_case_eq(h->name, targeted)))
             continue;
         has_date |= slice_case_eq(h->name, SLICE_LIT("date"));
         has_id |= slice_case_eq(h->name, SLICE_LIT("x-request-id"));
@@ -437,6 +603,7 @@ static int up_head(void *ud, const struct http_client_response *res)
     arena_reset(&scratch);
     if (!has_id)
         http_response_header(req, SLICE_LIT("X-Request-Id"), p->request_id);
+    add_cache_status(p);
     p->started = true;
     http_respond_start(req, res->status, res->content_length, !has_date);
     return 0;
@@ -445,6 +612,10 @@ static int up_head(void *ud, const struct http_client_response *res)
 static int up_body(void *ud, struct slice chunk)
 {
     struct proxy *p = ud;
+    if (p->skip_body)
+        return 0;
+    if (p->fill)
+        cache_fill_body(p->fill, chunk);
     if (!http_respond_write(p->req, chunk))
         http_client_pause(p->x, true);
     return 0;
@@ -501,8 +672,21 @@ static void up_end(void *ud, int status, bool connected)
 {
     struct proxy *p = ud;
     p->x = NULL;
-    if (status == 0) {
-        attempt_end(p, p->up_status >= 500 ? LB_5XX : LB_OK);
+    if (status == 0 && p->refetching && p->skip_body && !p->serve) {
+        attempt_end(p, LB_OK);
+        p->skip_body = false;
+        p->cond_added = false;
+        buf_reset(&p->head);
+        gateway_upstream_head(&p->head, p->req, p->request_id);
+        send_upstream(p, SIZE_MAX);
+        return;
+    }
+    if (status == 0 || p->serve) {
+        attempt_end(p, status ? LB_ABORTED : p->up_status >= 500 ? LB_5XX : LB_OK);
+        if (p->fill) {
+            cache_fill_end(p->fill, status == 0);
+            p->fill = NULL;
+        }
         finish(p, 200, NULL, true);
         return;
     }
@@ -533,6 +717,14 @@ static void up_end(void *ud, int status, bool connected)
             return;
         }
     }
+    if (p->fill && !p->started) {
+        p->serve = cache_fill_error(p->fill);
+        p->fill = NULL;
+        if (p->serve) {
+            p->cst.hit = true;
+            p->cst.detail = "stale-if-error";
+        }
+    }
     if (status == -ETIMEDOUT)
         finish(p, 504, "The upstream did not answer in time.", false);
     else
@@ -560,6 +752,12 @@ static int req_body(struct http_request *req, struct slice chunk)
 static void req_body_end(struct http_request *req, int status)
 {
     struct proxy *p = req->user;
+    if (p->waiting) {
+        /* Answered when the wake comes back: the request stays ours. */
+        p->body_done = status == 0;
+        p->gone |= status != 0;
+        return;
+    }
     if (status != 0) {
         finish(p, 400, "The request body was cut short.", false);
         return;
@@ -578,7 +776,11 @@ static void req_drain(struct http_request *req)
 
 static void req_gone(struct http_request *req)
 {
-    finish(req->user, 499, "The client went away.", false);
+    struct proxy *p = req->user;
+    if (p->waiting)
+        p->gone = true;
+    else
+        finish(p, 499, "The client went away.", false);
 }
 
 /* The balancing key of req for upstream up, if it has one. */
@@ -614,7 +816,200 @@ static bool balance_key(struct http_request *req, const struct gateway_upstream 
     return false;
 }
 
-static struct gateway *the_gateway;
+/* ---- stale-while-revalidate refreshes ---- */
+
+/* A refresh runs after its client was answered from the stale response, so
+ * it holds only the loop's view (for the pool) and the fill. */
+struct refresh {
+    struct cache_fill *fill;
+    struct lview *view;
+};
+
+static int refresh_head(void *ud, const struct http_client_response *res)
+{
+    struct refresh *r = ud;
+    struct cache_resp cr = {res->status, res->headers, res->nheaders};
+    struct cache_entry *e;
+    enum cache_fill_action a = cache_fill_response(r->fill, &cr, &e);
+    if (a == CACHE_FILL_USE_STORED || a == CACHE_FILL_STALE) {
+        cache_entry_release(e);
+        r->fill = NULL;
+    }
+    return 0;
+}
+
+static int refresh_body(void *ud, struct slice chunk)
+{
+    struct refresh *r = ud;
+    if (r->fill)
+        cache_fill_body(r->fill, chunk);
+    return 0;
+}
+
+static void refresh_end(void *ud, int status, bool connected)
+{
+    (void)connected;
+    struct refresh *r = ud;
+    if (r->fill)
+        cache_fill_end(r->fill, status == 0);
+    view_release(r->view);
+    free(r);
+}
+
+static void refresh_drain(void *ud)
+{
+    (void)ud;
+}
+
+static const struct http_client_cbs refresh_cbs = {refresh_head, refresh_body, refresh_end,
+                                                   refresh_drain};
+
+/* Starts the background refresh of p's stale response, owning fill. */
+static void refresh_start(struct proxy *p, struct cache_fill *fill, struct slice cond)
+{
+    if (p->req->content_length != 0) {
+        /* The refresh cannot replay a request body it never kept. */
+        cache_fill_end(fill, false);
+        return;
+    }
+    struct refresh *r = xcalloc(1, sizeof(*r));
+    r->fill = fill;
+    r->view = p->view;
+    p->view->refs++;
+    struct buf head = BUF_INIT;
+    buf_append_slice(&head, buf_slice(&p->head));
+    head_set_conditional(&head, cond);
+    struct lupstream *lu = &p->view->ups[p->upstream];
+    bool panic;
+    size_t k = lb_pick(&lu->set, now_ms(), p->key_hash, p->has_key, SIZE_MAX, &panic);
+    struct http_client *x =
+        http_client_send(lu->t[k]->pool, buf_slice(&head), false, false, &refresh_cbs, r);
+    http_client_finish(x);
+    buf_free(&head);
+}
+
+/* ---- the lookup ---- */
+
+static void cache_begin(struct proxy *p);
+
+static void cache_resume(void *arg)
+{
+    struct proxy *p = arg;
+    p->waiting = false;
+    if (p->gone)
+        finish(p, 499, "The client went away.", false);
+    else
+        cache_begin(p);
+}
+
+/* Runs on the thread that finished the fill p waited for. */
+static void cache_wake(void *arg)
+{
+    struct proxy *p = arg;
+    http_loop_post(p->req->loop, cache_resume, p);
+}
+
+/* Answers p from the cache, parks it behind another fill, or sends it
+ * upstream (with the cache's validators, owning a fill on a miss). */
+static void cache_begin(struct proxy *p)
+{
+    struct cache_req rq = cache_req_of(p->req);
+    struct cache_lookup lk;
+    cache_lookup(p->cache, &rq, &lk, cache_wake, p);
+    p->cst = lk.status;
+    switch (lk.outcome) {
+    case CACHE_WAIT:
+        p->waiting = true;
+        p->collapsed = true;
+        return;
+    case CACHE_STALE:
+        if (lk.fill)
+            refresh_start(p, lk.fill, lk.conditional);
+        p->serve = lk.entry;
+        finish(p, 200, NULL, true);
+        return;
+    case CACHE_HIT:
+        p->serve = lk.entry;
+        finish(p, 200, NULL, true);
+        return;
+    case CACHE_GATEWAY_TIMEOUT:
+        finish(p, 504, "No stored response satisfies only-if-cached.", false);
+        return;
+    case CACHE_REVALIDATE:
+        cache_entry_release(lk.entry);
+        p->fill = lk.fill;
+        head_set_conditional(&p->head, lk.conditional);
+        p->cond_added = true;
+        break;
+    case CACHE_MISS:
+        p->fill = lk.fill;
+        break;
+    case CACHE_PASS:
+        break;
+    }
+    send_upstream(p, SIZE_MAX);
+}
+
+/* ---- the purge API ---- */
+
+static bool token_ok(struct slice auth, const char *token)
+{
+    struct slice prefix = SLICE_LIT("Bearer ");
+    size_t n = strlen(token);
+    if (auth.len != prefix.len + n || !slice_case_eq(slice_make(auth.ptr, prefix.len), prefix))
+        return false;
+    unsigned char diff = 0;
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned char)(auth.ptr[prefix.len + i] ^ token[i]);
+    return diff == 0;
+}
+
+/* `PURGE /target` drops the stored responses of that URL (for the request's
+ * Host); `POST /_gateway/purge?tag=a,b` those tagged so, and `?url=/target`
+ * (with `&host=` or the request's Host) a URL. Both want `Authorization:
+ * Bearer TOKEN`. Returns false if req is no purge request. */
+static bool purge(struct http_request *req, struct cache *c, const char *token)
+{
+    bool by_method = req->method == HTTP_M_OTHER && slice_eq_cstr(req->method_name, "PURGE");
+    bool by_path = slice_eq_cstr(req->path, "/_gateway/purge");
+    if (!by_method && !by_path)
+        return false;
+    if (!token_ok(http_request_header(req, "authorization"), token)) {
+        respond_error(req, 401, "The purge token is missing or wrong.");
+        return true;
+    }
+    size_t n = 0;
+    struct slice host = http_request_header(req, "host");
+    if (by_method) {
+        n = cache_purge_url(c, host, req->target);
+    } else {
+        struct slice tags, url;
+        bool has_tags = http_request_query(req, "tag", &tags);
+        bool has_url = http_request_query(req, "url", &url);
+        if (req->method != HTTP_M_POST || (!has_tags && !has_url)) {
+            respond_error(req, 400, "Purge with POST and a tag or url parameter.");
+            return true;
+        }
+        struct slice h;
+        if (http_request_query(req, "host", &h))
+            host = h;
+        if (has_url)
+            n += cache_purge_url(c, host, url);
+        const char *t = tags.ptr, *end = has_tags ? tags.ptr + tags.len : t;
+        while (t < end) {
+            const char *comma = memchr(t, ',', (size_t)(end - t));
+            struct slice tag = slice_trim(slice_make(t, (size_t)((comma ? comma : end) - t)));
+            if (tag.len)
+                n += cache_purge_tag(c, tag);
+            t = comma ? comma + 1 : end;
+        }
+    }
+    char body[64];
+    int len = snprintf(body, sizeof(body), "{\"purged\":%zu}", n);
+    http_respond(req, 200, SLICE_LIT("application/json"),
+                 arena_slice_dup(&req->pool, slice_make(body, (size_t)len)));
+    return true;
+}
 
 static void serve_metrics(struct http_request *req)
 {
@@ -635,6 +1030,9 @@ static void handle(struct http_request *req)
         serve_metrics(req);
         return;
     }
+    struct cache *cache = gateway_cache(ls->gw);
+    if (cache && gc->cache_purge_token && purge(req, cache, gc->cache_purge_token))
+        return;
     const struct gateway_route *route =
         gateway_route_match(gc, http_request_header(req, "host"), req->path);
     if (!route) {
@@ -669,9 +1067,12 @@ static void handle(struct http_request *req)
     req->on_body_end = req_body_end;
     req->on_drain = req_drain;
     req->on_gone = req_gone;
-    /* CACHE: the lookup hook goes here — before anything is sent upstream, a
-     * fresh stored response is served and the proxy finished without an
-     * attempt; a stale one adds validators to p->head. */
+    if (cache) {
+        p->cache = cache;
+        p->cst_on = true;
+        cache_begin(p);
+        return;
+    }
     send_upstream(p, SIZE_MAX);
 }
 

@@ -136,6 +136,13 @@ void gateway_metrics_render(struct gateway *gw, struct buf *out)
                 "cruder_gateway_config_generation %llu\n",
                 (unsigned long long)gw->current->gen);
     pthread_mutex_unlock(&gw->mu);
+    if (gw->cache)
+        cache_metrics_render(gw->cache, out);
+}
+
+struct cache *gateway_cache(struct gateway *gw)
+{
+    return gw->cache;
 }
 
 /* ---- configuration snapshots ---- */
@@ -204,6 +211,19 @@ struct gateway *gateway_new(struct gateway_config *gc, struct gateway_source src
     gw->src = src;
     pthread_mutex_init(&gw->mu, NULL);
     atomic_init(&gw->gen, 1);
+    if (gc->cache_max_bytes) {
+        gw->cache_targeted_field =
+            gc->cache_targeted_field ? xstrdup(gc->cache_targeted_field) : NULL;
+        gw->cache_tag_field = gc->cache_tag_field ? xstrdup(gc->cache_tag_field) : NULL;
+        struct cache_options co = {
+            .max_bytes = gc->cache_max_bytes,
+            .max_object_bytes = gc->cache_max_object_bytes,
+            .policy = gc->cache_policy,
+            .targeted_field = gw->cache_targeted_field,
+            .tag_field = gw->cache_tag_field,
+        };
+        gw->cache = cache_new(&co);
+    }
     gw->current = topo_new(gw, gc, 1);
     return gw;
 }
@@ -457,6 +477,9 @@ void gateway_free(struct gateway *gw)
             free(s->labels);
             free(s);
         }
+    cache_free(gw->cache);
+    free(gw->cache_targeted_field);
+    free(gw->cache_tag_field);
     pthread_mutex_destroy(&gw->mu);
     free(gw);
 }

@@ -160,3 +160,57 @@ Test(gateway_proxy, upstream_head_is_rewritten_exactly)
     cr_assert(strstr(out.ptr, "Content-Length") == NULL);
     buf_free(&out);
 }
+
+Test(gateway_config, cache_settings)
+{
+    struct gateway_config gc;
+    char err[256] = "";
+    int rc = parse(&gc, NULL,
+                   "upstream a 127.0.0.1:1\nroute / a\n"
+                   "cache_max_bytes = 64m\n"
+                   "cache_max_object_bytes = 512k\n"
+                   "cache_policy = lru\n"
+                   "cache_targeted_field = Cruder-Cache-Control\n"
+                   "cache_tag_field = Cache-Tag\n"
+                   "cache_purge_token = 0123456789abcdef-x\n",
+                   err);
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert_eq(gc.cache_max_bytes, (size_t)64 << 20);
+    cr_assert_eq(gc.cache_max_object_bytes, (size_t)512 << 10);
+    cr_assert_eq(gc.cache_policy, CACHE_POLICY_LRU);
+    cr_assert_str_eq(gc.cache_targeted_field, "Cruder-Cache-Control");
+    cr_assert_str_eq(gc.cache_tag_field, "Cache-Tag");
+    cr_assert_str_eq(gc.cache_purge_token, "0123456789abcdef-x");
+    gateway_config_free(&gc);
+
+    cr_assert_eq(parse(&gc, NULL, "upstream a 127.0.0.1:1\nroute / a\n", err), 0);
+    cr_assert_eq(gc.cache_max_bytes, 0);
+    cr_assert_eq(gc.cache_policy, CACHE_POLICY_S3FIFO);
+    cr_assert_null(gc.cache_purge_token);
+    gateway_config_free(&gc);
+}
+
+Test(gateway_config, rejects_bad_cache_settings)
+{
+    static const struct {
+        const char *text, *err;
+    } cases[] = {
+        {"cache_max_bytes = -1\n",
+         "line 1: cache_max_bytes: expected a byte count such as 1048576, 512k or 64m"},
+        {"cache_max_bytes = 10x\n",
+         "line 1: cache_max_bytes: expected a byte count such as 1048576, 512k or 64m"},
+        {"cache_max_object_bytes = 99999999999999999999g\n",
+         "line 1: cache_max_object_bytes: expected a byte count such as 1048576, 512k or 64m"},
+        {"cache_policy = fifo\n", "line 1: cache_policy: expected s3fifo or lru"},
+        {"cache_tag_field = Cache Tag\n",
+         "line 1: cache_tag_field: expected a field name (letters, digits, '-')"},
+        {"cache_purge_token = short\n",
+         "line 1: cache_purge_token: expected at least 16 visible ASCII characters"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct gateway_config gc;
+        char err[256] = "";
+        cr_assert_eq(parse(&gc, NULL, cases[i].text, err), -1, "case %zu", i);
+        cr_assert_str_eq(err, cases[i].err, "case %zu", i);
+    }
+}
