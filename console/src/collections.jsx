@@ -1,7 +1,7 @@
 // The collection editor: name and type, a field editor with each field
 // type's own options, the indexes and the API rules. Validation is the
 // server's: its field errors are shown next to the control they name.
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import { pb, errorText, fieldErrors } from './api.js';
 import { Confirm, Field, go } from './ui.jsx';
 
@@ -186,8 +186,54 @@ function FieldCard({ field, index, errors, authType, collections, onChange, onRe
   );
 }
 
-function RuleInput({ name, label, value, error, onChange }) {
+const CHECK_DELAY_MS = 300;
+
+/** The character index of byte offset `pos` (UTF-8) in `text`. */
+function charAt(text, pos) {
+  return new TextDecoder().decode(new TextEncoder().encode(text).slice(0, pos)).length;
+}
+
+/**
+ * Checks `rule` against the draft collection with the server's own rule
+ * compiler as the user types (debounced): the syntax error with its
+ * character position, or '' while the rule compiles (or is not checked).
+ * An edited collection is named by id, so a rename in progress still finds
+ * its saved fields; draft fields the server cannot read yet are left to the
+ * save to report.
+ */
+function useRuleCheck(rule, kind, draft) {
+  const [error, setError] = useState('');
+  const fields = JSON.stringify(draft.fields);
+  useEffect(() => {
+    setError('');
+    if (!rule) return undefined;
+    let live = true;
+    const timer = setTimeout(async () => {
+      try {
+        await pb.send('/api/cruder/check-rule', {
+          method: 'POST',
+          body: { collection: draft.id || draft.name, type: draft.type, fields: JSON.parse(fields), rule, kind },
+        });
+      } catch (err) {
+        const r = err?.response?.data?.rule;
+        if (!live) return;
+        if (r && typeof r.position === 'number') {
+          const at = charAt(rule, r.position);
+          setError(`${r.message} (at character ${at + 1}: “${rule.slice(at, at + 12) || 'end of rule'}”)`);
+        }
+      }
+    }, CHECK_DELAY_MS);
+    return () => {
+      live = false;
+      clearTimeout(timer);
+    };
+  }, [rule, kind, draft.id, draft.name, draft.type, fields]);
+  return error;
+}
+
+function RuleInput({ name, label, value, error, draft, onChange }) {
   const locked = value === null || value === undefined;
+  const checked = useRuleCheck(locked ? '' : value, name.replace(/Rule$/, ''), draft);
   return (
     <div className="fieldcard">
       <Field
@@ -201,7 +247,7 @@ function RuleInput({ name, label, value, error, onChange }) {
           as="textarea"
           label={label}
           value={value}
-          error={error}
+          error={error || checked}
           hint="Empty: anyone. Otherwise a filter expression, e.g. @request.auth.id != ''"
           onInput={(e) => onChange(e.target.value)}
         />
@@ -327,7 +373,15 @@ export function CollectionEditor({ collection, collections, onSaved }) {
       <section className="panel" aria-labelledby="rules-h">
         <h3 id="rules-h">API rules</h3>
         {[...RULES, ...(d.type === 'auth' ? AUTH_RULES : [])].map(([k, label]) => (
-          <RuleInput key={k} name={k} label={label} value={d[k]} error={errors[k]} onChange={(v) => set(k, v)} />
+          <RuleInput
+            key={k}
+            name={k}
+            label={label}
+            value={d[k]}
+            error={errors[k]}
+            draft={{ ...toPayload(d, true), id: collection?.id }}
+            onChange={(v) => set(k, v)}
+          />
         ))}
       </section>
       <div className="row">

@@ -3,7 +3,7 @@
 // the server only ever serves index.html.
 import { render } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { pb, errorText } from './api.js';
+import { pb, errorText, fieldErrors } from './api.js';
 import { Field, go, useRoute } from './ui.jsx';
 import { CollectionEditor } from './collections.jsx';
 import { Records } from './records.jsx';
@@ -44,6 +44,74 @@ function Login({ onDone }) {
         )}
         <button className="primary" type="submit" disabled={busy}>
           Sign in
+        </button>
+      </form>
+    </main>
+  );
+}
+
+/**
+ * The first superuser, created with the one-time token of the link that
+ * `cruder serve` prints on a fresh data directory; then signed in.
+ */
+function Install({ token, onDone }) {
+  const email = useRef(null);
+  useEffect(() => email.current?.focus(), []);
+  const [errors, setErrors] = useState({});
+  const [error, setError] = useState('');
+  const [busy, setBusy] = useState(false);
+  const submit = async (e) => {
+    e.preventDefault();
+    const form = new FormData(e.target);
+    const body = {
+      email: String(form.get('email')),
+      password: String(form.get('password')),
+      passwordConfirm: String(form.get('passwordConfirm')),
+    };
+    setError('');
+    setErrors({});
+    if (body.password !== body.passwordConfirm) {
+      setErrors({ passwordConfirm: 'Values don’t match.' });
+      return;
+    }
+    setBusy(true);
+    try {
+      // The token stands in for a superuser's, for this one create only.
+      await pb.collection('_superusers').create(body, { headers: { Authorization: token } });
+      await pb.collection('_superusers').authWithPassword(body.email, body.password);
+      go('');
+      onDone();
+    } catch (err) {
+      const errs = fieldErrors(err);
+      setErrors(errs);
+      if (err.status === 403) setError('This install link was already used or has expired: sign in, or restart the server for a new link.');
+      else if (!Object.keys(errs).length) setError(errorText(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <main className="login panel" id="main">
+      <h1>Create the first superuser</h1>
+      <p className="hint">This link works once. The superuser can sign in to this console and manage everything.</p>
+      <form onSubmit={submit} noValidate>
+        <Field label="Email" name="email" type="email" autoComplete="username" required inputRef={email} error={errors.email} />
+        <Field label="Password" name="password" type="password" autoComplete="new-password" required error={errors.password} />
+        <Field
+          label="Confirm password"
+          name="passwordConfirm"
+          type="password"
+          autoComplete="new-password"
+          required
+          error={errors.passwordConfirm}
+        />
+        {error && (
+          <p className="err" role="alert">
+            {error}
+          </p>
+        )}
+        <button className="primary" type="submit" disabled={busy}>
+          Create and sign in
         </button>
       </form>
     </main>
@@ -141,13 +209,17 @@ function Shell({ onSignOut }) {
 }
 
 function App() {
+  const route = useRoute();
   const [signedIn, setSignedIn] = useState(pb.authStore.isValid && pb.authStore.isSuperuser);
   const signOut = () => {
     pb.authStore.clear();
     setSignedIn(false);
     go('');
   };
-  return signedIn ? <Shell onSignOut={signOut} /> : <Login onDone={() => setSignedIn(true)} />;
+  if (signedIn) return <Shell onSignOut={signOut} />;
+  const install = route.match(/^install\?(?:.*&)?token=([^&]+)/);
+  if (install) return <Install token={install[1]} onDone={() => setSignedIn(true)} />;
+  return <Login onDone={() => setSignedIn(true)} />;
 }
 
 render(<App />, document.getElementById('app'));

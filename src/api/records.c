@@ -1287,6 +1287,25 @@ static void write_password(struct rec_call *rc)
 
 /* ---- delete ---- */
 
+/* The records a delete's cascade removed, as the store lists them after the
+ * commit: their files go too, like the deleted record's own. */
+static void remove_cascaded_files(const struct store_result *res)
+{
+    if (!res->json.len)
+        return;
+    json_t *gone = json_loadb(res->json.ptr, res->json.len, 0, NULL);
+    size_t i;
+    json_t *pair;
+    json_array_foreach(gone, i, pair)
+    {
+        const char *cid = json_string_value(json_array_get(pair, 0));
+        const char *rid = json_string_value(json_array_get(pair, 1));
+        if (cid && rid)
+            files_remove_later(cid, rid, NULL);
+    }
+    json_decref(gone);
+}
+
 static void delete_done(void *arg, struct store_result *res)
 {
     struct rec_call *rc = arg;
@@ -1303,6 +1322,7 @@ static void delete_done(void *arg, struct store_result *res)
                 files_remove_later(rc->collection->id, rc->record_id, NULL);
                 break;
             }
+        remove_cascaded_files(res);
         http_respond(rc->req, 204, SLICE_NULL, SLICE_NULL);
     } else if (res->status == STORE_FORBIDDEN)
         api_error(rc->req, 404, "The requested resource wasn't found.", NULL);

@@ -651,12 +651,22 @@ static void rel_refused(struct store_result *res)
 }
 
 static int delete_refs(sqlite3 *db, const struct schema *sc, const struct collection *c,
-                       struct slice id, int depth, struct store_result *res);
+                       struct slice id, int depth, json_t *gone, struct store_result *res);
+
+static bool has_file_field(const struct collection *c)
+{
+    for (size_t i = 0; i < c->nfields; i++)
+        if (c->fields[i].type == FIELD_FILE)
+            return true;
+    return false;
+}
 
 /* Deletes row id of c (already checked to exist or not: a missing row is no
- * error, a cascade may reach it twice), then what references it. */
+ * error, a cascade may reach it twice), then what references it. A deleted
+ * row of a collection with file fields is appended to gone as
+ * [collectionId, id]: its files go once the transaction commits. */
 static int delete_cascade(sqlite3 *db, const struct schema *sc, const struct collection *c,
-                          struct slice id, int depth, struct store_result *res)
+                          struct slice id, int depth, json_t *gone, struct store_result *res)
 {
     if (depth > REL_MAX_DEPTH) {
         rel_refused(res);
@@ -678,7 +688,9 @@ static int delete_cascade(sqlite3 *db, const struct schema *sc, const struct col
         sq_set_io(res, db, "cascade delete");
         return STORE_IO;
     }
-    return delete_refs(db, sc, c, id, depth, res);
+    if (sqlite3_changes(db) > 0 && c->id && has_file_field(c))
+        json_array_append_new(gone, json_pack("[s,s%]", c->id, id.ptr, id.len));
+    return delete_refs(db, sc, c, id, depth, gone, res);
 }
 
 /* Updates or deletes every record whose relation fields hold id (a record of c
@@ -687,7 +699,7 @@ static int delete_cascade(sqlite3 *db, const struct schema *sc, const struct col
  * and refused (STORE_INVALID with res->message) when the field is required or
  * left under its minSelect. */
 static int delete_refs(sqlite3 *db, const struct schema *sc, const struct collection *c,
-                       struct slice id, int depth, struct store_result *res)
+                       struct slice id, int depth, json_t *gone, struct store_result *res)
 {
     for (size_t k = 0; k < sc->ncollections; k++) {
         const struct collection *r = sc->collections[k];
@@ -741,7 +753,7 @@ static int delete_refs(sqlite3 *db, const struct schema *sc, const struct collec
                 json_decref(ids);
                 int ret = STORE_OK;
                 if (nleft == 0 && f->opt.relation.cascade_delete) {
-                    ret = delete_cascade(db, sc, r, slice_cstr(rid), depth + 1, res);
+                    ret = delete_cascade(db, sc, r, slice_cstr(rid), depth + 1, gone, res);
                 } else if ((nleft == 0 && f->required) ||
                            (nleft > 0 && (int64_t)nleft < f->opt.relation.min_select)) {
                     rel_refused(res);
@@ -945,12 +957,20 @@ static void run_delete(struct sqlite_store *st, struct sq_job *j)
         return;
     }
     struct schema *sc = schema_current();
-    rc = delete_refs(db, sc, j->c, j->id, 0, &j->res);
+    json_t *gone = json_array();
+    rc = delete_refs(db, sc, j->c, j->id, 0, gone, &j->res);
     schema_release(sc);
     if (rc != STORE_OK) {
+        json_decref(gone);
         j->res.status = rc;
         return;
     }
+    if (json_array_size(gone)) {
+        char *text = json_dumps(gone, JSON_COMPACT);
+        buf_append_cstr(&j->res.json, text);
+        free(text);
+    }
+    json_decref(gone);
     j->res.status = STORE_OK;
     j->res.version = version;
 }

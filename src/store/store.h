@@ -39,7 +39,8 @@ enum store_status {
 
 struct store_result {
     int status;        /* enum store_status */
-    struct buf json;   /* get/write: the record's JSON object; list: a JSON array of records */
+    struct buf json;   /* get/write: the record's JSON object; list: a JSON array of records;
+                        * delete: see record_delete */
     int64_t version;   /* get/write: the record's version; list: the last row's */
     int64_t total;     /* list: total matching, -1 with skip_total */
     json_t *errors;    /* STORE_INVALID / STORE_UNIQUE: PocketBase's `data` object */
@@ -121,7 +122,10 @@ struct store_ops {
      * cascadeDelete (recursively), and the whole delete is refused with
      * STORE_INVALID when a required field (or minSelect) would be left short.
      * Writes check that every id their relation fields hold exists in the
-     * related collection (STORE_INVALID on that field otherwise). */
+     * related collection (STORE_INVALID on that field otherwise). On
+     * STORE_OK, res->json is empty or a JSON array of [collectionId, id]
+     * pairs: the records the cascade deleted from collections with file
+     * fields, whose files the caller removes. */
     void (*record_delete)(struct store *s, const struct collection *c, struct slice id,
                           int64_t if_match, const struct store_guard *guard, void *target,
                           store_cb cb, void *arg);

@@ -141,7 +141,15 @@ test('create a collection with several field types and an index', async () => {
   await page.getByRole('button', { name: 'Add index' }).click();
   await page.getByLabel('Index 1').fill('CREATE INDEX idx_posts_views ON posts (views)');
   await page.getByLabel('List/search rule: superusers only').uncheck();
-  await page.getByLabel('List/search rule', { exact: true }).fill("title != ''");
+  // checked as typed, against the unsaved draft's fields, before saving
+  const rule = page.getByLabel('List/search rule', { exact: true });
+  await rule.fill("views > 1 && titel = 'x'");
+  await page.locator('.err').filter({ hasText: 'at character 14: “titel' }).waitFor();
+  assert.equal(await rule.getAttribute('aria-invalid'), 'true');
+  assert.match(await page.locator(`#${await rule.getAttribute('aria-describedby')}`.split(' ')[0]).innerText(), /titel/);
+  await shot('02-rule-error');
+  await rule.fill("title != ''");
+  await page.waitForFunction(() => !document.querySelector('textarea[aria-invalid=true]'));
   await shot('02-collection-form');
   await page.getByRole('button', { name: 'Create collection' }).click();
   await page.waitForURL(/#\/c\/posts$/).catch(async (e) => {

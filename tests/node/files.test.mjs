@@ -162,6 +162,68 @@ test('FormData create, getURL download, append, remove and clear', async () => {
   assert.equal(fs.existsSync(path.join(srv.dir, 'storage', rec5.collectionId, rec5.id)), false);
 });
 
+test('files of records deleted by cascade are deleted after the commit', async () => {
+  const docs = await pb.collections.getOne('docs');
+  await pb.collections.create({
+    name: 'notes',
+    type: 'base',
+    deleteRule: '',
+    fields: [
+      { name: 'doc', type: 'relation', collectionId: docs.id, maxSelect: 1, cascadeDelete: true },
+      { name: 'note', type: 'relation', collectionId: docs.id, maxSelect: 1, cascadeDelete: false },
+      { name: 'att', type: 'file', maxSelect: 1 },
+    ],
+  });
+  const notes = await pb.collections.getOne('notes');
+  // A second level: replies cascade from notes.
+  await pb.collections.create({
+    name: 'replies',
+    type: 'base',
+    fields: [
+      { name: 'note', type: 'relation', collectionId: notes.id, maxSelect: 1, cascadeDelete: true },
+      { name: 'att', type: 'file', maxSelect: 1 },
+    ],
+  });
+  const parent = await pb.collection('docs').create({ title: 'p', files: [blob('parent')] });
+  const other = await pb.collection('docs').create({ title: 'o', files: [blob('other')] });
+  const child = await pb.collection('notes').create({ doc: parent.id, att: blob('child') });
+  const kept = await pb.collection('notes').create({ note: parent.id, att: blob('kept') });
+  const unrelated = await pb.collection('notes').create({ doc: other.id, att: blob('unrelated') });
+  const reply = await pb.collection('replies').create({ note: child.id, att: blob('reply') });
+  const dir = (r) => path.join(srv.dir, 'storage', r.collectionId, r.id);
+  for (const r of [parent, child, kept, unrelated, reply]) assert.equal(stored(r).length, 1);
+
+  await pb.collection('docs').delete(parent.id);
+  await new Promise((r) => setTimeout(r, 200));
+  for (const r of [parent, child, reply]) assert.equal(fs.existsSync(dir(r)), false, r.collectionName);
+  // Not deleted by the cascade: a field without cascadeDelete is only cleared.
+  assert.equal((await pb.collection('notes').getOne(kept.id)).note, '');
+  assert.deepEqual(stored(kept), [kept.att]);
+  assert.deepEqual(stored(unrelated), [unrelated.att]);
+  assert.deepEqual(stored(other), other.files);
+
+  // A cascade refused further down (a required relation to the child) rolls
+  // back the whole delete, and no file goes.
+  await pb.collections.create({
+    name: 'pins',
+    type: 'base',
+    fields: [{ name: 'note', type: 'relation', collectionId: notes.id, maxSelect: 1, required: true }],
+  });
+  const pinned = await pb.collection('notes').create({ doc: other.id, att: blob('pinned') });
+  await pb.collection('pins').create({ note: pinned.id });
+  await assert.rejects(pb.collection('docs').delete(other.id), (e) => e.status === 400);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.deepEqual(stored(other), other.files);
+  assert.deepEqual(stored(unrelated), [unrelated.att]);
+  assert.deepEqual(stored(pinned), [pinned.att]);
+  await pb.collections.delete('pins');
+  await pb.collection('docs').delete(other.id);
+  await new Promise((r) => setTimeout(r, 200));
+  for (const r of [other, unrelated, pinned]) assert.equal(fs.existsSync(dir(r)), false);
+  await pb.collections.delete('replies');
+  await pb.collections.delete('notes');
+});
+
 test('validators: maxSize, sniffed mimeTypes, maxSelect; nothing stored on failure', async () => {
   const before_ = fs.readdirSync(path.join(srv.dir, 'storage', '.tmp')).length;
   await assert.rejects(

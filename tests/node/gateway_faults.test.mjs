@@ -104,7 +104,13 @@ describe('gateway faults with three cruder serve upstreams', { timeout: 60_000 }
     let m = await (await fetch(`${gw.url}/metrics`)).text();
     assert.match(m, new RegExp(`_health\\{upstream="api",target="${target}",state="down"\\} 1`));
     victim.proc.kill('SIGCONT');
-    await sleep(1000);
+    // Back once its health checks pass again (rise), however slow the build is.
+    const up = new RegExp(`_health\\{upstream="api",target="${target}",state="up"\\} 1`);
+    for (let i = 0; i < 100 && !up.test(m); i++) {
+      await sleep(100);
+      m = await (await fetch(`${gw.url}/metrics`)).text();
+    }
+    assert.match(m, up);
     const before2xx = Number(new RegExp(`_requests_total\\{upstream="api",target="${target}",class="2xx"\\} (\\d+)`).exec(m)[1]);
     await load(gw.url, 800);
     m = await (await fetch(`${gw.url}/metrics`)).text();
