@@ -102,6 +102,10 @@ static size_t allowed_mask(const struct lb_set *s, uint64_t now, size_t avoid, b
             t->backoff_ms = 0;
             t->down_until_ms = 0;
             t->fails_5xx = 0;
+            /* The latency it had while failing says nothing about it now, and
+             * P2C would never pick it again to learn better: it starts over,
+             * costed at the mean like a new target. */
+            t->ewma_ms = 0;
         }
         allow[i] = lb_usable(s->targets[i], now);
         usable += allow[i];
