@@ -85,6 +85,27 @@ Test(gateway_balance, p2c_avoids_the_slow_busy_target)
     lb_set_free(&f.set);
 }
 
+/* Regression: a target that came back from a SIGSTOP kept the huge latency
+ * it had while stopped, so P2C never picked it again to learn better. */
+Test(gateway_balance, p2c_picks_a_target_again_once_it_is_back_up)
+{
+    struct fixture f;
+    setup(&f, GATEWAY_BALANCE_P2C, 2);
+    atomic_uint epoch;
+    atomic_init(&epoch, 0);
+    f.t[0].up_epoch = &epoch;
+    f.t[0].ewma_ms = 5000;
+    f.t[1].ewma_ms = 2;
+    for (int i = 0; i < 20; i++)
+        cr_expect_eq(pick(&f, 0), 1);
+    atomic_store(&epoch, 1); /* the health checker saw it come up */
+    int hits = 0;
+    for (int i = 0; i < 20; i++)
+        hits += pick(&f, 0) == 0;
+    cr_expect_gt(hits, 0, "a target back up gets traffic again");
+    lb_set_free(&f.set);
+}
+
 Test(gateway_balance, hash_is_sticky_and_bounded)
 {
     struct fixture f;
