@@ -285,7 +285,10 @@ describe('gateway streaming and back-pressure', () => {
     await sleep(1500);
     // Socket buffers on three hops plus the gateway's bounded queues.
     assert.ok(upstreamWritten < 16 * 1024 * 1024, `upstream wrote ${upstreamWritten} bytes`);
-    assert.ok(rssKiB(gw.pid) - rss0 < 8 * 1024, `gateway grew ${rssKiB(gw.pid) - rss0} KiB`);
+    // ASan pads every allocation and quarantines freed memory, so under
+    // `make asan` the same bounded queues show as more resident memory.
+    const rssBoundKiB = /asan/.test(process.env.CRUDER_BIN || '') ? 32 * 1024 : 8 * 1024;
+    assert.ok(rssKiB(gw.pid) - rss0 < rssBoundKiB, `gateway grew ${rssKiB(gw.pid) - rss0} KiB`);
     sock.removeAllListeners('data');
     sock.on('data', (d) => (got += d.length));
     sock.resume();
