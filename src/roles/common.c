@@ -81,6 +81,11 @@ static int create_superusers(struct store *store, struct collection **out)
 
 int roles_open_store(const struct config *cfg, store_post_fn post, struct store **out)
 {
+    /* The store's system collections need sodium for their token secrets. */
+    if (auth_init()) {
+        fprintf(stderr, "cruder: libsodium failed to initialise\n");
+        return -1;
+    }
     char err[512];
     struct store *store;
     if (store_sqlite_open(cfg, post, &store, err, sizeof(err))) {

@@ -22,8 +22,9 @@ bool roles_wants_help(int argc, char **argv);
  * are left at the front of argv. Prints the reason and returns -1 on error. */
 int roles_load_config(struct config *cfg, int role, int argc, char **argv, int *npositional);
 
-/* Opens the store and makes sure the system collections exist, publishing the
- * schema. Prints the reason and returns -1 on failure. */
+/* Initialises libsodium, opens the store and makes sure the system
+ * collections exist, publishing the schema. Prints the reason and returns -1
+ * on failure. */
 int roles_open_store(const struct config *cfg, store_post_fn post, struct store **out);
 
 /* Blocking use of the asynchronous store, for admin commands and start-up:

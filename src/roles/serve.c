@@ -93,10 +93,6 @@ int role_serve(int argc, char **argv)
         config_free(&cfg);
         return 2;
     }
-    if (auth_init()) {
-        fprintf(stderr, "cruder: libsodium failed to initialise\n");
-        return 1;
-    }
     struct store *store;
     if (roles_open_store(&cfg, serve_post, &store)) {
         config_free(&cfg);

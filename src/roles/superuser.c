@@ -143,10 +143,6 @@ int role_superuser(int argc, char **argv)
         config_free(&cfg);
         return 2;
     }
-    if (auth_init()) {
-        fprintf(stderr, "cruder: libsodium failed to initialise\n");
-        return 1;
-    }
     struct store *store;
     if (roles_open_store(&cfg, store_sync_post, &store)) {
         config_free(&cfg);
