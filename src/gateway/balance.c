@@ -4,9 +4,12 @@
  *
  * Costs follow Finagle's and Linkerd's p2c: (outstanding + 1) x latency EWMA,
  * with an unmeasured target costed at the mean of the measured ones so a new
- * target is neither flooded nor starved. Bounded loads follow Mirrokni,
+ * target is neither flooded nor starved, and a latency fading while no
+ * answer refreshes it (as Finagle's peak EWMA decays) so a target that was
+ * slow once is tried again. Bounded loads follow Mirrokni,
  * Thorup and Zadimoghaddam: a key walks the ring past targets already
  * carrying more than hash_load_pct of the mean load. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -139,9 +142,14 @@ static double mean_ewma(const struct lb_set *s)
     return k ? sum / (double)k : 1.0;
 }
 
-static double cost(const struct lb_target *t, double fallback)
+static double cost(const struct lb_set *s, const struct lb_target *t, double mean, uint64_t now)
 {
-    double lat = t->ewma_ms > 0 ? t->ewma_ms : fallback;
+    double lat = mean;
+    if (t->ewma_ms > 0) {
+        lat = t->ewma_ms;
+        if (s->params.ewma_fade_ms > 0 && now > t->sampled_ms)
+            lat *= exp(-(double)(now - t->sampled_ms) / s->params.ewma_fade_ms);
+    }
     return (t->outstanding + 1) * (lat + 0.001);
 }
 
@@ -153,7 +161,7 @@ static size_t nth_allowed(const bool *allow, size_t n, size_t k)
     return SIZE_MAX;
 }
 
-static size_t pick_p2c(struct lb_set *s, const bool *allow, size_t count)
+static size_t pick_p2c(struct lb_set *s, const bool *allow, size_t count, uint64_t now)
 {
     if (count == 1)
         return nth_allowed(allow, s->n, 0);
@@ -162,8 +170,8 @@ static size_t pick_p2c(struct lb_set *s, const bool *allow, size_t count)
     if (b >= a)
         b++;
     size_t ia = nth_allowed(allow, s->n, a), ib = nth_allowed(allow, s->n, b);
-    double fb = mean_ewma(s);
-    return cost(s->targets[ib], fb) < cost(s->targets[ia], fb) ? ib : ia;
+    double mean = mean_ewma(s);
+    return cost(s, s->targets[ib], mean, now) < cost(s, s->targets[ia], mean, now) ? ib : ia;
 }
 
 static size_t pick_rr(struct lb_set *s, const bool *allow)
@@ -242,7 +250,7 @@ size_t lb_pick(struct lb_set *s, uint64_t now_ms, uint64_t key_hash, bool has_ke
     else if (s->params.policy == GATEWAY_BALANCE_HASH && has_key && s->ring_len)
         t = pick_hash(s, allow, count, key_hash);
     else
-        t = pick_p2c(s, allow, count);
+        t = pick_p2c(s, allow, count, now_ms);
     if (allow != stack_allow)
         free(allow);
     return t;
@@ -271,9 +279,11 @@ bool lb_end(struct lb_target *t, const struct lb_params *p, enum lb_outcome outc
     t->outstanding--;
     bool was_trial = t->trial;
     t->trial = false;
-    if (outcome == LB_OK || outcome == LB_5XX)
+    if (outcome == LB_OK || outcome == LB_5XX) {
         t->ewma_ms =
             t->ewma_ms > 0 ? t->ewma_ms + p->ewma_decay * (latency_ms - t->ewma_ms) : latency_ms;
+        t->sampled_ms = now_ms;
+    }
     switch (outcome) {
     case LB_OK:
         t->fails_5xx = 0;

@@ -46,7 +46,8 @@ struct lb_target {
     const atomic_uint *up_epoch;
     unsigned seen_epoch;
     unsigned outstanding;
-    double ewma_ms; /* 0 until the first response */
+    double ewma_ms;      /* 0 until the first response */
+    uint64_t sampled_ms; /* when ewma_ms last took a response's latency */
     uint64_t down_until_ms;
     int backoff_ms; /* 0: not ejected */
     int fails_5xx;  /* consecutive */
@@ -61,6 +62,10 @@ struct lb_params {
     int eject_max_ms;  /* back-off cap */
     int eject_5xx;     /* consecutive 5xx that eject; 0: never */
     double ewma_decay; /* weight of the newest sample, 0 < d <= 1 */
+    /* Time constant over which a target's latency fades while no answer
+     * refreshes it: P2C never picks the slowest target, so without fading
+     * one slow answer would keep a target out for good. 0: never fades. */
+    int ewma_fade_ms;
 };
 
 /* A set of targets for one upstream on one loop. targets point at the

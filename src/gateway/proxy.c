@@ -166,6 +166,7 @@ static struct lview *view_new(struct loop_state *ls, struct gw_topo *topo, struc
         .eject_max_ms = gc->eject_max_ms,
         .eject_5xx = gc->eject_5xx,
         .ewma_decay = 0.3,
+        .ewma_fade_ms = 1000,
     };
     struct lview *v = xcalloc(1, sizeof(*v));
     v->refs = 1;

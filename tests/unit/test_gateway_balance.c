@@ -106,6 +106,31 @@ Test(gateway_balance, p2c_picks_a_target_again_once_it_is_back_up)
     lb_set_free(&f.set);
 }
 
+/* Regression: a target whose first answer after a stall was slow was never
+ * picked again, since P2C only learns a latency by sending requests. */
+Test(gateway_balance, p2c_tries_a_once_slow_target_again_as_its_latency_fades)
+{
+    struct fixture f;
+    setup(&f, GATEWAY_BALANCE_P2C, 2);
+    f.set.params.ewma_fade_ms = 1000;
+    lb_begin(&f.t[0], 0);
+    lb_end(&f.t[0], &f.set.params, LB_OK, 300, 0);
+    lb_begin(&f.t[1], 0);
+    lb_end(&f.t[1], &f.set.params, LB_OK, 2, 0);
+    for (int i = 0; i < 20; i++)
+        cr_expect_eq(pick(&f, 100), 1, "still slow after 100 ms");
+    lb_begin(&f.t[1], 10000); /* the fast one keeps answering */
+    lb_end(&f.t[1], &f.set.params, LB_OK, 2, 10000);
+    int hits = 0;
+    for (int i = 0; i < 20; i++)
+        hits += pick(&f, 10000) == 0;
+    cr_expect_gt(hits, 0, "unsampled for 10 s, the slow one's latency has faded");
+    f.set.params.ewma_fade_ms = 0;
+    for (int i = 0; i < 20; i++)
+        cr_expect_eq(pick(&f, 10000), 1, "no fading when disabled");
+    lb_set_free(&f.set);
+}
+
 Test(gateway_balance, hash_is_sticky_and_bounded)
 {
     struct fixture f;
