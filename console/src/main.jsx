@@ -222,4 +222,11 @@ function App() {
   return <Login onDone={() => setSignedIn(true)} />;
 }
 
+// Files dropped beside a drop zone would make the browser open them in place of the console.
+for (const type of ['dragover', 'drop']) {
+  addEventListener(type, (e) => {
+    if (e.dataTransfer?.types.includes('Files')) e.preventDefault();
+  });
+}
+
 render(<App />, document.getElementById('app'));

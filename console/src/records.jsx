@@ -3,7 +3,7 @@
 // form generated from the schema whose saves send If-Match, so a record
 // changed meanwhile by someone else shows both versions (412) instead of
 // being overwritten.
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { pb, errorText, etagOf, fieldErrors, sendForm } from './api.js';
 import { Confirm, Dialog, Field, useId } from './ui.jsx';
 import { Tabs } from './collections.jsx';
@@ -72,13 +72,18 @@ export function Records({ collection, collections }) {
   const [status, setStatus] = useState('');
   const filterId = useId('flt');
 
+  const loads = useRef(0);
   const load = async () => {
+    // Answers can overtake each other (two quick clicks on a header): only the latest is shown.
+    const n = ++loads.current;
     try {
-      const r = await pb.collection(collection.name).getList(page, PER_PAGE, { sort, filter, skipTotal: false });
+      const expand = collection.fields.filter((f) => f.type === 'relation').map((f) => f.name).join(',');
+      const r = await pb.collection(collection.name).getList(page, PER_PAGE, { sort, filter, skipTotal: false, ...(expand ? { expand } : {}) });
+      if (n !== loads.current) return;
       setResult(r);
       setListError('');
     } catch (err) {
-      setListError(errorText(err));
+      if (n === loads.current) setListError(errorText(err));
     }
   };
   useEffect(() => {
@@ -94,6 +99,13 @@ export function Records({ collection, collections }) {
     setPage(1);
   };
   const shown = listable.filter((f) => columns.includes(f.name));
+  // Related records by their labels when the server expanded them, bare ids otherwise.
+  const cell = (f, r) => {
+    const x = f.type === 'relation' && r.expand?.[f.name];
+    if (!x) return display(r[f.name]);
+    const target = collections.find((c) => c.id === f.collectionId);
+    return [].concat(x).map((y) => recordLabel(target, y)).join(', ');
+  };
 
   const remove = async (yes) => {
     const rec = deleting;
@@ -175,8 +187,8 @@ export function Records({ collection, collections }) {
             {result?.items.map((r) => (
               <tr key={r.id}>
                 {shown.map((f) => (
-                  <td key={f.name} title={display(r[f.name])}>
-                    {display(r[f.name])}
+                  <td key={f.name} title={cell(f, r)}>
+                    {cell(f, r)}
                   </td>
                 ))}
                 <td>
@@ -229,72 +241,242 @@ export function Records({ collection, collections }) {
   );
 }
 
+const SEARCH_DELAY_MS = 200;
+const PICKS = 10;
+
+// A record as a person knows it: its presentable (or first text) field and its id.
+function recordLabel(c, r) {
+  const p = c?.fields.find((f) => f.presentable && f.name !== 'id') || c?.fields.find((f) => f.type === 'text' && f.name !== 'id' && !f.hidden);
+  const v = p ? display(r[p.name]) : '';
+  return v ? `${v} (${r.id})` : r.id;
+}
+
+// The server-side filter matching `q` in the id or any visible text-like field of `c`.
+function searchFilter(c, q) {
+  if (!q) return '';
+  const names = ['id', ...c.fields.filter((f) => !f.hidden && f.name !== 'id' && (f.type === 'text' || f.type === 'email' || f.type === 'url')).map((f) => f.name)];
+  return pb.filter(names.map((n) => `${n} ~ {:q}`).join(' || '), { q });
+}
+
+/**
+ * A relation picker: the chosen records (each removable) and a search box
+ * whose text is matched by the server against the related collection.
+ */
 function RelationInput({ field, value, error, collections, onChange }) {
   const target = collections.find((c) => c.id === field.collectionId);
-  const [options, setOptions] = useState([]);
-  const listId = useId('rel');
-  const label = (r) => {
-    const p = target?.fields.find((f) => f.presentable && f.name !== 'id');
-    return p ? `${r.id} (${display(r[p.name])})` : r.id;
+  const multi = field.maxSelect > 1;
+  const ids = Array.isArray(value) ? value : value ? [value] : [];
+  const full = multi && ids.length >= field.maxSelect;
+  const [known, setKnown] = useState({});
+  const [query, setQuery] = useState('');
+  const [open, setOpen] = useState(false);
+  const [found, setFound] = useState(null);
+  const [searchError, setSearchError] = useState('');
+  const id = useId('rel');
+  const input = useRef(null);
+  const list = useRef(null);
+  const seq = useRef(0);
+  const remember = (items) => setKnown((k) => ({ ...k, ...Object.fromEntries(items.map((r) => [r.id, r])) }));
+
+  // Labels for chosen records not seen yet (a form opened on a saved record).
+  const key = ids.join(',');
+  useEffect(() => {
+    const missing = ids.filter((x) => !known[x]);
+    if (!target || !missing.length) return;
+    const params = Object.fromEntries(missing.map((x, i) => [`i${i}`, x]));
+    const filter = pb.filter(missing.map((_, i) => `id = {:i${i}}`).join(' || '), params);
+    pb.collection(target.name)
+      .getList(1, missing.length, { filter, skipTotal: true })
+      .then((r) => remember(r.items), () => {});
+  }, [target?.id, key]);
+
+  useEffect(() => {
+    if (!open || !target) return undefined;
+    const timer = setTimeout(
+      async () => {
+        // Only the latest search may fill the list: answers can overtake each other.
+        const n = ++seq.current;
+        try {
+          const r = await pb.collection(target.name).getList(1, PICKS, { filter: searchFilter(target, query.trim()) });
+          if (n !== seq.current) return;
+          remember(r.items);
+          setFound(r);
+          setSearchError('');
+        } catch (err) {
+          if (n === seq.current) setSearchError(errorText(err));
+        }
+      },
+      query ? SEARCH_DELAY_MS : 0,
+    );
+    return () => clearTimeout(timer);
+  }, [open, query, target?.id]);
+
+  const pick = (r) => {
+    onChange(multi ? [...ids, r.id] : r.id);
+    setQuery('');
+    if (!multi || ids.length + 1 >= field.maxSelect) setOpen(false);
+    input.current?.focus();
   };
-  const search = async (q) => {
-    if (!target) return;
-    try {
-      const filter = q ? pb.filter('id ~ {:q}', { q }) : '';
-      const r = await pb.collection(target.name).getList(1, 10, { filter });
-      setOptions(r.items);
-    } catch {
-      setOptions([]);
+  const remove = (x) => {
+    onChange(multi ? ids.filter((y) => y !== x) : '');
+    input.current?.focus();
+  };
+  const moveFocus = (e) => {
+    if (e.key === 'Escape' && open) {
+      // Closes the list only; the dialog around stays open.
+      e.preventDefault();
+      e.stopPropagation();
+      setOpen(false);
+      input.current?.focus();
+      return;
     }
+    if (e.key === 'ArrowDown' && !open) {
+      e.preventDefault();
+      setOpen(true);
+      return;
+    }
+    const buttons = [...(list.current?.querySelectorAll('button') || [])];
+    const at = buttons.indexOf(document.activeElement);
+    let next = null;
+    if (e.key === 'ArrowDown') next = buttons[at + 1] || buttons[0];
+    else if (e.key === 'ArrowUp') next = at > 0 ? buttons[at - 1] : input.current;
+    if (!next) return;
+    e.preventDefault();
+    next.focus();
   };
-  const text = Array.isArray(value) ? value.join(', ') : value || '';
+  const choices = found ? found.items.filter((r) => !ids.includes(r.id)) : [];
+  const targetName = target?.name || 'the related collection';
   return (
-    <>
-      <Field
-        label={field.name}
-        hint={`Record id${field.maxSelect > 1 ? 's, comma-separated' : ''} in ${target?.name || 'the related collection'}`}
-        value={text}
-        error={error}
-        list={listId}
+    <fieldset
+      className="field fieldcard"
+      aria-describedby={error ? `${id}-err` : undefined}
+      onFocusOut={(e) => {
+        if (!e.currentTarget.contains(e.relatedTarget)) setOpen(false);
+      }}
+    >
+      <legend>{field.name}</legend>
+      {ids.length ? (
+        <ul className="chips" aria-label={`Chosen for ${field.name}`}>
+          {ids.map((x) => {
+            const label = known[x] ? recordLabel(target, known[x]) : x;
+            return (
+              <li key={x}>
+                {label}
+                <button type="button" className="link" aria-label={`Remove ${label}`} onClick={() => remove(x)}>
+                  ✕
+                </button>
+              </li>
+            );
+          })}
+        </ul>
+      ) : (
+        <p className="hint">None chosen.</p>
+      )}
+      <label for={id}>{`Search ${targetName}`}</label>
+      <input
+        id={id}
+        ref={input}
+        type="search"
         autoComplete="off"
-        onFocus={() => search('')}
+        value={query}
+        disabled={full || !target}
+        placeholder={full ? `At most ${field.maxSelect}` : 'Type to search, ↓ to pick'}
+        aria-controls={`${id}-list`}
+        aria-expanded={open ? 'true' : 'false'}
+        aria-invalid={error ? 'true' : undefined}
+        // Opened by the user's click, typing or ↓, never by focus alone: focus
+        // comes back here after each pick.
+        onClick={() => setOpen(true)}
         onInput={(e) => {
-          const v = e.target.value;
-          const ids = v.split(',').map((s) => s.trim());
-          search(ids[ids.length - 1]);
-          onChange(field.maxSelect > 1 ? ids.filter(Boolean) : v.trim());
+          setQuery(e.target.value);
+          setOpen(true);
         }}
+        onKeyDown={moveFocus}
       />
-      <datalist id={listId}>
-        {options.map((r) => (
-          <option key={r.id} value={r.id}>
-            {label(r)}
-          </option>
-        ))}
-      </datalist>
-    </>
+      {open && found && (
+        <div className="popup">
+          <ul id={`${id}-list`} className="picks" ref={list} aria-label={`Matching records of ${targetName}`} onKeyDown={moveFocus}>
+            {choices.map((r) => (
+              <li key={r.id}>
+                <button type="button" onClick={() => pick(r)}>
+                  {recordLabel(target, r)}
+                </button>
+              </li>
+            ))}
+          </ul>
+          <p className="hint" role="status">
+            {found.totalItems > found.items.length ? `${found.items.length} of ${found.totalItems} matches; type to narrow.` : `${choices.length} to pick.`}
+          </p>
+        </div>
+      )}
+      {searchError && (
+        <p className="err" role="alert">
+          {searchError}
+        </p>
+      )}
+      {error && (
+        <p className="err" id={`${id}-err`} role="alert">
+          {error}
+        </p>
+      )}
+    </fieldset>
   );
 }
 
 const IMAGE = /\.(png|jpe?g|gif|webp)$/i;
 
+function size(n) {
+  return n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KB` : `${n} B`;
+}
+
+// A local preview of an image picked for upload; the object URL dies with it.
+function Preview({ file }) {
+  const [src, setSrc] = useState('');
+  useEffect(() => {
+    if (!file.type.startsWith('image/')) return undefined;
+    const u = URL.createObjectURL(file);
+    setSrc(u);
+    return () => URL.revokeObjectURL(u);
+  }, [file]);
+  return src ? <img className="thumb" src={src} alt="" width="48" height="48" onError={() => setSrc('')} /> : null;
+}
+
+/**
+ * A file field: saved files with thumbnails and download links, and files
+ * queued for upload (dropped or chosen), each with its progress bar.
+ */
 function FileInput({ field, record, value, files, progress, error, onFiles, onRemoveExisting }) {
   const id = useId('file');
+  const [over, setOver] = useState(false);
+  const [token, setToken] = useState('');
+  const multi = field.maxSelect > 1;
   const existing = Array.isArray(value) ? value : value ? [value] : [];
+  const add = (list) => onFiles(multi ? [...files, ...list] : list.slice(-1));
+  useEffect(() => {
+    if (field.protected && record) pb.files.getToken().then(setToken, () => {});
+  }, [record?.id]);
+  const url = (name, q) => pb.files.getURL(record, name, token ? { ...q, token } : q);
   return (
     <div
-      className="field fieldcard"
-      onDragOver={(e) => e.preventDefault()}
+      className={`field fieldcard drop${over ? ' over' : ''}`}
+      onDragOver={(e) => {
+        e.preventDefault();
+        setOver(true);
+      }}
+      onDragLeave={(e) => {
+        if (!e.currentTarget.contains(e.relatedTarget)) setOver(false);
+      }}
       onDrop={(e) => {
         e.preventDefault();
-        onFiles([...files, ...e.dataTransfer.files]);
+        setOver(false);
+        add([...e.dataTransfer.files]);
       }}
     >
       <label for={id}>{field.name}</label>
       {existing.map((name) => (
         <div className="row" key={name}>
-          {IMAGE.test(name) && <img src={pb.files.getURL(record, name, { thumb: '100x100' })} alt="" width="48" height="48" loading="lazy" />}
-          <a href={pb.files.getURL(record, name)} target="_blank" rel="noopener" download>
+          {IMAGE.test(name) && <img className="thumb" src={url(name, { thumb: '100x100' })} alt="" width="48" height="48" loading="lazy" />}
+          <a href={url(name, {})} download={name}>
             {name}
           </a>
           <button type="button" className="link" onClick={() => onRemoveExisting(name)}>
@@ -302,12 +484,31 @@ function FileInput({ field, record, value, files, progress, error, onFiles, onRe
           </button>
         </div>
       ))}
-      <input id={id} type="file" multiple={field.maxSelect > 1} aria-invalid={error ? 'true' : undefined} onChange={(e) => onFiles([...e.target.files])} />
-      <p className="hint">Or drop files here.</p>
+      <input
+        id={id}
+        type="file"
+        multiple={multi}
+        aria-invalid={error ? 'true' : undefined}
+        aria-describedby={`${id}-hint`}
+        onChange={(e) => {
+          add([...e.target.files]);
+          // The queue below lists the files; the input may then take the same file again.
+          e.target.value = '';
+        }}
+      />
+      <p className="hint" id={`${id}-hint`}>
+        {over ? 'Drop to add.' : `Or drop ${multi ? 'files' : 'a file'} here.`}
+      </p>
       {files.map((f, i) => (
         <div className="row" key={`${f.name}-${i}`}>
-          <span>{f.name}</span>
+          <Preview file={f} />
+          <span>
+            {f.name} <span className="hint">{size(f.size)}</span>
+          </span>
           <progress max={f.size || 1} value={progress?.get(f) || 0} aria-label={`Upload of ${f.name}`} />
+          <button type="button" className="link" onClick={() => onFiles(files.filter((_, j) => j !== i))}>
+            Don’t upload {f.name}
+          </button>
         </div>
       ))}
       {error && (
@@ -374,10 +575,66 @@ function initialValues(fields, rec) {
   return v;
 }
 
-// Fields whose saved value differs between the two versions, for the conflict view.
-function differing(fields, a, b) {
-  return new Set(fields.filter((f) => display(a?.[f.name]) !== display(b?.[f.name])).map((f) => f.name));
+// One comparable line per value: JSON typed in the form and JSON from the
+// server compare equal when they hold the same data.
+function shownValue(f, v) {
+  if (f.type === 'json' && typeof v === 'string' && v.trim()) {
+    try {
+      return JSON.stringify(JSON.parse(v));
+    } catch {
+      return v;
+    }
+  }
+  return display(v);
 }
+
+/**
+ * The two versions of a record after a 412, side by side: the user's (what
+ * they changed marked) and the saved one (what the other writer changed
+ * marked), both against the version the user started from.
+ */
+function ConflictView({ fields, conflict, busy, onOverwrite, onKeepSaved }) {
+  const shown = fields.filter((f) => f.type !== 'password');
+  const base = initialValues(fields, conflict.base);
+  const theirs = initialValues(fields, conflict.theirs);
+  const lines = (vals, who) =>
+    shown.map((f) => {
+      const text = `${f.name}: ${shownValue(f, vals[f.name])}\n`;
+      return shownValue(f, vals[f.name]) !== shownValue(f, base[f.name]) ? (
+        <mark key={f.name} data-changed-by={who}>
+          {text}
+        </mark>
+      ) : (
+        <span key={f.name}>{text}</span>
+      );
+    });
+  return (
+    <section className="conflict" role="alert" aria-labelledby="conflict-h">
+      <h3 id="conflict-h">This record was changed by someone else</h3>
+      <p>Your changes were not saved. Marked lines differ from the version you started from. Keep one version:</p>
+      <div className="versions">
+        <div>
+          <h4>Your version</h4>
+          <pre data-version="mine">{lines(conflict.mine, 'you')}</pre>
+        </div>
+        <div>
+          <h4>Saved version{conflict.theirs.updated ? ` (${conflict.theirs.updated})` : ''}</h4>
+          <pre data-version="theirs">{lines(theirs, 'them')}</pre>
+        </div>
+      </div>
+      <div className="row">
+        <button type="button" className="danger" disabled={busy} onClick={onOverwrite}>
+          Overwrite with my version
+        </button>
+        <button type="button" disabled={busy} onClick={onKeepSaved}>
+          Keep the saved version
+        </button>
+      </div>
+    </section>
+  );
+}
+
+const GONE = 'This record was deleted by someone else; your changes were not saved.';
 
 /**
  * The record form in a dialog: `record` null creates. onClose(saved) gets
@@ -434,8 +691,10 @@ export function RecordForm({ collection, collections, record, onClose }) {
     }
     const anyFiles = Object.values(files).some((l) => l.length) || Object.values(removed).some((l) => l.length);
     if (!anyFiles) return { out, errs, upload: null };
+    // As the SDK sends it: every non-file value in one JSON part, so arrays,
+    // nulls and numbers keep their JSON types.
     const fd = new FormData();
-    for (const [k, v] of Object.entries(out)) fd.append(k, v !== null && typeof v === 'object' ? JSON.stringify(v) : v ?? '');
+    fd.append('@jsonPayload', JSON.stringify(out));
     for (const [k, list] of Object.entries(files)) for (const file of list) fd.append(`${k}+`, file);
     for (const [k, list] of Object.entries(removed)) for (const name of list) fd.append(`${k}-`, name);
     return { out: fd, errs, upload: Object.values(files).flat() };
@@ -463,10 +722,13 @@ export function RecordForm({ collection, collections, record, onClose }) {
     }
     setBusy(true);
     setMessage('');
+    setProgress(null);
     const api = pb.collection(collection.name);
     try {
       let saved;
       const tag = current && (force || etagOf(current.id));
+      // Without the version it edits, a save could overwrite a change unseen.
+      if (current && !tag) throw new Error('The saved version of this record is unknown: close the form and open it again.');
       const headers = tag ? { 'If-Match': tag } : {};
       const records = `/api/collections/${encodeURIComponent(collection.name)}/records`;
       if (upload) {
@@ -482,11 +744,17 @@ export function RecordForm({ collection, collections, record, onClose }) {
       if (err.status === 412 && current) {
         try {
           const theirs = await api.getOne(current.id);
-          setConflict({ mine: values, theirs });
+          const mine = { ...values };
+          for (const f of fields) {
+            if (f.type === 'file' && files[f.name]?.length) mine[f.name] = [].concat(values[f.name] || [], files[f.name].map((x) => `${x.name} (new)`));
+          }
+          setConflict({ base: current, mine, theirs, tag: etagOf(theirs.id) });
           setMessage('');
         } catch (err2) {
-          setMessage(errorText(err2));
+          setMessage(err2.status === 404 ? GONE : errorText(err2));
         }
+      } else if (err.status === 404 && current) {
+        setMessage(GONE);
       } else {
         setErrors(fieldErrors(err));
         setMessage(errorText(err));
@@ -496,57 +764,30 @@ export function RecordForm({ collection, collections, record, onClose }) {
     }
   };
 
-  const changed = conflict ? differing(fields, conflict.theirs, current) : null;
   return (
     <Dialog title={current ? `Edit ${collection.name} record ${current.id}` : `New ${collection.name} record`} onClose={() => onClose()}>
       {conflict && (
-        <section className="conflict" role="alert" aria-labelledby="conflict-h">
-          <h3 id="conflict-h">This record was changed by someone else</h3>
-          <p>Your changes were not saved. Compare both versions, then keep one.</p>
-          <div className="versions">
-            <div>
-              <h4>Your version</h4>
-              <pre data-version="mine">
-                {fields.filter((f) => f.type !== 'password').map((f) => `${f.name}: ${display(conflict.mine[f.name])}\n`)}
-              </pre>
-            </div>
-            <div>
-              <h4>Saved version</h4>
-              <pre data-version="theirs">
-                {fields
-                  .filter((f) => f.type !== 'password')
-                  .map((f) => (
-                    <span key={f.name} className={changed.has(f.name) ? 'changed' : undefined}>
-                      {`${f.name}: ${display(conflict.theirs[f.name])}\n`}
-                    </span>
-                  ))}
-              </pre>
-            </div>
-          </div>
-          <div className="row">
-            <button
-              type="button"
-              className="danger"
-              onClick={() => {
-                setCurrent(conflict.theirs);
-                setConflict(null);
-                save(null, etagOf(conflict.theirs.id));
-              }}
-            >
-              Overwrite with my version
-            </button>
-            <button
-              type="button"
-              onClick={() => {
-                setCurrent(conflict.theirs);
-                setValues(initialValues(fields, conflict.theirs));
-                setConflict(null);
-              }}
-            >
-              Use the saved version
-            </button>
-          </div>
-        </section>
+        <ConflictView
+          fields={fields}
+          conflict={conflict}
+          busy={busy}
+          onOverwrite={() => {
+            // Deliberate: the new save carries the saved version's ETag, so a
+            // third change made meanwhile still stops it with another 412.
+            setCurrent(conflict.theirs);
+            setConflict(null);
+            save(null, conflict.tag);
+          }}
+          onKeepSaved={() => {
+            setCurrent(conflict.theirs);
+            setValues(initialValues(fields, conflict.theirs));
+            setFiles({});
+            setRemoved({});
+            setErrors({});
+            setConflict(null);
+            setMessage('Showing the saved version; your changes were dropped.');
+          }}
+        />
       )}
       {!loaded && <p className="hint">Loading the saved version…</p>}
       <form onSubmit={save} hidden={!loaded}>

@@ -84,6 +84,8 @@ export function Dialog({ title, onClose, children }) {
   useEffect(() => {
     const d = ref.current;
     d.showModal();
+    // showModal focuses the close button, the first control; typing starts in the first field.
+    if (!d.querySelector('[autofocus]')) d.querySelector('input:not([type=hidden]), select, textarea')?.focus();
     return () => d.open && d.close();
   }, []);
   return (

@@ -6,49 +6,30 @@
 // Screenshots go to build/console-shots/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 import { startServer } from './lib/server.mjs';
+import { openBrowser, screenshotEach, shot as shotOf, unnamedControls } from './lib/browser.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const SHOTS = path.join(ROOT, 'build/console-shots');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const LINK = /http:\/\/[^/\s]+\/_\/#\/install\?token=[A-Za-z0-9_-]+/;
 const EMAIL = 'first@example.com';
 const PASSWORD = 'first-pass-123';
 
 let srv;
-let browser;
+let b;
 let page;
 
 before(async () => {
-  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} missing: make deps installs Debian's chromium`);
-  fs.mkdirSync(SHOTS, { recursive: true });
   srv = await startServer();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-    ],
-  });
-  page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
-  page.setDefaultTimeout(10_000);
-  page.on('pageerror', (e) => assert.fail(`page error: ${e.message}`));
+  b = await openBrowser();
+  page = b.page;
 });
 
 after(async () => {
-  await browser?.close();
+  await b?.close();
   if (srv) assert.equal(await srv.stop(), 0);
 });
 
-const shot = (name) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+screenshotEach(() => page, 'install');
+const shot = (name) => shotOf(page, name);
 
 async function installLink() {
   for (let i = 0; i < 100 && !LINK.test(srv.stderr()); i++) await new Promise((r) => setTimeout(r, 20));
@@ -65,6 +46,7 @@ test('the install link creates the first superuser and signs in', async () => {
   const password = page.getByLabel('Password', { exact: true });
   const confirm = page.getByLabel('Confirm password');
   assert.ok(await email.evaluate((el) => el === document.activeElement));
+  assert.deepEqual(await unnamedControls(page), []);
 
   // a confirmation that does not match: on its field, nothing sent
   await email.fill(EMAIL);
