@@ -8,11 +8,12 @@
 # download's, the same thumbnail bytes uploaded as a record file and
 # downloaded plainly. Server and nginx on core 0, curl and wrk on core 1.
 #
-# BENCH_DURATION (10s), BENCH_CONNECTIONS (64) and BENCH_THUMB override.
+# BENCH_DURATION (5s a run), BENCH_ROUNDS (3), BENCH_CONNECTIONS (64) and
+# BENCH_THUMB override.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-duration=${BENCH_DURATION:-10s}
+duration=${BENCH_DURATION:-5s}
 connections=${BENCH_CONNECTIONS:-64}
 size=${BENCH_THUMB:-300x300}
 bin=build-release/cruder
@@ -119,15 +120,38 @@ taskset -c 0 nginx -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" -e "$tmp/nginx/err
 pids+=("$!")
 wait_up "http://127.0.0.1:$nport/$cached"
 
-run() { # name url
+# The box may be shared: each round runs nginx and both cruder paths back to
+# back (so a burst of other load hits one round, not one side), and the
+# ratios reported are the median round's. Beside throughput, each run's CPU
+# time of the serving process per request (utime + stime from /proc, in
+# microseconds) tells cost apart from what other load took.
+cpid=${pids[0]}
+npid=$(pgrep -P "${pids[1]}" | head -n1)
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+run() { # name url pid -> "req/s cpu_us_per_req"
+    local t0 t1
+    t0=$(ticks "$3")
     taskset -c 1 wrk -t1 -c"$connections" -d"$duration" --latency "$2" >"$out/thumb-$1.txt"
-    awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$out/thumb-$1.txt"
+    t1=$(ticks "$3")
+    awk -v t="$((t1 - t0))" -v hz="$hz" '/^Requests\/sec:/ {rps = $2} /requests in/ {n = $1}
+        END {printf "%.0f %.1f", rps, n ? t * 1e6 / hz / n : 0}' "$out/thumb-$1.txt"
 }
-echo "== wrk -t1 -c$connections -d$duration, $(stat -c %s "$tmp/data/storage/$cached")-byte thumbnail"
-n=$(run nginx_thumb "http://127.0.0.1:$nport/$cached")
-echo "nginx_thumb_cached: $n req/s"
-c=$(run cruder_thumb "http://127.0.0.1:$cport$path")
-echo "thumb_cached: $c req/s (ratio $(awk -v a="$c" -v b="$n" 'BEGIN {printf "%.2f", a / b}')x nginx; goal >= 0.8x)"
-p=$(run cruder_plain "http://127.0.0.1:$cport$plain_path")
-echo "download_small_plain: $p req/s (ratio $(awk -v a="$p" -v b="$n" 'BEGIN {printf "%.2f", a / b}')x nginx; the same bytes without ?thumb=)"
+rounds=${BENCH_ROUNDS:-3}
+echo "== wrk -t1 -c$connections -d$duration x $rounds rounds, $(stat -c %s "$tmp/data/storage/$cached")-byte thumbnail"
+: >"$out/thumb-rounds.txt"
+for r in $(seq "$rounds"); do
+    read -r n ncpu <<<"$(run "nginx_thumb_$r" "http://127.0.0.1:$nport/$cached" "$npid")"
+    read -r c ccpu <<<"$(run "cruder_thumb_$r" "http://127.0.0.1:$cport$path" "$cpid")"
+    read -r p pcpu <<<"$(run "cruder_plain_$r" "http://127.0.0.1:$cport$plain_path" "$cpid")"
+    echo "round $r: nginx $n req/s (${ncpu} us cpu/req), thumb $c ($ccpu), plain $p ($pcpu)"
+    echo "$n $c $p $ncpu $ccpu $pcpu" >>"$out/thumb-rounds.txt"
+done
+median() { # column of thumb-rounds.txt, as a ratio to column 1 (or itself if $2 is "raw")
+    awk -v k="$1" -v raw="${2:-}" '{print raw ? $k : $k / $1}' "$out/thumb-rounds.txt" |
+        sort -g | awk -v raw="${2:-}" '{v[NR] = $1} END {printf raw ? "%.1f" : "%.2f", v[int((NR + 1) / 2)]}'
+}
+echo "nginx_thumb_cached: $(median 1 raw) req/s (median), $(median 4 raw) us cpu/req"
+echo "thumb_cached: ratio $(median 2)x nginx (median of $rounds rounds; goal >= 0.8x), $(median 5 raw) us cpu/req"
+echo "download_small_plain: ratio $(median 3)x nginx (the same bytes without ?thumb=), $(median 6 raw) us cpu/req"
 grep -lE 'Socket errors|Non-2xx' "$out"/thumb-*.txt | sed 's/^/WARNING: errors in /' || true

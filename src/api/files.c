@@ -2,13 +2,15 @@
  * records API, downloads with validators and ranges, and file tokens for
  * protected fields (PocketBase's apis/file.go).
  *
- * Uploads stream through http/multipart into blob writers as the body
- * arrives, so memory stays constant whatever the size. The writes themselves
- * run on the loop: they land in the page cache and return at once, and the
- * HTTP layer has no way to pause a body while a worker catches up; what can
- * block for long (fsync, link, directory fsync) runs on the work pool at
- * commit. Downloads open and sniff the file on the work pool and send it
- * with sendfile from the loop (http_respond_file).
+ * Uploads stream through http/multipart as the body arrives; file bytes are
+ * copied into a batch of at most FILES_WRITE_BATCH (plus one body piece)
+ * that the work pool writes into blob writers while the body is paused, so
+ * memory stays constant whatever the size and no disk call runs on the loop.
+ * fsync, link and the directory fsync run on the work pool at commit.
+ * Downloads open and sniff the file on the work pool and send it with
+ * sendfile from the loop (http_respond_file), or from memory for a small
+ * one; each loop keeps the small public files it served last (see "hot
+ * files"), so a repeated download costs no store read and no pool trip.
  *
  * Thumbnails (?thumb=WxH of a size the field lists, or 100x100) are made on
  * the work pool by blob/thumb on first request, into the blob store's
@@ -23,8 +25,9 @@
  * answered private. */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,12 +49,17 @@
 
 enum {
     FILES_SNIFF_LEN = 512,
-    FILES_DEFAULT_MAX_SIZE = 5 << 20,  /* PocketBase's default maxSize */
-    FILES_MAX_UPLOADS = 100,           /* file parts in one request */
-    FILES_TOKEN_DEFAULT_DURATION = 180 /* seconds, PocketBase's fileToken default */
+    FILES_DEFAULT_MAX_SIZE = 5 << 20,   /* PocketBase's default maxSize */
+    FILES_MAX_UPLOADS = 100,            /* file parts in one request */
+    FILES_TOKEN_DEFAULT_DURATION = 180, /* seconds, PocketBase's fileToken default */
+    /* File bytes gathered before a trip to the work pool: enough that the
+     * trip's cost vanishes beside the write, little enough per upload. */
+    FILES_WRITE_BATCH = 256 << 10
 };
 
 static struct blob_store *files_bs;
+/* Grows before files leave their records (the hot-file cache checks it). */
+static _Atomic uint64_t files_removals = 1;
 
 void files_set_store(struct blob_store *bs)
 {
@@ -200,8 +208,15 @@ static json_t *field_error(const char *code, const char *message)
 /* ---- uploads ---- */
 
 struct upload_file {
-    struct blob_writer *w; /* NULL once committed or aborted */
+    /* Opened on the work pool with the file's first bytes (or at commit for
+     * an empty file); NULL before that and once committed or aborted. */
+    struct blob_writer *w;
     char name[BLOB_NAME_MAX];
+};
+
+/* A run of bytes in the pending batch that belongs to one file. */
+struct upload_seg {
+    size_t file, len;
 };
 
 enum part_kind { PART_NONE, PART_TEXT, PART_FILE, PART_SKIP };
@@ -221,6 +236,21 @@ struct files_upload {
     uint64_t size;
     unsigned char head[FILES_SNIFF_LEN];
     size_t head_len;
+    /* File bytes not yet written, copied out of the body's pieces (the HTTP
+     * layer reuses those): a batch written in one trip to the work pool.
+     * Files follow one another in a body, so a batch holds at most one run
+     * per file. */
+    struct buf pending;
+    struct upload_seg segs[FILES_MAX_UPLOADS];
+    size_t nsegs;
+    /* The request whose body feeds the upload (files_upload_attach); NULL
+     * when the caller writes synchronously. While a batch is written the
+     * body is paused, so the loop never touches the batch meanwhile. */
+    struct http_request *req;
+    uint64_t fed; /* body bytes fed so far */
+    bool writing; /* a batch is on the work pool */
+    bool freed;   /* files_upload_free came while writing */
+    int write_rc; /* the batch's outcome, from the pool */
     /* the failure */
     int status;
     char message[160];
@@ -309,12 +339,12 @@ static int up_on_part(void *ud, const struct http_mp_part *part)
     }
     if (u->nfiles == FILES_MAX_UPLOADS)
         return fail_message(u, 400, "Too many files in one request.");
-    struct upload_file *uf = &u->files[u->nfiles];
-    int rc = files_bs ? files_bs->ops->writer_open(files_bs, &uf->w) : -ENODEV;
-    if (rc) {
-        log_error("upload: cannot open a temporary file: %s", strerror(-rc));
+    if (!files_bs) {
+        log_error("upload: no file storage");
         return fail_message(u, 500, "Something went wrong while processing your request.");
     }
+    struct upload_file *uf = &u->files[u->nfiles];
+    uf->w = NULL;
     blob_make_name(part->filename, uf->name);
     u->nfiles++;
     u->field = f;
@@ -349,11 +379,11 @@ static int up_on_data(void *ud, struct slice data)
             take = data.len;
         memcpy(u->head + u->head_len, data.ptr, take);
         u->head_len += take;
-        int rc = files_bs->ops->writer_write(u->files[u->nfiles - 1].w, data);
-        if (rc) {
-            log_error("upload: write failed: %s", strerror(-rc));
-            return fail_message(u, 500, "Something went wrong while processing your request.");
-        }
+        size_t file = u->nfiles - 1;
+        if (!u->nsegs || u->segs[u->nsegs - 1].file != file)
+            u->segs[u->nsegs++] = (struct upload_seg){file, 0};
+        u->segs[u->nsegs - 1].len += data.len;
+        buf_append_slice(&u->pending, data);
         return 0;
     }
     default:
@@ -418,18 +448,99 @@ struct files_upload *files_upload_new(struct collection *c, struct slice content
     return u;
 }
 
+/* Writes the pending batch, opening each file's writer with its first
+ * bytes. Runs on the work pool, or on the caller's thread for an upload
+ * with no request; either way the loop leaves the batch alone meanwhile. */
+static void write_batch(void *arg)
+{
+    struct files_upload *u = arg;
+    const char *p = u->pending.ptr;
+    u->write_rc = 0;
+    for (size_t i = 0; i < u->nsegs && !u->write_rc; i++) {
+        struct upload_file *uf = &u->files[u->segs[i].file];
+        if (!uf->w)
+            u->write_rc = files_bs->ops->writer_open(files_bs, &uf->w);
+        if (!u->write_rc)
+            u->write_rc = files_bs->ops->writer_write(uf->w, slice_make(p, u->segs[i].len));
+        p += u->segs[i].len;
+    }
+}
+
+static void batch_written(struct files_upload *u)
+{
+    buf_reset(&u->pending);
+    u->nsegs = 0;
+    if (u->write_rc) {
+        log_error("upload: cannot write a temporary file: %s", strerror(-u->write_rc));
+        fail_message(u, 500, "Something went wrong while processing your request.");
+    }
+}
+
+static void upload_destroy(struct files_upload *u);
+
+static void write_done(void *arg)
+{
+    struct files_upload *u = arg;
+    u->writing = false;
+    if (u->freed) {
+        upload_destroy(u);
+        return;
+    }
+    batch_written(u);
+    /* A failure shows at the next piece or at the body's end. Resuming may
+     * feed the next piece, end the body, or answer and free u: it comes
+     * last. */
+    http_request_pause_body(u->req, false);
+}
+
+/* Writes the pending batch once it is worth a trip to the pool, or when no
+ * more body will come to fill it; the body waits meanwhile, so a client
+ * faster than the disk is held back by TCP, not buffered. */
+static void flush(struct files_upload *u)
+{
+    if (!u->req) {
+        write_batch(u);
+        batch_written(u);
+        return;
+    }
+    /* Without a Content-Length any piece may be the last. */
+    bool last = u->req->content_length < 0 || u->fed >= (uint64_t)u->req->content_length;
+    if (u->pending.len < FILES_WRITE_BATCH && !last)
+        return;
+    if (workpool_submit(write_batch, write_done, u, http_loop_post_any, u->loop) != 0) {
+        fail_message(u, 503, "The server is busy, try again later.");
+        return;
+    }
+    u->writing = true;
+    http_request_pause_body(u->req, true);
+}
+
+void files_upload_attach(struct files_upload *u, struct http_request *req)
+{
+    u->req = req;
+    u->loop = req->loop;
+}
+
 int files_upload_feed(struct files_upload *u, struct slice chunk)
 {
+    /* The body is paused while a batch is written. */
+    core_assert(!u->writing);
     if (u->status)
         return -1;
     int rc = http_multipart_feed(u->mp, chunk);
     if (rc && !u->status)
         fail_message(u, 400, http_multipart_strerror(rc));
+    u->fed += chunk.len;
+    if (!u->status && u->pending.len)
+        flush(u);
     return u->status ? -1 : 0;
 }
 
 int files_upload_finish(struct files_upload *u)
 {
+    /* The last piece flushed its batch, and the body stayed paused until it
+     * was written. */
+    core_assert(!u->writing && (u->status || !u->pending.len));
     if (u->status)
         return -1;
     int rc = http_multipart_finish(u->mp);
@@ -465,10 +576,12 @@ static void commit_work(void *arg)
     size_t i;
     for (i = 0; i < u->nfiles; i++) {
         struct upload_file *uf = &u->files[i];
-        if (!uf->w)
-            continue;
-        int rc = files_bs->ops->writer_commit(uf->w, u->collection->id, u->record_id, uf->name);
-        uf->w = NULL;
+        /* An empty file has had no bytes to open its writer with. */
+        int rc = uf->w ? 0 : files_bs->ops->writer_open(files_bs, &uf->w);
+        if (!rc) {
+            rc = files_bs->ops->writer_commit(uf->w, u->collection->id, u->record_id, uf->name);
+            uf->w = NULL;
+        }
         if (rc) {
             log_error("upload: cannot store %s/%s/%s: %s", u->collection->id, u->record_id,
                       uf->name, strerror(-rc));
@@ -504,10 +617,8 @@ void files_upload_commit(struct files_upload *u, const char *record_id, struct h
         done(arg, -1);
 }
 
-void files_upload_free(struct files_upload *u)
+static void upload_destroy(struct files_upload *u)
 {
-    if (!u)
-        return;
     for (size_t i = 0; i < u->nfiles; i++)
         files_bs->ops->writer_abort(u->files[i].w);
     http_multipart_free(u->mp);
@@ -517,7 +628,20 @@ void files_upload_free(struct files_upload *u)
     json_decref(u->names);
     json_decref(u->errors);
     buf_free(&u->value);
+    buf_free(&u->pending);
     free(u);
+}
+
+void files_upload_free(struct files_upload *u)
+{
+    if (!u)
+        return;
+    /* The pool holds the writers until the batch is written; its
+     * completion frees the upload then. */
+    if (u->writing)
+        u->freed = true;
+    else
+        upload_destroy(u);
 }
 
 /* ---- removal after commit ---- */
@@ -563,6 +687,8 @@ void files_remove_later(const char *collection_id, const char *record_id, json_t
         json_decref(names);
         return;
     }
+    /* Before the files go: no loop's cache serves them after this. */
+    atomic_fetch_add(&files_removals, 1);
     struct removal *r = xcalloc(1, sizeof(*r));
     snprintf(r->collection_id, sizeof(r->collection_id), "%s", collection_id);
     snprintf(r->record_id, sizeof(r->record_id), "%s", record_id);
@@ -681,6 +807,13 @@ struct download {
     bool too_big; /* the image is over the pixel limit */
     struct blob_stat st;
     const char *type;
+    /* A small file's bytes: content owned (from the pool), or body borrowed
+     * from the cache; answered from memory when body.ptr is set. */
+    char *content;
+    struct slice body;
+    /* what the hot-file cache's entries are checked against, as of the
+     * request's start */
+    uint64_t schema_version, removals;
 };
 
 /* One trip to the work pool; separate from the download, which a parked
@@ -698,11 +831,17 @@ static void dl_end(struct download *d)
     collection_release(d->auth_collection);
     buf_free(&d->where);
     json_decref(d->params);
+    free(d->content);
     free(d);
 }
 
+static void dl_cache_forget(struct download *d);
+
 static void dl_not_found(struct download *d)
 {
+    /* A cached entry's recheck may end here. */
+    if (d->collection && blob_plain_name(d->name) && blob_plain_name(d->record_id))
+        dl_cache_forget(d);
     api_error(d->req, 404, "The requested resource wasn't found.", NULL);
     dl_end(d);
 }
@@ -784,7 +923,8 @@ static void dl_answer(struct download *d)
     if (inm.ptr ? files_etag_match(inm, slice_cstr(etag))
                 : parse_http_date(http_request_header(req, "If-Modified-Since"), &ims) &&
                       mtime <= ims) {
-        close(d->fd);
+        if (d->fd >= 0)
+            close(d->fd);
         http_respond(req, 304, SLICE_NULL, SLICE_NULL);
         dl_end(d);
         return;
@@ -804,24 +944,225 @@ static void dl_answer(struct download *d)
         char cr[64];
         snprintf(cr, sizeof(cr), "bytes */%" PRIu64, d->st.size);
         http_response_header(req, SLICE_LIT("Content-Range"), slice_cstr(cr));
-        close(d->fd);
+        if (d->fd >= 0)
+            close(d->fd);
         api_error(req, 416, "The requested range is not satisfiable.", NULL);
         dl_end(d);
         return;
     }
+    int status = r == 0 ? 206 : 200;
     if (r == 0) {
         char cr[80];
         snprintf(cr, sizeof(cr), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, from, to, d->st.size);
         http_response_header(req, SLICE_LIT("Content-Range"), slice_cstr(cr));
-        http_respond_file(req, 206, type, d->fd, from, to - from + 1);
     } else {
-        http_respond_file(req, 200, type, d->fd, 0, d->st.size);
+        from = 0;
+        to = d->st.size ? d->st.size - 1 : 0;
+    }
+    uint64_t len = d->st.size ? to - from + 1 : 0;
+    if (d->body.ptr) {
+        /* One write with the head, and the loop keeps reading meanwhile. */
+        if (d->fd >= 0)
+            close(d->fd);
+        http_respond(req, status, type, slice_make(d->body.ptr + from, (size_t)len));
+    } else {
+        http_respond_file(req, status, type, d->fd, from, len);
     }
     dl_end(d);
 }
 
+/* ---- hot files ---- */
+
+/* Each loop keeps the small public files it served last, so that a repeated
+ * download skips the store read (which field names the file) and the trip
+ * to the work pool (open, sniff). A file up to FILES_INLINE_MAX is kept in
+ * memory and answered from there with no file system call at all; a larger
+ * one up to FILES_CACHE_MAX_SIZE is kept open, and a hit costs an fstat and
+ * a dup before sendfile. For a larger file the trip costs nothing beside
+ * the transfer, and a deleted file's space would stay held by its slot.
+ *
+ * An entry holds only what cannot change while it is valid: a stored name
+ * is unique and its bytes never change; the field it belongs to changes
+ * only with the schema (its version is checked); it leaves its record only
+ * through files_remove_later (a removal generation is checked) or, from
+ * another process, by being unlinked (an open file's links are checked).
+ * Protected files are not cached: their token and rule are checked on every
+ * request. An entry is rechecked through the store after FILES_CACHE_TTL_MS
+ * all the same, as the auth cache is, for whatever changes a record out of
+ * this process (one request rechecks; the entry serves the others until it
+ * is put anew or, the file gone, forgotten). Memory: at most FILES_CACHE_SLOTS x FILES_INLINE_MAX bytes
+ * of files per loop. */
+enum {
+    FILES_CACHE_SLOTS = 128,
+    FILES_INLINE_MAX = 32 << 10,
+    FILES_CACHE_MAX_SIZE = 1 << 20,
+    FILES_CACHE_TTL_MS = 1000,
+    FILES_CACHE_KEY_MAX = 512,
+};
+
+struct dl_cache_entry {
+    bool used;
+    char key[FILES_CACHE_KEY_MAX]; /* "collection/record/name?thumb" */
+    uint64_t schema_version, removals;
+    int64_t checked_ms;
+    size_t field;  /* index in the collection's fields */
+    char *content; /* the bytes (owned), or NULL: then fd is open */
+    int fd;
+    struct blob_stat st;
+    const char *type; /* files_sniff's, static */
+};
+
+struct dl_cache {
+    struct dl_cache_entry slots[FILES_CACHE_SLOTS];
+};
+
+static pthread_key_t dl_cache_tls;
+static pthread_once_t dl_cache_once = PTHREAD_ONCE_INIT;
+
+static void dl_cache_drop(struct dl_cache_entry *e)
+{
+    if (e->used && e->content)
+        free(e->content);
+    else if (e->used)
+        close(e->fd);
+    e->used = false;
+}
+
+/* The loop thread's cache goes with its thread. */
+static void dl_cache_free(void *p)
+{
+    struct dl_cache *dc = p;
+    for (size_t i = 0; i < FILES_CACHE_SLOTS; i++)
+        dl_cache_drop(&dc->slots[i]);
+    free(dc);
+}
+
+static void dl_cache_init(void)
+{
+    core_assert(pthread_key_create(&dl_cache_tls, dl_cache_free) == 0);
+}
+
+/* The request's cache key into key (FILES_CACHE_KEY_MAX bytes); false if
+ * it does not fit. The thumb parameter is part of it as given: which file
+ * it leads to (a thumbnail, or the original for a size the field does not
+ * list) is what the entry remembers. */
+static bool dl_cache_key(struct download *d, char *key)
+{
+    struct slice thumb = SLICE_NULL;
+    http_request_query(d->req, "thumb", &thumb);
+    int n = snprintf(key, FILES_CACHE_KEY_MAX, "%s/%.*s/%.*s?%.*s", d->collection->id,
+                     SLICE_FMT(d->record_id), SLICE_FMT(d->name), SLICE_FMT(thumb));
+    return n > 0 && n < FILES_CACHE_KEY_MAX;
+}
+
+static struct dl_cache_entry *dl_cache_slot(const char *key)
+{
+    pthread_once(&dl_cache_once, dl_cache_init);
+    struct dl_cache *dc = pthread_getspecific(dl_cache_tls);
+    if (!dc) {
+        dc = xcalloc(1, sizeof(*dc));
+        core_assert(pthread_setspecific(dl_cache_tls, dc) == 0);
+    }
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (const char *p = key; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    return &dc->slots[h % FILES_CACHE_SLOTS];
+}
+
+/* Answers the download from the cache if it holds a valid entry for it. */
+static bool dl_cache_serve(struct download *d)
+{
+    char key[FILES_CACHE_KEY_MAX];
+    if (!dl_cache_key(d, key))
+        return false;
+    struct dl_cache_entry *e = dl_cache_slot(key);
+    if (!e->used || strcmp(e->key, key) != 0)
+        return false;
+    struct stat st;
+    if (e->schema_version != d->schema_version || e->removals != d->removals ||
+        (!e->content && (fstat(e->fd, &st) != 0 || st.st_nlink == 0))) {
+        dl_cache_drop(e);
+        return false;
+    }
+    int64_t now = time_now_ms();
+    if (now - e->checked_ms >= FILES_CACHE_TTL_MS) {
+        /* This request rechecks through the store (and puts the entry anew,
+         * or forgets it if the file is gone); the others meanwhile are
+         * answered from the entry rather than all rechecking at once. */
+        e->checked_ms = now;
+        return false;
+    }
+    if (e->content)
+        d->body = slice_make(e->content, e->st.size);
+    else if ((d->fd = fcntl(e->fd, F_DUPFD_CLOEXEC, 0)) < 0)
+        return false;
+    d->field = &d->collection->fields[e->field];
+    d->st = e->st;
+    d->type = e->type;
+    dl_answer(d);
+    return true;
+}
+
+/* Drops the entry for a download found to have no file. */
+static void dl_cache_forget(struct download *d)
+{
+    char key[FILES_CACHE_KEY_MAX];
+    if (!dl_cache_key(d, key))
+        return;
+    struct dl_cache_entry *e = dl_cache_slot(key);
+    if (e->used && strcmp(e->key, key) == 0)
+        dl_cache_drop(e);
+}
+
+/* Keeps the file a download is about to be answered with, if it may be
+ * cached; checked against what held when the request began, so that a
+ * removal meanwhile is not missed. Takes d->content (d->body still points
+ * to it until the answer). */
+static void dl_cache_put(struct download *d)
+{
+    char key[FILES_CACHE_KEY_MAX];
+    if (d->protect || d->st.size > FILES_CACHE_MAX_SIZE || !dl_cache_key(d, key))
+        return;
+    int fd = -1;
+    if (!d->content && (fd = fcntl(d->fd, F_DUPFD_CLOEXEC, 0)) < 0)
+        return;
+    struct dl_cache_entry *e = dl_cache_slot(key);
+    dl_cache_drop(e);
+    *e = (struct dl_cache_entry){
+        .used = true,
+        .schema_version = d->schema_version,
+        .removals = d->removals,
+        .checked_ms = time_now_ms(),
+        .field = (size_t)(d->field - d->collection->fields),
+        .content = d->content,
+        .fd = fd,
+        .st = d->st,
+        .type = d->type,
+    };
+    memcpy(e->key, key, strlen(key) + 1);
+    d->content = NULL;
+}
+
+/* Sniffs the type of the file at d->fd; a small file is read whole, to be
+ * answered (and cached) from memory. On the work pool. */
 static void dl_sniff(struct download *d)
 {
+    free(d->content);
+    d->content = NULL;
+    d->body = SLICE_NULL;
+    if (d->st.size <= FILES_INLINE_MAX) {
+        char *bytes = xmalloc(d->st.size + 1);
+        ssize_t n = pread(d->fd, bytes, d->st.size + 1, 0);
+        /* The size seen by fstat, or the file is not what it was: sendfile
+         * then finds out. */
+        if (n == (ssize_t)d->st.size) {
+            d->content = bytes;
+            d->body = slice_make(bytes, d->st.size);
+            d->type = files_sniff(d->body);
+            return;
+        }
+        free(bytes);
+    }
     char head[FILES_SNIFF_LEN];
     ssize_t n = pread(d->fd, head, sizeof(head), 0);
     d->type = files_sniff(slice_make(head, n > 0 ? (size_t)n : 0));
@@ -916,6 +1257,7 @@ static void dl_opened(void *arg)
         dl_end(d);
         return;
     }
+    dl_cache_put(d);
     dl_answer(d);
 }
 
@@ -1129,7 +1471,9 @@ static void handle_download(struct http_request *req)
     d->fd = -1;
     d->record_id = req->params[1];
     d->name = req->params[2];
+    d->removals = atomic_load(&files_removals);
     struct schema *s = schema_current();
+    d->schema_version = s->version;
     struct collection *c = schema_find(s, req->params[0]);
     if (c) {
         collection_retain(c);
@@ -1142,6 +1486,8 @@ static void handle_download(struct http_request *req)
         dl_not_found(d);
         return;
     }
+    if (dl_cache_serve(d))
+        return;
     api_ctx.store->ops->record_get(api_ctx.store, d->collection, d->record_id, false, req->loop,
                                    dl_record, d);
 }

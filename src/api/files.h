@@ -55,9 +55,20 @@ struct files_upload;
  * Never NULL; a bad boundary is the upload's error at once. */
 struct files_upload *files_upload_new(struct collection *c, struct slice content_type,
                                       size_t max_text);
-/* Feeds the next piece of the body. 0, or -1 once the upload has failed. */
+/* Binds the upload to the request whose body feeds it (a streaming route):
+ * file bytes are then written on the work pool in batches, with the body
+ * paused while a batch is written (req->loop gets the completions). Without
+ * it (tools, tests) they are written on the caller's thread as they come.
+ * Free the upload in the same loop turn as the request's answer at the
+ * latest: a batch written later must not resume a freed request. */
+void files_upload_attach(struct files_upload *u, struct http_request *req);
+/* Feeds the next piece of the body (copied as needed). 0, or -1 once the
+ * upload has failed: the failure may also show one piece late, or at
+ * finish, for a write that failed on the work pool. */
 int files_upload_feed(struct files_upload *u, struct slice chunk);
-/* The body has ended. 0, or -1 if it was truncated or the upload failed. */
+/* The body has ended, with every piece of it fed (on_body_end with 0; an
+ * attached upload's body is then not paused). 0, or -1 if it was truncated
+ * or the upload failed. */
 int files_upload_finish(struct files_upload *u);
 /* The failure: HTTP status, and either field errors (*data, a new
  * reference: PocketBase's `data`) or a message (*data NULL). */
@@ -73,7 +84,9 @@ json_t *files_upload_names(const struct files_upload *u);
  * is full). */
 void files_upload_commit(struct files_upload *u, const char *record_id, struct http_loop *loop,
                          void (*done)(void *arg, int rc), void *arg);
-/* Drops the upload: uncommitted temporaries are deleted. Accepts NULL. */
+/* Drops the upload: uncommitted temporaries are deleted, once a batch still
+ * being written is done (the upload no longer touches its request then).
+ * Accepts NULL. */
 void files_upload_free(struct files_upload *u);
 
 /* Deletes stored files after the record change that dropped them has

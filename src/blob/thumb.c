@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +85,37 @@ int thumb_supported(const char *content_type)
 static pthread_once_t vips_once = PTHREAD_ONCE_INIT;
 static int vips_ready;
 
+/* libvips tells what it works around (a bad chunk, a truncated file) through
+ * GLib's log, which writes to stderr. A note made while this thread makes a
+ * thumbnail is kept for the thumbnail's own message, so one image makes one
+ * log line; any other goes to our log on its own. The notes live inline so
+ * that a thread's copy owns no heap memory. */
+static _Thread_local bool thumb_noting;
+static _Thread_local char thumb_notes[512];
+
+static void thumb_vips_log(const gchar *domain, GLogLevelFlags level, const gchar *message,
+                           gpointer unused)
+{
+    if (!thumb_noting) {
+        log_warn("libvips: %s", message);
+        return;
+    }
+    size_t n = strlen(thumb_notes);
+    snprintf(thumb_notes + n, sizeof(thumb_notes) - n, "%s%s", n ? "; " : "", message);
+}
+
+/* libvips's error buffer on one line, into out (at least 2 bytes). */
+static void thumb_vips_error(char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%s", vips_error_buffer());
+    size_t n = strlen(out);
+    while (n && (out[n - 1] == '\n' || out[n - 1] == ' '))
+        out[--n] = '\0';
+    for (char *p = out; *p; p++)
+        if (*p == '\n')
+            *p = ' ';
+}
+
 static void vips_start(void)
 {
     if (VIPS_INIT("cruder") != 0) {
@@ -94,6 +126,8 @@ static void vips_start(void)
     /* Every thumbnail is made once and then read from disk: caching
      * operations would only hold decoded images in memory. */
     vips_cache_set_max(0);
+    g_log_set_handler("VIPS", G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE,
+                      thumb_vips_log, NULL);
     vips_ready = 1;
 }
 
@@ -199,6 +233,8 @@ int thumb_make(int src_fd, const char *dst, const struct thumb_size *size, uint6
     char tmp[4200];
     if (lseek(src_fd, 0, SEEK_SET) < 0)
         return -errno;
+    thumb_notes[0] = '\0';
+    thumb_noting = true;
     src = vips_source_new_from_descriptor(src_fd);
     if (!src)
         goto done;
@@ -228,8 +264,15 @@ int thumb_make(int src_fd, const char *dst, const struct thumb_size *size, uint6
         unlink(tmp);
     }
 done:
-    if (rc == -EINVAL)
-        log_warn("thumbnail %s: not a readable image %s", dst, vips_error_buffer());
+    thumb_noting = false;
+    if (rc == -EINVAL) {
+        char err[512];
+        thumb_vips_error(err, sizeof(err));
+        log_warn("thumbnail %s: not a readable image (%s%s%s)", dst, err,
+                 *err && *thumb_notes ? "; " : "", thumb_notes);
+    } else if (rc == 0 && *thumb_notes) {
+        log_warn("thumbnail %s: made despite libvips warnings (%s)", dst, thumb_notes);
+    }
     vips_error_clear();
     g_free(bytes);
     if (out)

@@ -1,11 +1,13 @@
 /* `cruder superuser upsert EMAIL PASSWORD` and `cruder superuser delete EMAIL`:
  * manage superusers directly in the data directory. Safe while a server runs
- * on the same directory: SQLite's locking orders the writes, and a password
- * change rotates the tokenKey, which revokes the old tokens at once. */
+ * on the same directory: SQLite's locking orders the writes, a password
+ * change rotates the tokenKey, which revokes the old tokens at once, and a
+ * delete removes the files of what it deleted only after its commit. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "blob/blob.h"
 #include "core/log.h"
 #include "core/timefmt.h"
 #include "domain/auth.h"
@@ -102,23 +104,61 @@ static int upsert(struct store *store, struct collection *c, const char *email,
     return status;
 }
 
-static int delete (struct store *store, struct collection *c, const char *email)
+/* Deletes, after the commit, the files of the deleted superuser and of the
+ * records its delete cascaded to (res->json: [collectionId, id] pairs), as
+ * the records API does. Blocks on the disk, which a command may. What cannot
+ * be deleted now is an orphan the server's startup sweep removes. */
+static void remove_files(const struct config *cfg, const struct collection *c, const char *id,
+                         const struct store_result *res)
+{
+    bool own = false;
+    for (size_t i = 0; i < c->nfields && !own; i++)
+        own = c->fields[i].type == FIELD_FILE;
+    json_t *gone = res->json.len ? json_loadb(res->json.ptr, res->json.len, 0, NULL) : NULL;
+    if (!own && !json_array_size(gone)) {
+        json_decref(gone);
+        return;
+    }
+    char err[512];
+    struct blob_store *bs = blob_local_open(cfg->dir, err, sizeof(err));
+    if (!bs) {
+        fprintf(stderr, "cruder superuser: files left for the startup sweep: %s\n", err);
+        json_decref(gone);
+        return;
+    }
+    if (own)
+        bs->ops->remove_record(bs, c->id, id);
+    size_t i;
+    json_t *pair;
+    json_array_foreach(gone, i, pair)
+    {
+        const char *cid = json_string_value(json_array_get(pair, 0));
+        const char *rid = json_string_value(json_array_get(pair, 1));
+        if (cid && rid)
+            bs->ops->remove_record(bs, cid, rid);
+    }
+    bs->ops->free(bs);
+    json_decref(gone);
+}
+
+static int delete (const struct config *cfg, struct store *store, struct collection *c,
+                   const char *email)
 {
     json_t *existing = find_by_email(store, c, email);
     if (!existing) {
         fprintf(stderr, "cruder superuser: no superuser with email %s\n", email);
         return 1;
     }
+    const char *id = json_string_value(json_object_get(existing, "id"));
     struct store_sync *sync = store_sync_new();
-    store->ops->record_delete(store, c,
-                              slice_cstr(json_string_value(json_object_get(existing, "id"))), -1,
-                              NULL, NULL, store_sync_cb, sync);
+    store->ops->record_delete(store, c, slice_cstr(id), -1, NULL, NULL, store_sync_cb, sync);
     struct store_result *res = store_sync_wait(sync);
     int status = 0;
     if (res->status != STORE_OK) {
         print_errors("cannot delete the superuser", res);
         status = 1;
     } else {
+        remove_files(cfg, c, id, res);
         printf("Deleted superuser %s\n", email);
     }
     store_sync_free(sync);
@@ -150,7 +190,7 @@ int role_superuser(int argc, char **argv)
     }
     struct schema *s = schema_current();
     struct collection *c = schema_find(s, SLICE_LIT("_superusers"));
-    int status = is_upsert ? upsert(store, c, argv[1], argv[2]) : delete (store, c, argv[1]);
+    int status = is_upsert ? upsert(store, c, argv[1], argv[2]) : delete (&cfg, store, c, argv[1]);
     schema_release(s);
     store->ops->close(store);
     config_free(&cfg);

@@ -162,6 +162,59 @@ test('FormData create, getURL download, append, remove and clear', async () => {
   assert.equal(fs.existsSync(path.join(srv.dir, 'storage', rec5.collectionId, rec5.id)), false);
 });
 
+test('downloads answered from the loop cache follow deletes, removals and schema changes', async () => {
+  const col = await pb.collections.create({
+    name: 'hot',
+    type: 'base',
+    viewRule: '',
+    fields: [{ name: 'f', type: 'file', maxSelect: 2, maxSize: 1 << 20 }],
+  });
+  const big = Buffer.alloc(100 << 10, 7); // kept open rather than in memory
+  const make = () => {
+    const fd = new FormData();
+    fd.append('f', blob('small bytes'), 's.txt');
+    fd.append('f', new Blob([big]), 'b.bin');
+    return pb.collection('hot').create(fd);
+  };
+  const urls = (r) => r.f.map((n) => pb.files.getURL(r, n));
+  const statuses = async (r) => Promise.all(urls(r).map(async (u) => (await fetch(u)).status));
+  const warm = async (r) => {
+    for (let i = 0; i < 3; i++) assert.deepEqual(await statuses(r), [200, 200]);
+  };
+
+  // A delete: no sleep, the cache must not outlive the commit's answer.
+  let rec = await make();
+  await warm(rec);
+  assert.equal(Buffer.from(await (await fetch(urls(rec)[1])).arrayBuffer()).compare(big), 0);
+  await pb.collection('hot').delete(rec.id);
+  assert.deepEqual(await statuses(rec), [404, 404]);
+
+  // A file removed by an update goes at once; the one kept stays.
+  rec = await make();
+  await warm(rec);
+  await pb.collection('hot').update(rec.id, { 'f-': [rec.f[0]] });
+  assert.deepEqual(await statuses(rec), [404, 200]);
+
+  // The field turns protected: a token is needed at once.
+  rec = await make();
+  await warm(rec);
+  const f = { ...col.fields.find((x) => x.name === 'f'), protected: true };
+  await pb.collections.update('hot', { fields: [...col.fields.filter((x) => x.name !== 'f'), f] });
+  assert.deepEqual(await statuses(rec), [403, 403]);
+  const token = await pb.files.getToken();
+  for (const n of rec.f) assert.equal((await fetch(pb.files.getURL(rec, n, { token }))).status, 200);
+  await pb.collections.update('hot', { fields: [...col.fields.filter((x) => x.name !== 'f'), { ...f, protected: false }] });
+
+  // Files deleted behind the server's back (another process): an open one
+  // at once, one held in memory within the cache's second.
+  await warm(rec);
+  for (const n of rec.f) fs.unlinkSync(path.join(srv.dir, 'storage', rec.collectionId, rec.id, n));
+  assert.equal((await fetch(urls(rec)[1])).status, 404);
+  await new Promise((r) => setTimeout(r, 1100));
+  assert.deepEqual(await statuses(rec), [404, 404]);
+  await pb.collections.delete('hot');
+});
+
 test('files of records deleted by cascade are deleted after the commit', async () => {
   const docs = await pb.collections.getOne('docs');
   await pb.collections.create({
@@ -224,6 +277,32 @@ test('files of records deleted by cascade are deleted after the commit', async (
   await pb.collections.delete('notes');
 });
 
+test('cruder superuser delete deletes the files of the records it cascaded to', async () => {
+  const su = await pb.collections.getOne('_superusers');
+  await pb.collections.create({
+    name: 'su_notes',
+    type: 'base',
+    fields: [
+      { name: 'owner', type: 'relation', collectionId: su.id, maxSelect: 1, cascadeDelete: true },
+      { name: 'att', type: 'file', maxSelect: 1 },
+    ],
+  });
+  const r = spawnSync(cruderBin(), ['superuser', 'upsert', 'gone@example.com', 'password123', '--dir', srv.dir]);
+  assert.equal(r.status, 0, String(r.stderr));
+  const gone = await pb.collection('_superusers').getFirstListItem('email = "gone@example.com"');
+  const self = pb.authStore.record;
+  const note = await pb.collection('su_notes').create({ owner: gone.id, att: blob('owned') });
+  const mine = await pb.collection('su_notes').create({ owner: self.id, att: blob('mine') });
+  assert.deepEqual(stored(note), [note.att]);
+
+  const d = spawnSync(cruderBin(), ['superuser', 'delete', 'gone@example.com', '--dir', srv.dir]);
+  assert.equal(d.status, 0, String(d.stderr));
+  await assert.rejects(pb.collection('su_notes').getOne(note.id), (e) => e.status === 404);
+  assert.equal(fs.existsSync(path.join(srv.dir, 'storage', note.collectionId, note.id)), false);
+  assert.deepEqual(stored(mine), [mine.att]);
+  await pb.collections.delete('su_notes');
+});
+
 test('validators: maxSize, sniffed mimeTypes, maxSelect; nothing stored on failure', async () => {
   const before_ = fs.readdirSync(path.join(srv.dir, 'storage', '.tmp')).length;
   await assert.rejects(
@@ -280,6 +359,67 @@ test('bad input: traversal, missing record, bad multipart, truncated upload', as
   const list = await pb.collection('docs').getList(1, 50);
   assert.ok(list.items.every((r) => r.files.every((f) => fs.existsSync(path.join(srv.dir, 'storage', r.collectionId, r.id, f)))));
   assert.equal((await fetch(`${srv.url}/api/health`)).status, 200);
+});
+
+test('bad input, continued: early maxSize, endless boundary, hostile names, ranges past the end', async () => {
+  const keep = await pb.collection('docs').create({ title: 'keep', files: [blob('kept bytes')] });
+  const keptPath = path.join(srv.dir, 'storage', keep.collectionId, keep.id, keep.files[0]);
+  const port = srv.port;
+  const post = (ct, len) => 'POST /api/collections/docs/records HTTP/1.1\r\nHost: x\r\n' +
+    `Content-Type: ${ct}\r\nContent-Length: ${len}\r\n\r\n`;
+
+  // Over maxSize (1000): answered as soon as the limit is passed, long
+  // before the announced 64 MiB could arrive.
+  const head = '--XX\r\nContent-Disposition: form-data; name="files"; filename="big.bin"\r\n\r\n';
+  let out = await raw(port, post('multipart/form-data; boundary=XX', 64 << 20) + head + 'x'.repeat(4000),
+    { closeAfter: 3000 });
+  assert.match(out, /^HTTP\/1.1 400/);
+  assert.match(out, /validation_file_size_limit/);
+
+  // A boundary longer than RFC 2046 allows, and a body that never shows
+  // its delimiter: refused without reading on.
+  out = await raw(port, post(`multipart/form-data; boundary=${'b'.repeat(200)}`, 10) + '0123456789');
+  assert.match(out, /^HTTP\/1.1 400/);
+  assert.match(out, /boundary/);
+  out = await raw(port, post('multipart/form-data; boundary=XX', 1 << 20) + 'junk '.repeat(1000),
+    { closeAfter: 3000 });
+  assert.match(out, /^HTTP\/1.1 400/);
+  assert.equal(JSON.parse(out.slice(out.indexOf('\r\n\r\n') + 4)).status, 400);
+
+  // Client file names are never paths: backslashes, absolute paths; a NUL
+  // in a part's headers makes them malformed.
+  const fd = new FormData();
+  fd.append('files', blob('a'), '..\\..\\evil.TXT');
+  fd.append('files', blob('b'), '/etc/passwd');
+  const rec = await pb.collection('docs').create(fd);
+  assert.match(rec.files[0], /^evil_[a-z0-9]{10}\.txt$/);
+  assert.match(rec.files[1], /^passwd_[a-z0-9]{10}$/);
+  assert.deepEqual(stored(rec), [...rec.files].sort());
+  const nul = new FormData();
+  nul.append('files', blob('c'), 'nul\u0000.sh');
+  await assert.rejects(pb.collection('docs').create(nul),
+    (e) => e.status === 400 && /Malformed multipart/.test(e.response.message));
+
+  // "+files" puts new files first, as PocketBase's prepend does.
+  const pre = new FormData();
+  pre.append('+files', blob('d'), 'first.txt');
+  const rec2 = await pb.collection('docs').update(rec.id, pre);
+  assert.match(rec2.files[0], /^first_/);
+  assert.deepEqual(rec2.files.slice(1), rec.files);
+
+  // A range ending past the file is cut at its end.
+  const url = pb.files.getURL(keep, keep.files[0]);
+  const res = await fetch(url, { headers: { Range: 'bytes=5-999999' } });
+  assert.equal(res.status, 206);
+  assert.equal(res.headers.get('content-range'), 'bytes 5-9/10');
+  assert.equal(await res.text(), 'bytes');
+
+  // Nothing stored before changed, and the server still serves.
+  assert.equal(fs.readFileSync(keptPath, 'utf8'), 'kept bytes');
+  assert.equal(await (await fetch(url)).text(), 'kept bytes');
+  assert.equal(fs.readdirSync(path.join(srv.dir, 'storage', '.tmp')).length, 0);
+  await pb.collection('docs').delete(rec.id);
+  await pb.collection('docs').delete(keep.id);
 });
 
 test('protected files need a file token of a caller the view rule admits', async () => {

@@ -3,7 +3,9 @@
  * over a real server: a file larger than the socket buffers (the sendfile
  * loop waits for room), HEAD, and a request pipelined behind a download;
  * thumbnails (sizes, modes, formats, the pixel limit, coalescing) on images
- * libvips makes in the test. */
+ * libvips makes in the test; record uploads (api/files.c) writing into a
+ * recording blob store: file bytes by file, writers opened lazily, and a
+ * write failure that frees everything once. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -18,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "api/files.h"
 #include "blob/blob.h"
 #include "blob/thumb.h"
 #include "core/config.h"
@@ -598,4 +601,173 @@ Test(thumb, concurrent_requests_coalesce, .init = thumb_init, .fini = teardown)
     struct thumb_size t = {300, 300, THUMB_CENTER};
     cr_assert_eq(thumb_ensure(-1, dst, &t, THUMB_MAX_PIXELS, racer_parked_done, NULL), 0);
     cr_expect_eq(thumb_generations() - before, 1);
+}
+
+/* Runs thumb_of with stderr going to a file; what was written, in out. */
+static int thumb_of_quiet(const char *src, const char *dst, const char *spec, char *out,
+                          size_t outlen)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/stderr.txt", dir);
+    fflush(stderr);
+    int saved = dup(2), fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    cr_assert(saved >= 0 && fd >= 0);
+    dup2(fd, 2);
+    close(fd);
+    int rc = thumb_of(src, dst, spec);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    FILE *f = fopen(path, "r");
+    size_t n = fread(out, 1, outlen - 1, f);
+    out[n] = '\0';
+    fclose(f);
+    return rc;
+}
+
+Test(thumb, libvips_warnings_go_to_our_log_in_one_line, .init = thumb_init, .fini = teardown)
+{
+    char src[128], dst[128], out[4096];
+    snprintf(src, sizeof(src), "%s/junk.png", dir);
+    FILE *f = fopen(src, "w");
+    fputs("\x89PNG\r\n\x1a\nnot really", f);
+    fclose(f);
+    snprintf(dst, sizeof(dst), "%s/junk_thumb.png", dir);
+    cr_assert_eq(thumb_of_quiet(src, dst, "10x10", out, sizeof(out)), -EINVAL);
+    cr_expect_null(strstr(out, "VIPS-WARNING"), "%s", out);
+    const char *line = strstr(out, " warn ");
+    cr_assert_not_null(line, "%s", out);
+    cr_expect_not_null(strstr(line, "not a readable image"), "%s", out);
+    /* libvips's own words are in it, and nothing else was written */
+    cr_expect_not_null(strstr(line, "chunk data is too large"), "%s", out);
+    cr_expect_eq(strchr(out, '\n'), out + strlen(out) - 1, "%s", out);
+}
+
+/* ---- uploads into a recording blob store ---- */
+
+struct blob_writer {
+    int id;
+};
+
+static struct {
+    int opens, aborts;
+    int fail_write; /* -errno for every write, or 0 */
+    struct buf bytes[4];
+    struct blob_writer writers[4];
+} rec;
+
+static int rec_open(struct blob_store *s, struct blob_writer **out)
+{
+    cr_assert_lt(rec.opens, 4);
+    rec.writers[rec.opens].id = rec.opens;
+    *out = &rec.writers[rec.opens++];
+    return 0;
+}
+
+static int rec_write(struct blob_writer *w, struct slice data)
+{
+    if (rec.fail_write)
+        return rec.fail_write;
+    buf_append_slice(&rec.bytes[w->id], data);
+    return 0;
+}
+
+static void rec_abort(struct blob_writer *w)
+{
+    if (w)
+        rec.aborts++;
+}
+
+static const struct blob_ops rec_ops = {
+    .writer_open = rec_open,
+    .writer_write = rec_write,
+    .writer_abort = rec_abort,
+};
+static struct blob_store rec_store = {&rec_ops};
+
+static struct collection *upload_collection(void)
+{
+    json_t *errors = NULL;
+    json_t *body = json_pack("{s:s, s:s, s:[{s:s, s:s}, {s:s, s:s, s:i, s:i}]}", "name", "docs",
+                             "type", "base", "fields", "name", "title", "type", "text", "name", "f",
+                             "type", "file", "maxSelect", 2, "maxSize", 1000);
+    struct collection *c = collection_from_json(body, NULL, &errors);
+    json_decref(body);
+    cr_assert_not_null(c);
+    files_set_store(&rec_store);
+    return c;
+}
+
+static void upload_teardown(void)
+{
+    for (int i = 0; i < 4; i++)
+        buf_free(&rec.bytes[i]);
+    memset(&rec, 0, sizeof(rec));
+    files_set_store(NULL);
+}
+
+static const char upload_body[] =
+    "--B\r\n"
+    "Content-Disposition: form-data; name=\"title\"\r\n\r\n"
+    "hi\r\n--B\r\n"
+    "Content-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\r\n"
+    "hello, world\r\n--B\r\n"
+    "Content-Disposition: form-data; name=\"f\"; filename=\"b.txt\"\r\n\r\n"
+    "\r\n--B--\r\n";
+
+/* Feeds upload_body in pieces of `step` bytes; the rc of the first failing feed. */
+static int feed_body(struct files_upload *u, size_t step)
+{
+    size_t n = sizeof(upload_body) - 1;
+    for (size_t i = 0; i < n; i += step) {
+        size_t len = n - i < step ? n - i : step;
+        if (files_upload_feed(u, slice_make(upload_body + i, len)))
+            return -1;
+    }
+    return files_upload_finish(u);
+}
+
+Test(upload, bytes_go_to_their_file_and_empty_files_open_no_writer, .fini = upload_teardown)
+{
+    struct collection *c = upload_collection();
+    static const size_t steps[] = {1, 7, 64, 4096};
+    for (size_t k = 0; k < sizeof(steps) / sizeof(steps[0]); k++) {
+        upload_teardown();
+        files_set_store(&rec_store);
+        struct files_upload *u =
+            files_upload_new(c, SLICE_LIT("multipart/form-data; boundary=B"), 1000);
+        cr_assert_eq(feed_body(u, steps[k]), 0, "step %zu", steps[k]);
+        /* the empty file has no bytes to open a writer with: that waits for commit */
+        cr_expect_eq(rec.opens, 1, "step %zu", steps[k]);
+        cr_expect_str_eq(rec.bytes[0].ptr, "hello, world");
+        json_t *in = files_upload_input(u);
+        cr_expect_str_eq(json_string_value(json_object_get(in, "title")), "hi");
+        cr_expect_eq(json_array_size(json_object_get(in, "f")), 2);
+        cr_expect_eq(json_array_size(files_upload_names(u)), 2);
+        json_decref(in);
+        files_upload_free(u);
+        cr_expect_eq(rec.aborts, 1, "step %zu", steps[k]);
+    }
+    collection_release(c);
+}
+
+Test(upload, a_failed_write_fails_the_upload_and_frees_its_writer_once, .fini = upload_teardown)
+{
+    struct collection *c = upload_collection();
+    rec.fail_write = -ENOSPC;
+    struct files_upload *u =
+        files_upload_new(c, SLICE_LIT("multipart/form-data; boundary=B"), 1000);
+    cr_assert_eq(feed_body(u, 16), -1);
+    int status;
+    const char *message;
+    json_t *data;
+    files_upload_error(u, &status, &message, &data);
+    cr_expect_eq(status, 500);
+    cr_expect_null(data);
+    cr_expect_eq(rec.opens, 1);
+    /* a failed upload takes no more input */
+    cr_expect_eq(files_upload_feed(u, SLICE_LIT("more")), -1);
+    files_upload_free(u);
+    cr_expect_eq(rec.aborts, 1);
+    collection_release(c);
 }
