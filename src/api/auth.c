@@ -411,7 +411,7 @@ static void login_found(void *arg, struct store_result *res)
     if (json_array_size(list) == 1)
         lg->record = json_incref(json_array_get(list, 0));
     json_decref(list);
-    if (workpool_submit(login_verify, login_done, lg, http_loop_post_any, lg->req->loop) == 0)
+    if (workpool_submit_batch(login_verify, login_done, lg, http_loop_post_any, lg->req->loop) == 0)
         return;
     api_error(lg->req, 503, "The server is busy, try again later.", NULL);
 fail:

@@ -3,7 +3,8 @@
  * EXPAND_MAX_DEPTH levels. Every fetch runs the related collection's view
  * rule for the caller (superusers excepted; a null rule expands nothing), so
  * an expand shows no record that a direct view would hide, and every
- * expanded record is redacted like a direct answer.
+ * expanded record is redacted like a direct answer (emails included: see
+ * job_check_managers).
  *
  * One store list per (level, relation) over all records of that level at
  * once, so a page of 30 records expanding two relations costs two queries
@@ -39,6 +40,7 @@ struct xjob {
     json_t *parents;           /* the records being expanded (reference held) */
     struct buf where;
     json_t *params;
+    json_t *found; /* the related records fetched, while their managers are looked up */
 };
 
 static void expand_level(struct xrun *run, const struct collection *c, json_t *records,
@@ -101,21 +103,31 @@ static json_t *expand_slot(json_t *record)
 static void job_free(struct xjob *j)
 {
     collection_release(j->target);
+    json_decref(j->found);
     json_decref(j->parents);
     json_decref(j->params);
     buf_free(&j->where);
     free(j);
 }
 
-static void job_done(void *arg, struct store_result *res)
+/* Redacts j->found for the caller, keeping the email of each record whose
+ * id `managed` holds (an object keyed by id; may be NULL), places each
+ * record under its parents and expands the next level. Ends the job. */
+static void job_place(struct xjob *j, json_t *managed)
 {
-    struct xjob *j = arg;
     struct xrun *run = j->run;
-    json_t *found =
-        res->status == STORE_OK ? json_loadb(res->json.ptr, res->json.len, 0, NULL) : NULL;
+    json_t *found = j->found;
     size_t i, k;
     json_t *rec, *parent;
-    json_array_foreach(found, i, rec) api_record_redact(j->target, run->auth, rec);
+    json_array_foreach(found, i, rec)
+    {
+        json_t *email = json_incref(json_object_get(rec, "email"));
+        api_record_redact(j->target, run->auth, rec);
+        const char *id = json_string_value(json_object_get(rec, "id"));
+        if (email && id && json_object_get(managed, id))
+            json_object_set(rec, "email", email);
+        json_decref(email);
+    }
     json_array_foreach(j->parents, i, parent)
     {
         if (j->back) {
@@ -149,9 +161,95 @@ static void job_done(void *arg, struct store_result *res)
     }
     if (json_array_size(found) && j->node->nchildren)
         expand_level(run, j->target, found, j->node);
-    json_decref(found);
     job_free(j);
     run_release(run);
+}
+
+static void managers_listed(void *arg, struct store_result *res)
+{
+    struct xjob *j = arg;
+    json_t *rows =
+        res->status == STORE_OK ? json_loadb(res->json.ptr, res->json.len, 0, NULL) : NULL;
+    json_t *managed = json_object();
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+    {
+        const char *id = json_string_value(json_object_get(row, "id"));
+        if (id)
+            json_object_set_new(managed, id, json_true());
+    }
+    json_decref(rows);
+    job_place(j, managed);
+    json_decref(managed);
+}
+
+/* An expanded auth record shows its email as a direct view would: to
+ * superusers, to itself, where emailVisibility is on, and to a caller its
+ * collection's manageRule admits (PocketBase's autoResolveRecordsFlags, in
+ * the "expand" context). The last needs one more store read, made only when
+ * some email would otherwise be hidden; a manageRule that cannot compile or
+ * a failed read manages nothing. Starts it, or places at once. */
+static void job_check_managers(struct xjob *j)
+{
+    const struct api_auth *auth = j->run->auth;
+    const struct collection *c = j->target;
+    const char *manage = c->rules[RULE_MANAGE];
+    json_t *ids = json_array();
+    size_t i;
+    json_t *rec;
+    if (c->type == COLLECTION_AUTH && !auth->superuser && manage && *manage) {
+        json_array_foreach(j->found, i, rec)
+        {
+            json_t *id = json_object_get(rec, "id");
+            if (json_is_string(id) && json_object_get(rec, "email") &&
+                !json_is_true(json_object_get(rec, "emailVisibility")) &&
+                !(strcmp(json_string_value(id), auth->record_id) == 0 &&
+                  strcmp(c->id, auth->collection_id) == 0))
+                json_array_append(ids, id);
+        }
+    }
+    if (!json_array_size(ids)) {
+        json_decref(ids);
+        job_place(j, NULL);
+        return;
+    }
+    struct buf where = BUF_INIT;
+    json_t *params = json_array();
+    buf_append_sql_ident(&where, c->name);
+    buf_append_cstr(&where, ".\"id\" IN (");
+    for (i = 0; i < json_array_size(ids); i++)
+        buf_append_cstr(&where, i ? ",?" : "?");
+    buf_append_cstr(&where, ") AND (");
+    json_array_extend(params, ids);
+    struct filter_error fe;
+    if (api_rule_compile(j->run->req, auth, c, manage, NULL, "expand", &where, params, &fe)) {
+        buf_free(&where);
+        json_decref(params);
+        json_decref(ids);
+        job_place(j, NULL);
+        return;
+    }
+    buf_append_char(&where, ')');
+    struct store_list_query q = {
+        .collection = c,
+        .where_sql = where.ptr,
+        .params = params,
+        .page = 1,
+        .per_page = (int64_t)json_array_size(ids),
+        .skip_total = true,
+    };
+    api_ctx.store->ops->record_list(api_ctx.store, &q, j->run->req->loop, managers_listed, j);
+    buf_free(&where);
+    json_decref(params);
+    json_decref(ids);
+}
+
+static void job_done(void *arg, struct store_result *res)
+{
+    struct xjob *j = arg;
+    j->found = res->status == STORE_OK ? json_loadb(res->json.ptr, res->json.len, 0, NULL) : NULL;
+    job_check_managers(j);
 }
 
 /* Finds the relation named by node on c: a field of c, or a back-relation
@@ -277,19 +375,54 @@ static void expand_level(struct xrun *run, const struct collection *c, json_t *r
         start_job(run, c, records, parent->children[i]);
 }
 
-void api_expand(struct http_request *req, const struct api_auth *auth, const struct collection *c,
-                json_t *records, struct slice spec, api_expand_cb done, void *arg)
+/* The tree of the paths spec names, in pool; paths past the limits are left
+ * out, with every path after them. */
+static struct xnode *spec_tree(struct arena *pool, struct slice spec)
 {
-    struct xnode *root = arena_zalloc(&req->pool, sizeof(*root));
+    struct xnode *root = arena_zalloc(pool, sizeof(*root));
     size_t i = 0;
     while (i < spec.len) {
         size_t start = i;
         while (i < spec.len && spec.ptr[i] != ',')
             i++;
-        if (!tree_add(&req->pool, root, slice_trim(slice_make(spec.ptr + start, i - start)), 0))
+        if (!tree_add(pool, root, slice_trim(slice_make(spec.ptr + start, i - start)), 0))
             break;
         i++;
     }
+    return root;
+}
+
+static bool nodes_public(const struct schema *s, const struct collection *c,
+                         const struct xnode *parent, struct buf *tags)
+{
+    for (size_t i = 0; i < parent->nchildren; i++) {
+        struct xjob j = {0};
+        if (!resolve(s, c, parent->children[i], &j))
+            continue;
+        const char *rule = j.target->rules[RULE_VIEW];
+        if (j.target->type == COLLECTION_AUTH || !rule || *rule)
+            return false;
+        buf_append_cstr(tags, ", ");
+        buf_append_cstr(tags, j.target->id);
+        if (!nodes_public(s, j.target, parent->children[i], tags))
+            return false;
+    }
+    return true;
+}
+
+bool api_expand_public(struct arena *pool, const struct collection *c, struct slice spec,
+                       struct buf *tags)
+{
+    struct schema *s = schema_current();
+    bool ok = nodes_public(s, c, spec_tree(pool, spec), tags);
+    schema_release(s);
+    return ok;
+}
+
+void api_expand(struct http_request *req, const struct api_auth *auth, const struct collection *c,
+                json_t *records, struct slice spec, api_expand_cb done, void *arg)
+{
+    struct xnode *root = spec_tree(&req->pool, spec);
     struct xrun *run = arena_zalloc(&req->pool, sizeof(*run));
     *run = (struct xrun){req, auth, 1, done, arg};
     expand_level(run, c, records, root);

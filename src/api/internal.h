@@ -109,6 +109,15 @@ typedef void (*api_expand_cb)(void *arg);
 void api_expand(struct http_request *req, const struct api_auth *auth, const struct collection *c,
                 json_t *records, struct slice spec, api_expand_cb done, void *arg);
 
+/* Whether everything spec would expand on records of c is public: each
+ * relation it names resolves to a collection that is not an auth collection
+ * and whose view rule is "" (a relation that resolves to nothing expands
+ * nothing). Appends ", <collectionId>" to tags for each one, so that a
+ * shared cache can drop the answer when one of them changes. The tree is
+ * parsed into pool. */
+bool api_expand_public(struct arena *pool, const struct collection *c, struct slice spec,
+                       struct buf *tags);
+
 /* ---- route groups ---- */
 
 void api_register_collections(struct http_router *r);

@@ -10,7 +10,13 @@
  * (404), a create rule is checked on the row as the write leaves it (400),
  * update and delete rules on the stored row (404), the last three inside the
  * write's transaction (store_guard) so that no concurrent change slips
- * between the check and the write. */
+ * between the check and the write. An auth collection's manageRule gives
+ * its callers a superuser's hand over email, verified and password: on
+ * update against the stored row, on create against the new row (with
+ * verified read as false), inside the create's guard too.
+ *
+ * Answers tell caches what they may keep and writes what they made stale
+ * (cache_fields, docs/caching.md). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +35,7 @@
 #include <sodium.h>
 
 static const struct slice cache_private = SLICE_LIT("private, no-cache");
+static const struct slice cache_public = SLICE_LIT("public, no-cache");
 
 /* Per-request state of a records call; malloc'd, freed by rec_call_end. */
 struct rec_call {
@@ -51,8 +58,12 @@ struct rec_call {
     long long total;
     int64_t version;
     struct api_auth *auth;
-    bool guarded;   /* write/delete: where + params hold the rule */
-    bool manager;   /* write: superuser, or the auth record's manageRule admits the caller */
+    bool guarded; /* write/delete: where + params hold the rule */
+    bool manager; /* write: superuser, or the auth record's manageRule admits the caller */
+    /* create: where/params end with the manageRule's check (guard_manage);
+     * manage_at/manage_nparams are their lengths before it */
+    bool manage_guard;
+    size_t manage_at, manage_nparams;
     bool install;   /* creating the first superuser with the install token (claimed) */
     char *old_hash; /* own password change: the hash oldPassword matched */
     /* create/update: the body streams in while the caller is authenticated;
@@ -89,9 +100,26 @@ static void rec_call_end(struct rec_call *rc)
 
 /* ---- validators ---- */
 
-static void etag_of(struct slice id, int64_t version, char out[96])
+static uint64_t fnv1a(struct slice s, uint64_t h)
 {
-    snprintf(out, 96, "\"%.*s.%" PRId64 "\"", (int)(id.len < 64 ? id.len : 64), id.ptr, version);
+    for (size_t i = 0; i < s.len; i++) {
+        h ^= (unsigned char)s.ptr[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/* A record's ETag: "<id>.<version>", and for a view that expands relations
+ * "<id>.<version>-<hash of the body>", so that a change of an expanded
+ * record is a new representation too (a revalidation must not keep it). */
+static void etag_of(struct slice id, int64_t version, struct slice expanded_body, char out[128])
+{
+    int n =
+        snprintf(out, 128, "\"%.*s.%" PRId64, (int)(id.len < 64 ? id.len : 64), id.ptr, version);
+    if (expanded_body.len)
+        n += snprintf(out + n, (size_t)(128 - n), "-%016" PRIx64,
+                      fnv1a(expanded_body, 0xcbf29ce484222325ULL));
+    snprintf(out + n, (size_t)(128 - n), "\"");
 }
 
 /* True if an If-None-Match header lists `etag` (or is "*"). */
@@ -129,17 +157,107 @@ static int64_t parse_if_match(struct http_request *req, struct slice id)
     const char *dot = memrchr(inner.ptr, '.', inner.len);
     if (!dot || !slice_eq(slice_make(inner.ptr, (size_t)(dot - inner.ptr)), id))
         return -2;
-    long long v = slice_to_uint(slice_make(dot + 1, inner.len - (size_t)(dot - inner.ptr) - 1));
+    struct slice version = slice_make(dot + 1, inner.len - (size_t)(dot - inner.ptr) - 1);
+    /* an expanded answer's ETag names the same version: the write's
+     * compare-and-set is on the record alone */
+    const char *dash = memchr(version.ptr, '-', version.len);
+    if (dash)
+        version.len = (size_t)(dash - version.ptr);
+    long long v = slice_to_uint(version);
     return v < 0 ? -2 : v;
 }
 
-static void answer_record(struct http_request *req, int status, struct slice id,
-                          const struct store_result *res)
+/* ---- shared caches ---- */
+
+/* Whether id may go into a Cache-Tag as it is: the field is a
+ * comma-separated list, and a tag must name one record only. */
+static bool tag_safe(struct slice id)
 {
-    char etag[96];
-    etag_of(id, res->version, etag);
+    if (!id.len || id.len > 64)
+        return false;
+    for (size_t i = 0; i < id.len; i++) {
+        char ch = id.ptr[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* Appends the tags a write of record id of c invalidates: the collection's
+ * lists and anything expanding it (tag "<collectionId>"), and the record's
+ * own view ("<collectionId>/<id>"). */
+static void write_tags(const struct collection *c, struct slice id, struct buf *tags)
+{
+    buf_append_cstr(tags, c->id);
+    if (tag_safe(id)) {
+        buf_append_cstr(tags, ", ");
+        buf_append_cstr(tags, c->id);
+        buf_append_char(tags, '/');
+        buf_append_slice(tags, id);
+    }
+}
+
+/* The caching fields of an answer (docs/caching.md). A GET (or HEAD) view or list
+ * whose answer cannot depend on its caller is public: no Authorization
+ * (superusers may filter on hidden fields, users see their own email and
+ * what rules give them), its rule is ""
+ * (nothing of the request reaches the query), not an auth collection, and
+ * every expanded collection public the same way. Browsers revalidate it
+ * (no-cache, with the ETag); the gateway keeps it records_shared_max_age
+ * seconds (its targeted field, RFC 9213) under tags that writes through it
+ * purge, and Vary: Authorization keeps a signed-in request from being served
+ * the stored anonymous answer. Anything else is private. A successful write
+ * names the tags it makes stale. */
+static void cache_fields(const struct rec_call *rc, int status)
+{
+    struct http_request *req = rc->req;
+    const struct collection *c = rc->collection;
+    int max_age = api_ctx.cfg->records_shared_max_age;
+    bool list = req->nparams < 2;
+    const char *rule = c->rules[list ? RULE_LIST : RULE_VIEW];
+    struct buf tags = BUF_INIT;
+    if (req->method != HTTP_M_GET && req->method != HTTP_M_HEAD) {
+        http_response_header(req, SLICE_LIT("Cache-Control"), cache_private);
+        if (max_age > 0 && status < 300) {
+            write_tags(c, rc->id, &tags);
+            http_response_header(req, SLICE_LIT("Cache-Tag"), buf_slice(&tags));
+        }
+        buf_free(&tags);
+        return;
+    }
+    bool shared = max_age > 0 && !http_request_header(req, "Authorization").ptr &&
+                  c->type != COLLECTION_AUTH && rule && !*rule && (list || tag_safe(rc->id));
+    if (shared) {
+        buf_append_cstr(&tags, c->id);
+        if (!list) {
+            buf_append_char(&tags, '/');
+            buf_append_slice(&tags, rc->id);
+        }
+        shared = !rc->expand.len || api_expand_public(&req->pool, c, rc->expand, &tags);
+    }
+    if (shared) {
+        char fresh[32];
+        snprintf(fresh, sizeof(fresh), "max-age=%d", max_age);
+        http_response_header(req, SLICE_LIT("Cache-Control"), cache_public);
+        http_response_header(req, SLICE_LIT("Cruder-Cache-Control"), slice_cstr(fresh));
+        http_response_header(req, SLICE_LIT("Cache-Tag"), buf_slice(&tags));
+        http_response_header(req, SLICE_LIT("Vary"), SLICE_LIT("Authorization"));
+    } else {
+        http_response_header(req, SLICE_LIT("Cache-Control"), cache_private);
+    }
+    buf_free(&tags);
+}
+
+static void answer_record(const struct rec_call *rc, int status, const struct store_result *res)
+{
+    struct http_request *req = rc->req;
+    char etag[128];
+    /* a write's answer names the version written, expanded or not */
+    bool expanded = rc->expand.len && (req->method == HTTP_M_GET || req->method == HTTP_M_HEAD);
+    etag_of(rc->id, res->version, expanded ? buf_slice(&res->json) : SLICE_NULL, etag);
     http_response_header(req, SLICE_LIT("ETag"), slice_cstr(etag));
-    http_response_header(req, SLICE_LIT("Cache-Control"), cache_private);
+    cache_fields(rc, status);
     struct slice inm = http_request_header(req, "If-None-Match");
     if (status == 200 && req->method == HTTP_M_GET && inm.ptr && etag_listed(inm, etag)) {
         http_respond(req, 304, SLICE_NULL, SLICE_NULL);
@@ -428,15 +546,6 @@ static void check_managed(struct rec_call *rc, void (*ready)(struct rec_call *rc
 
 /* ---- list ---- */
 
-static uint64_t fnv1a(struct slice s, uint64_t h)
-{
-    for (size_t i = 0; i < s.len; i++) {
-        h ^= (unsigned char)s.ptr[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
 /* Answers the page; items is the records as JSON (NULL: res_json as is). */
 static void list_answer(struct rec_call *rc, json_t *items, struct slice res_json)
 {
@@ -463,7 +572,7 @@ static void list_answer(struct rec_call *rc, json_t *items, struct slice res_jso
     snprintf(etag, sizeof(etag), "W/\"%016" PRIx64 "\"",
              fnv1a(buf_slice(&body), 0xcbf29ce484222325ULL));
     http_response_header(req, SLICE_LIT("ETag"), slice_cstr(etag));
-    http_response_header(req, SLICE_LIT("Cache-Control"), cache_private);
+    cache_fields(rc, 200);
     struct slice inm = http_request_header(req, "If-None-Match");
     if (inm.ptr && etag_listed(inm, etag + 2))
         http_respond(req, 304, SLICE_NULL, SLICE_NULL);
@@ -579,7 +688,7 @@ static void view_expanded(void *arg)
     struct store_result res = {.status = STORE_OK, .version = rc->version};
     buf_append_cstr(&res.json, text ? text : "{}");
     free(text);
-    answer_record(rc->req, 200, rc->id, &res);
+    answer_record(rc, 200, &res);
     buf_free(&res.json);
     rec_call_end(rc);
 }
@@ -608,7 +717,7 @@ static void view_done(void *arg, struct store_result *res)
         return;
     } else {
         shape_result(rc, res);
-        answer_record(rc->req, 200, rc->id, res);
+        answer_record(rc, 200, res);
     }
     rec_call_end(rc);
 }
@@ -779,6 +888,13 @@ static void keep_known_files(struct merge_arg *m, json_t *prev, json_t *out)
     }
 }
 
+/* Form bodies carry "true"/"false" text: a JSON true or its text counts. */
+static bool value_truthy(json_t *v)
+{
+    return json_is_true(v) || (json_is_string(v) && (strcmp(json_string_value(v), "true") == 0 ||
+                                                     strcmp(json_string_value(v), "1") == 0));
+}
+
 /* PocketBase's auth upsert rules for a caller without manage access: the
  * email stays as stored (any value on create) and verified as stored (false
  * on create). Checked against prev inside the transaction, so no concurrent
@@ -793,11 +909,7 @@ static int manager_only(const struct merge_arg *m, json_t *prev, json_t **errors
                                       "Values don't match."));
     json_t *verified = json_object_get(m->input, "verified");
     bool was = prev && json_is_true(json_object_get(prev, "verified"));
-    /* form bodies carry "true"/"false" text; anything truthy counts */
-    bool wants = json_is_true(verified) ||
-                 (json_is_string(verified) && (strcmp(json_string_value(verified), "true") == 0 ||
-                                               strcmp(json_string_value(verified), "1") == 0));
-    if (verified && !json_is_null(verified) && wants != was)
+    if (verified && !json_is_null(verified) && value_truthy(verified) != was)
         json_object_set_new(bad, "verified",
                             json_pack("{s:s,s:s}", "code", "validation_values_mismatch", "message",
                                       "Values don't match."));
@@ -871,9 +983,34 @@ static void drop_files(struct rec_call *rc, json_t *rec, bool ok)
     }
 }
 
+/* Takes the manageRule's check back out of a create's guard. */
+static void drop_manage_guard(struct rec_call *rc)
+{
+    rc->where.len = rc->manage_at;
+    if (rc->where.cap)
+        rc->where.ptr[rc->where.len] = '\0';
+    while (json_array_size(rc->params) > rc->manage_nparams)
+        json_array_remove(rc->params, json_array_size(rc->params) - 1);
+    rc->guarded = rc->where.len > 0;
+    rc->manage_guard = false;
+    rc->manager = false;
+}
+
+static void submit_write(struct rec_call *rc);
+
 static void write_done(void *arg, struct store_result *res)
 {
     struct rec_call *rc = arg;
+    if (res->status == STORE_FORBIDDEN && rc->manage_guard) {
+        /* The create rule or the manageRule refused: written again as a
+         * non-manager, the outcome is PocketBase's (the create rule's 400,
+         * or verified's validation error). Nothing was stored. */
+        json_decref(rc->merge->dropped);
+        rc->merge->dropped = NULL;
+        drop_manage_guard(rc);
+        submit_write(rc);
+        return;
+    }
     if (res->status == STORE_OK && rc->collection->type == COLLECTION_AUTH)
         api_auth_changed();
     if (res->status == STORE_OK && rc->install) {
@@ -893,20 +1030,24 @@ static void write_done(void *arg, struct store_result *res)
             rc->fields = v;
         if (http_request_query(rc->req, "expand", &v))
             rc->expand = slice_trim(v);
-        if (rec && (rc->expand.len || (rc->manager && !rc->auth->superuser))) {
-            /* a manager sees the email of what it wrote */
+        const char *manage = rc->collection->rules[RULE_MANAGE];
+        bool manageable =
+            rc->collection->type == COLLECTION_AUTH && !rc->auth->superuser && manage && *manage;
+        if (rec && (rc->expand.len || manageable)) {
+            /* a manager sees the email of what it wrote; anyone else the
+             * manageRule admits on the record as written, as on a view */
             if (rc->manager && id) {
                 rc->managed = json_object();
                 json_object_set_new(rc->managed, id, json_true());
             }
             rc->items = json_pack("[o]", rec);
             rc->version = res->version;
-            view_items_ready(rc);
+            check_managed(rc, view_items_ready);
             return;
         }
         json_decref(rec);
         shape_result(rc, res);
-        answer_record(rc->req, 200, rc->id, res);
+        answer_record(rc, 200, res);
     } else if (res->status == STORE_FORBIDDEN && rc->req->method == HTTP_M_POST) {
         api_error(rc->req, 400, "Failed to create record.", NULL);
     } else if (res->status == STORE_FORBIDDEN) {
@@ -1054,7 +1195,7 @@ static void hash_done(void *arg)
 static void hash_submit(struct hashing *h)
 {
     struct rec_call *rc = h->rc;
-    if (workpool_submit(hash_work, hash_done, h, http_loop_post_any, rc->req->loop)) {
+    if (workpool_submit_batch(hash_work, hash_done, h, http_loop_post_any, rc->req->loop)) {
         hashing_free(h);
         api_error(rc->req, 503, "The server is busy, try again later.", NULL);
         rec_call_end(rc);
@@ -1165,6 +1306,56 @@ static void check_manager(struct rec_call *rc)
     json_decref(params);
 }
 
+/* PocketBase's manage check on create, made part of the create's guard: the
+ * manageRule must admit the new row as the write leaves it, read with
+ * verified forced false so that a rule reading `verified` is not satisfied
+ * by the very value being set. The row is read through a derived table named
+ * like the collection, which shadows it: the compiled rule's own columns,
+ * qualified or not, resolve to the copy. Grants manager access when the
+ * rule compiles; write_done drops the check again if the guard refuses. */
+static void guard_manage(struct rec_call *rc)
+{
+    const struct collection *c = rc->collection;
+    if (!rc->params)
+        rc->params = json_array();
+    rc->manage_at = rc->where.len;
+    rc->manage_nparams = json_array_size(rc->params);
+    if (rc->where.len)
+        buf_append_cstr(&rc->where, " AND ");
+    buf_append_cstr(&rc->where, "EXISTS (SELECT 1 FROM (SELECT \"__new\".\"id\" AS \"id\"");
+    for (size_t i = 0; i < c->nfields; i++) {
+        const char *name = c->fields[i].name;
+        if (strcmp(name, "id") == 0)
+            continue;
+        if (strcmp(name, "verified") == 0) {
+            buf_append_cstr(&rc->where, ", 0");
+        } else {
+            buf_append_cstr(&rc->where, ", \"__new\".");
+            buf_append_sql_ident(&rc->where, name);
+        }
+        buf_append_cstr(&rc->where, " AS ");
+        buf_append_sql_ident(&rc->where, name);
+    }
+    buf_append_cstr(&rc->where, " FROM ");
+    buf_append_sql_ident(&rc->where, c->name);
+    buf_append_cstr(&rc->where, " AS \"__new\" WHERE \"__new\".\"id\" = ");
+    buf_append_sql_ident(&rc->where, c->name);
+    buf_append_cstr(&rc->where, ".\"id\") AS ");
+    buf_append_sql_ident(&rc->where, c->name);
+    buf_append_cstr(&rc->where, " WHERE (");
+    struct filter_error fe;
+    if (api_rule_compile(rc->req, rc->auth, c, c->rules[RULE_MANAGE], rc->input, "default",
+                         &rc->where, rc->params, &fe)) {
+        /* A manageRule that cannot compile grants nothing. */
+        drop_manage_guard(rc);
+        return;
+    }
+    buf_append_cstr(&rc->where, "))");
+    rc->manage_guard = true;
+    rc->guarded = true;
+    rc->manager = true;
+}
+
 /* The body is in and the caller known: decode, check, write. */
 static void write_go(struct rec_call *rc)
 {
@@ -1218,10 +1409,17 @@ static void write_go(struct rec_call *rc)
     }
     const char *manage = c->rules[RULE_MANAGE];
     rc->manager = auth->superuser;
-    if (!create && !auth->superuser && c->type == COLLECTION_AUTH && manage && *manage) {
+    bool manageable = !auth->superuser && c->type == COLLECTION_AUTH && manage && *manage;
+    if (!create && manageable) {
         check_manager(rc);
         return;
     }
+    /* On create, manager access only lets verified be set (the email is
+     * free and there is no old password), and PocketBase grants it only to
+     * a signed-in caller. */
+    if (create && manageable && auth->record.len &&
+        value_truthy(json_object_get(rc->input, "verified")))
+        guard_manage(rc);
     write_password(rc);
 }
 
@@ -1323,6 +1521,7 @@ static void delete_done(void *arg, struct store_result *res)
                 break;
             }
         remove_cascaded_files(res);
+        cache_fields(rc, 204);
         http_respond(rc->req, 204, SLICE_NULL, SLICE_NULL);
     } else if (res->status == STORE_FORBIDDEN)
         api_error(rc->req, 404, "The requested resource wasn't found.", NULL);
@@ -1492,8 +1691,10 @@ static void handle_write(struct http_request *req, enum collection_rule rule)
         rc->missing = true;
         req->user = rc;
     }
-    if (multipart && known)
+    if (multipart && known) {
         rc->upload = files_upload_new(rc->collection, ct, (size_t)api_ctx.cfg->max_body_bytes);
+        files_upload_attach(rc->upload, req);
+    }
     rc->pending = known ? 2 : 1;
     req->on_body = write_body;
     req->on_body_end = write_body_end;

@@ -69,6 +69,8 @@ static const struct setting settings[] = {
      SERVE, "failed logins a minute for one identity before 429"},
     {"auth_attempts_per_address", SET_INT, OFF(auth_attempts_per_address), 1, 100000000, "300",
      NULL, SERVE, "logins and token refreshes a minute from one client address before 429"},
+    {"records_shared_max_age", SET_INT, OFF(records_shared_max_age), 0, 86400, "5", NULL, SERVE,
+     "seconds a shared cache (cruder gateway) may serve a public records answer; 0: none"},
     {"log_level", SET_STRING, OFF(log_level), 0, 0, "info", NULL, ALL,
      "debug, info, warn or error"},
     {"access_log", SET_BOOL, OFF(access_log), 0, 0, "true", NULL, SERVE,

@@ -31,6 +31,7 @@ struct config {
     int token_duration_s;           /* superuser token lifetime */
     int auth_failures_per_identity; /* failed logins a minute before 429 */
     int auth_attempts_per_address;  /* logins and refreshes a minute from one address */
+    int records_shared_max_age;     /* seconds a shared cache may keep a public records answer */
     char *log_level;
     bool access_log;
 };

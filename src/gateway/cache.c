@@ -1081,12 +1081,51 @@ static size_t purge_locked(struct cache *c, struct slice host, struct slice targ
     return removed;
 }
 
+/* Whether e was stored with one of the tags resp lists in the tag field. */
+static bool entry_tagged(const struct cache *c, const struct cache_entry *e,
+                         const struct cache_resp *resp)
+{
+    if (e->tags.len == 0)
+        return false;
+    for (size_t i = 0; i < resp->nheaders; i++) {
+        if (!slice_case_eq(resp->headers[i].name, slice_cstr(c->o.tag_field)))
+            continue;
+        struct slice rest = resp->headers[i].value, t = SLICE_NULL;
+        while (cache_list_next(&rest, &t))
+            if (t.len && lowered_has(&e->tags, t))
+                return true;
+    }
+    return false;
+}
+
+/* Drops every stored response sharing a tag with an unsafe request's
+ * answer: the upstream names there what the change made stale beyond the
+ * target URI (a record's collection lists, say). One scan for all of the
+ * answer's tags, as cache_purge_tag does. */
+static size_t purge_tags_locked(struct cache *c, const struct cache_resp *resp)
+{
+    if (!c->o.tag_field || !header(resp->headers, resp->nheaders, c->o.tag_field, NULL).ptr)
+        return 0;
+    size_t n = 0;
+    for (size_t i = 0; i < c->nbuckets; i++) {
+        for (struct cache_entry *e = c->buckets[i], *next; e; e = next) {
+            next = e->hnext;
+            if (entry_tagged(c, e, resp)) {
+                index_unlink(c, e);
+                n++;
+            }
+        }
+    }
+    return n;
+}
+
 void cache_invalidate(struct cache *c, const struct cache_req *rq, const struct cache_resp *resp)
 {
     if (safe_method(rq->method) || resp->status < 200 || resp->status > 399)
         return;
     pthread_mutex_lock(&c->mu);
     c->st.invalidations += purge_locked(c, rq->host, rq->target);
+    c->st.invalidations += purge_tags_locked(c, resp);
     const char *names[] = {"location", "content-location"};
     for (size_t i = 0; i < 2; i++) {
         struct slice v = header(resp->headers, resp->nheaders, names[i], NULL);

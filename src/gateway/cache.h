@@ -151,7 +151,9 @@ struct cache_entry *cache_fill_error(struct cache_fill *f);
 
 /* Invalidation for an unsafe method's response (RFC 9111 4.4): on a 2xx or
  * 3xx answer, drops the stored responses for the target URI and for the
- * same-host Location and Content-Location. Safe methods do nothing. */
+ * same-host Location and Content-Location, and every stored response
+ * sharing a tag (in the tag field) with the response. Safe methods do
+ * nothing. */
 void cache_invalidate(struct cache *c, const struct cache_req *rq, const struct cache_resp *resp);
 
 /* Purges every stored response for host and target (all variants); returns
