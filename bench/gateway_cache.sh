@@ -9,26 +9,32 @@
 #   gw_pass  a `Cache-Control: no-store` answer passed through vs HAProxy and
 #            nginx proxy_pass to the same origin
 #
-# Prints one line a scenario, each ratio against an adjacent anchor run, and
-# keeps wrk's output in build-release/bench/gateway/. Everything it starts is
+# Prints one line a scenario, each ratio against an adjacent anchor run, with
+# the CPU time each server spent per request (its process and children, from
+# /proc): on a box shared with other work the ratios move with the load, the
+# CPU cost much less. Keeps wrk's output in build-release/bench/gateway/. Everything it starts is
 # stopped by PID; no system service is touched (Varnish runs with its own -n
 # directory, in the foreground).
 #
-# BENCH_DURATION (10s), BENCH_CONNECTIONS (64) override.
+# BENCH_DURATION (10s), BENCH_CONNECTIONS (64) override; GATEWAY_BIN runs
+# another build of cruder (an older one, to compare) instead of building
+# build-release/cruder.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 duration=${BENCH_DURATION:-10s}
 connections=${BENCH_CONNECTIONS:-64}
-bin=build-release/cruder
+bin=${GATEWAY_BIN:-build-release/cruder}
 out=build-release/bench/gateway
 
 for tool in wrk nginx haproxy varnishd taskset node; do
     command -v "$tool" >/dev/null || { echo "bench: $tool missing (make deps)" >&2; exit 1; }
 done
 
-echo "== build (release)"
-make --no-print-directory -j2 BUILD=build-release OPT='-O2 -DNDEBUG' "$bin"
+if [[ -z ${GATEWAY_BIN:-} ]]; then
+    echo "== build (release)"
+    make --no-print-directory -j2 BUILD=build-release OPT='-O2 -DNDEBUG' "$bin"
+fi
 mkdir -p "$out"
 
 tmp=$(mktemp -d /tmp/cruder-gwbench.XXXXXX)
@@ -108,11 +114,14 @@ echo "== anchors and the gateway on core 0"
 static_port=$(free_port)
 nginx_conf "$tmp/static" "$static_port" ''
 start_nginx 0 "$tmp/static"
+declare -A pid_of
+pid_of[$static_port]=${pids[-1]}
 
 proxy_port=$(free_port)
 nginx_conf "$tmp/proxy" "$proxy_port" '
         location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; }'
 start_nginx 0 "$tmp/proxy"
+pid_of[$proxy_port]=${pids[-1]}
 
 varnish_port=$(free_port)
 mkdir -p "$tmp/varnish"
@@ -120,6 +129,7 @@ chmod 777 "$tmp/varnish"
 taskset -c 0 varnishd -F -n "$tmp/varnish" -a "127.0.0.1:$varnish_port" \
     -b "127.0.0.1:$origin_port" -s malloc,64m -p thread_pools=1 >"$out/varnish.log" 2>&1 &
 pids+=("$!")
+pid_of[$varnish_port]=$!
 
 haproxy_port=$(free_port)
 cat >"$tmp/haproxy.cfg" <<CONF
@@ -140,6 +150,7 @@ backend origin
 CONF
 taskset -c 0 haproxy -f "$tmp/haproxy.cfg" >"$out/haproxy.log" 2>&1 &
 pids+=("$!")
+pid_of[$haproxy_port]=$!
 
 gw_port=$(free_port)
 cat >"$tmp/gateway.conf" <<CONF
@@ -153,6 +164,7 @@ route / origin
 CONF
 taskset -c 0 "$bin" gateway --config "$tmp/gateway.conf" 2>"$out/gateway.log" &
 pids+=("$!")
+pid_of[$gw_port]=$!
 
 for port in "$static_port" "$proxy_port" "$varnish_port" "$haproxy_port" "$gw_port"; do
     wait_http "http://127.0.0.1:$port/$([[ $port == "$static_port" ]] && echo small.json || echo cached)"
@@ -162,11 +174,31 @@ wait_http "http://127.0.0.1:$varnish_port/cached"
 wait_http "http://127.0.0.1:$gw_port/cached"
 
 echo "== throughput: wrk -t1 -c$connections -d$duration on core 1 (${#body}-byte bodies)"
-declare -A rps
+declare -A rps cpu_us
+descendants() { # pid
+    local c
+    for c in $(pgrep -P "$1"); do
+        echo "$c"
+        descendants "$c"
+    done
+}
+tree_ticks() { # pid: user+system clock ticks of it and its descendants
+    local t=0 p
+    for p in "$1" $(descendants "$1"); do
+        [[ -r /proc/$p/stat ]] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    done
+    echo "$t"
+}
+hz=$(getconf CLK_TCK)
 run_wrk() { # name port path
+    local t0 t1 n
+    t0=$(tree_ticks "${pid_of[$2]}")
     taskset -c 1 wrk -t1 -c"$connections" -d"$duration" --latency "http://127.0.0.1:$2$3" \
         >"$out/$1.txt"
+    t1=$(tree_ticks "${pid_of[$2]}")
     rps[$1]=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$out/$1.txt")
+    n=$(awk '/requests in/ {print $1}' "$out/$1.txt")
+    cpu_us[$1]=$(awk -v d=$((t1 - t0)) -v n="$n" -v hz="$hz" 'BEGIN {printf "%.1f", d * 1e6 / hz / n}')
     grep -E 'Non-2xx|Socket errors' "$out/$1.txt" | sed "s/^ */  $1: WARNING /" || true
 }
 compare() { # name port path anchor anchor-port anchor-path target
@@ -174,7 +206,8 @@ compare() { # name port path anchor anchor-port anchor-path target
     run_wrk "$1" "$2" "$3"
     local ratio
     ratio=$(awk -v a="${rps[$1]}" -v b="${rps[$4]}" 'BEGIN {printf "%.2f", a / b}')
-    echo "$1: ${rps[$1]} req/s (ratio ${ratio}x ${4//_/ } at ${rps[$4]} req/s; target >= $7x)"
+    echo "$1: ${rps[$1]} req/s (ratio ${ratio}x ${4//_/ } at ${rps[$4]} req/s; target >= $7x;" \
+        "CPU ${cpu_us[$1]} vs ${cpu_us[$4]} us/request)"
 }
 compare gw_hit "$gw_port" /cached nginx_static "$static_port" /small.json 0.8
 compare gw_hit "$gw_port" /cached varnish_hit "$varnish_port" /cached 2

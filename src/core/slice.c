@@ -45,6 +45,16 @@ long long slice_to_uint(struct slice s)
     return v;
 }
 
+char *u64_to_dec(uint64_t v, char out[20])
+{
+    char *p = out + 20;
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return p;
+}
+
 void buf_reserve(struct buf *b, size_t extra)
 {
     size_t need = b->len + extra + 1;

@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 struct slice {
@@ -46,6 +47,9 @@ bool slice_starts_with(struct slice s, struct slice prefix);
 struct slice slice_trim(struct slice s);
 /* Parses a whole slice as a non-negative decimal; -1 on anything else or overflow. */
 long long slice_to_uint(struct slice s);
+/* Writes v in decimal at the end of out (no NUL), without printf's cost on
+ * hot paths; returns where the digits start (out + 20 - their count). */
+char *u64_to_dec(uint64_t v, char out[20]);
 
 struct buf {
     char *ptr; /* NUL-terminated whenever cap > 0 */

@@ -19,6 +19,7 @@ void gateway_config_defaults(struct gateway_config *gc)
     gc->upstream_idle_timeout_ms = 60000;
     gc->keepalive_idle_ms = 20000;
     gc->keepalive_max = 64;
+    gc->tunnel_idle_timeout_ms = 600000;
     gc->eject_ms = 1000;
     gc->eject_max_ms = 30000;
     gc->eject_5xx = 5;
@@ -77,6 +78,8 @@ static const struct {
      3600000},
     {"keepalive_idle_ms", offsetof(struct gateway_config, keepalive_idle_ms), 1, 3600000},
     {"keepalive_max", offsetof(struct gateway_config, keepalive_max), 0, 100000},
+    {"tunnel_idle_timeout_ms", offsetof(struct gateway_config, tunnel_idle_timeout_ms), 1,
+     86400000},
     {"eject_ms", offsetof(struct gateway_config, eject_ms), 1, 600000},
     {"eject_max_ms", offsetof(struct gateway_config, eject_max_ms), 1, 3600000},
     {"eject_5xx", offsetof(struct gateway_config, eject_5xx), 0, 1000},

@@ -1,5 +1,6 @@
 /* The gateway: a reverse proxy in front of named upstream pools, routed by
- * path prefix and host (`cruder gateway --config FILE`).
+ * path prefix and host (`cruder gateway --config FILE`). docs/gateway.md is
+ * the reference of the file, its settings and the gateway's behaviour.
  *
  * The configuration file is line-based; `#` starts a comment:
  *
@@ -71,7 +72,8 @@ struct gateway_config {
     int upstream_idle_timeout_ms;
     int keepalive_idle_ms; /* pooled upstream connections; keep below the upstream's idle timeout */
     int keepalive_max;     /* idle connections kept per loop and target */
-    int eject_ms;          /* first back-off after a failure; doubles up to eject_max_ms */
+    int tunnel_idle_timeout_ms; /* an upgraded connection with no byte either way closes */
+    int eject_ms;               /* first back-off after a failure; doubles up to eject_max_ms */
     int eject_max_ms;
     int eject_5xx;          /* consecutive 5xx answers that eject a target; 0: never */
     int panic_percent;      /* fewer usable targets than this share: use them all */

@@ -1,4 +1,8 @@
 /* The proxy handler: every request the gateway accepts passes through here.
+ * Load: the pass-through path (no cache hit) costs two reads and two writes
+ * a request and allocates the upstream head, the response fields and, per
+ * new URL, the cache's fill; requests for a URL whose answer could not be
+ * stored skip the cache for PASS_MEMO_MS (the pass memo).
  * The http layer has already refused ambiguous framing (see http/conn.c), so
  * what reaches this file has one meaning, and the head sent upstream states
  * the body's framing afresh.
@@ -34,7 +38,15 @@
 #include "gateway/internal.h"
 #include "http/client.h"
 
-enum { RETRY_BODY_MAX = 64 * 1024, REQUEST_ID_MAX = 128 };
+enum {
+    RETRY_BODY_MAX = 64 * 1024,
+    REQUEST_ID_MAX = 128,
+    /* The pass memo (struct loop_state): slots, and how long a URL whose
+     * answer could not be stored skips the cache's lookup. Short, so an
+     * upstream that starts allowing storage is cached again within it. */
+    PASS_MEMO_SLOTS = 256,
+    PASS_MEMO_MS = 1000,
+};
 
 static struct gateway *the_gateway;
 
@@ -69,6 +81,12 @@ struct loop_state {
     struct lview *view;
     uint32_t id_prefix;
     uint64_t id_seq;
+    /* URLs (hash of host and target) whose last answer here could not be
+     * stored: until `until_ms` their GETs go upstream without a cache
+     * lookup and fill (a lock, a key and a fill's allocations each). */
+    struct {
+        uint64_t hash, until_ms;
+    } pass_memo[PASS_MEMO_SLOTS];
 };
 
 struct proxy {
@@ -102,6 +120,17 @@ struct proxy {
     bool cond_added; /* the cache's validators replaced the client's own */
     bool refetching; /* a 304 the cache could not use: asking again, unconditionally */
     bool skip_body;  /* the exchange's body is not the answer (serve, refetch) */
+    bool memo_miss;  /* a plain miss that may enter the pass memo */
+    uint64_t memo_hash;
+    /* Upgrade requests: p is on the heap, as it outlives req once the
+     * upstream's 101 turns the exchange into a tunnel (see tunnel_end). */
+    bool on_heap;
+    bool tunnel;     /* switched: req is gone, tun and x carry raw bytes */
+    bool tun_paused; /* the client's reading held back by the upstream */
+    bool up_paused;  /* the upstream's reading held back by the client */
+    bool dead;       /* ended while a callback was on the stack */
+    unsigned busy;   /* callbacks of p on the stack */
+    struct http_tunnel *tun;
 };
 
 static uint64_t now_ms(void)
@@ -254,26 +283,34 @@ static bool token_in_list(struct slice list, struct slice name)
 
 bool gateway_is_hop_header(struct slice name, struct slice connection)
 {
-    static const char *const hop[] = {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "upgrade",
-        "transfer-encoding",
-        "proxy-authorization",
-        "proxy-authenticate",
+    static const struct slice hop[] = {
+        SLICE_LIT("connection"),
+        SLICE_LIT("keep-alive"),
+        SLICE_LIT("proxy-connection"),
+        SLICE_LIT("te"),
+        SLICE_LIT("trailer"),
+        SLICE_LIT("upgrade"),
+        SLICE_LIT("transfer-encoding"),
+        SLICE_LIT("proxy-authorization"),
+        SLICE_LIT("proxy-authenticate"),
     };
     for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
-        if (slice_case_eq(name, slice_cstr(hop[i])))
+        if (slice_case_eq(name, hop[i]))
             return true;
     return connection.len && token_in_list(connection, name);
 }
 
-/* Every Connection header's value, joined, in pool. */
+/* Every Connection header's value, joined: the value itself when there is
+ * one (the usual case, copied nowhere), else a copy in pool. */
 static struct slice connection_tokens(struct arena *pool, const struct http_header *h, size_t n)
 {
+    struct slice one = SLICE_NULL;
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++)
+        if (slice_case_eq(h[i].name, SLICE_LIT("connection")) && count++ == 0)
+            one = h[i].value;
+    if (count < 2)
+        return one;
     struct buf b = BUF_INIT;
     for (size_t i = 0; i < n; i++)
         if (slice_case_eq(h[i].name, SLICE_LIT("connection"))) {
@@ -281,27 +318,35 @@ static struct slice connection_tokens(struct arena *pool, const struct http_head
                 buf_append_char(&b, ',');
             buf_append_slice(&b, h[i].value);
         }
-    struct slice s = b.len ? arena_slice_dup(pool, buf_slice(&b)) : SLICE_NULL;
+    struct slice s = arena_slice_dup(pool, buf_slice(&b));
     buf_free(&b);
     return s;
 }
 
+static void append_u64(struct buf *b, uint64_t v)
+{
+    char t[20];
+    const char *digits = u64_to_dec(v, t);
+    buf_append(b, digits, (size_t)(t + 20 - digits));
+}
+
 static bool is_rewritten(struct slice name)
 {
-    static const char *const names[] = {"content-length",    "expect",           "x-forwarded-for",
-                                        "x-forwarded-proto", "x-forwarded-host", "forwarded",
-                                        "x-request-id"};
+    static const struct slice names[] = {
+        SLICE_LIT("content-length"),    SLICE_LIT("expect"),           SLICE_LIT("x-forwarded-for"),
+        SLICE_LIT("x-forwarded-proto"), SLICE_LIT("x-forwarded-host"), SLICE_LIT("forwarded"),
+        SLICE_LIT("x-request-id")};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (slice_case_eq(name, slice_cstr(names[i])))
+        if (slice_case_eq(name, names[i]))
             return true;
     return false;
 }
 
-static void append_joined(struct buf *b, const struct http_request *req, const char *name)
+static void append_joined(struct buf *b, const struct http_request *req, struct slice name)
 {
     bool first = true;
     for (size_t i = 0; i < req->nheaders; i++)
-        if (slice_case_eq(req->headers[i].name, slice_cstr(name)) && req->headers[i].value.len) {
+        if (slice_case_eq(req->headers[i].name, name) && req->headers[i].value.len) {
             if (!first)
                 buf_append(b, ", ", 2);
             buf_append_slice(b, req->headers[i].value);
@@ -315,6 +360,11 @@ void gateway_upstream_head(struct buf *out, const struct http_request *req, stru
 {
     struct arena scratch = ARENA_INIT;
     struct slice conn = connection_tokens(&scratch, req->headers, req->nheaders);
+    /* One allocation for the whole head: the client's fields and ours. */
+    size_t need = req->method_name.len + req->target.len + 256 + 2 * request_id.len;
+    for (size_t i = 0; i < req->nheaders; i++)
+        need += req->headers[i].name.len + req->headers[i].value.len + 4;
+    buf_reserve(out, 2 * need);
     buf_append_slice(out, req->method_name);
     buf_append_char(out, ' ');
     buf_append_slice(out, req->target);
@@ -323,7 +373,9 @@ void gateway_upstream_head(struct buf *out, const struct http_request *req, stru
     for (size_t i = 0; i < req->nheaders; i++) {
         const struct http_header *h = &req->headers[i];
         had_length |= slice_case_eq(h->name, SLICE_LIT("content-length"));
-        if (gateway_is_hop_header(h->name, conn) || is_rewritten(h->name))
+        /* Upgrade is hop-by-hop, but an upgrade must carry it to the next hop. */
+        bool pass = req->upgrade && slice_case_eq(h->name, SLICE_LIT("upgrade"));
+        if (!pass && (gateway_is_hop_header(h->name, conn) || is_rewritten(h->name)))
             continue;
         buf_append_slice(out, h->name);
         buf_append(out, ": ", 2);
@@ -337,7 +389,7 @@ void gateway_upstream_head(struct buf *out, const struct http_request *req, stru
     struct slice host = http_request_header(req, "host");
 
     buf_append_cstr(out, "X-Forwarded-For: ");
-    append_joined(out, req, "x-forwarded-for");
+    append_joined(out, req, SLICE_LIT("x-forwarded-for"));
     buf_append_slice(out, remote);
     buf_append_cstr(out, "\r\nX-Forwarded-Proto: http\r\n");
     if (host.len) {
@@ -346,18 +398,29 @@ void gateway_upstream_head(struct buf *out, const struct http_request *req, stru
         buf_append(out, "\r\n", 2);
     }
     buf_append_cstr(out, "Forwarded: ");
-    append_joined(out, req, "forwarded");
-    buf_appendf(out, "for=%s%.*s%s", v6 ? "\"[" : "", SLICE_FMT(remote), v6 ? "]\"" : "");
+    append_joined(out, req, SLICE_LIT("forwarded"));
+    buf_append_cstr(out, v6 ? "for=\"[" : "for=");
+    buf_append_slice(out, remote);
+    if (v6)
+        buf_append_cstr(out, "]\"");
     /* A host that would need escaping inside a quoted-string is left out. */
-    if (host.len && !memchr(host.ptr, '"', host.len) && !memchr(host.ptr, '\\', host.len))
-        buf_appendf(out, ";host=\"%.*s\"", SLICE_FMT(host));
+    if (host.len && !memchr(host.ptr, '"', host.len) && !memchr(host.ptr, '\\', host.len)) {
+        buf_append_cstr(out, ";host=\"");
+        buf_append_slice(out, host);
+        buf_append_char(out, '"');
+    }
     buf_append_cstr(out, ";proto=http\r\nX-Request-Id: ");
     buf_append_slice(out, request_id);
     buf_append(out, "\r\n", 2);
+    if (req->upgrade)
+        buf_append_cstr(out, "Connection: Upgrade\r\n");
     if (req->content_length < 0)
         buf_append_cstr(out, "Transfer-Encoding: chunked\r\n");
-    else if (req->content_length > 0 || had_length)
-        buf_appendf(out, "Content-Length: %lld\r\n", req->content_length);
+    else if (req->content_length > 0 || had_length) {
+        buf_append_cstr(out, "Content-Length: ");
+        append_u64(out, (uint64_t)req->content_length);
+        buf_append(out, "\r\n", 2);
+    }
     buf_append(out, "\r\n", 2);
     arena_reset(&scratch);
 }
@@ -524,6 +587,8 @@ static void finish(struct proxy *p, int status, const char *msg, bool complete)
     req->on_body_end = NULL;
     req->on_drain = NULL;
     req->on_gone = NULL;
+    /* p lives in req's pool unless on the heap: read it before answering. */
+    struct proxy *heap = p->on_heap ? p : NULL;
     if (p->started) {
         http_respond_end(req, complete);
     } else if (p->serve) {
@@ -534,6 +599,185 @@ static void finish(struct proxy *p, int status, const char *msg, bool complete)
         add_cache_status(p);
         respond_error(req, status, msg);
     }
+    free(heap);
+}
+
+/* ---- the pass memo (struct loop_state) ---- */
+
+/* A GET or HEAD whose cache handling depends on its URL alone. One with
+ * request directives (only-if-cached, no-cache, max-stale...) or credentials
+ * (whose answer may be private while the anonymous one is stored) always
+ * gets the cache's full lookup. Computes p->memo_hash. */
+static bool pass_memo_eligible(struct proxy *p)
+{
+    const struct http_request *req = p->req;
+    if (req->method != HTTP_M_GET && req->method != HTTP_M_HEAD)
+        return false;
+    static const char *const skip[] = {"cache-control", "pragma", "authorization", "cookie"};
+    for (size_t i = 0; i < sizeof(skip) / sizeof(skip[0]); i++)
+        if (http_request_header(req, skip[i]).ptr)
+            return false;
+    p->memo_hash = lb_key_hash(http_request_header(req, "host")) * 31 + lb_key_hash(req->target);
+    return true;
+}
+
+static bool pass_memo_hit(struct proxy *p)
+{
+    const struct loop_state *ls = p->ls;
+    size_t slot = (size_t)(p->memo_hash % PASS_MEMO_SLOTS);
+    return ls->pass_memo[slot].hash == p->memo_hash && ls->pass_memo[slot].until_ms > now_ms();
+}
+
+static void pass_memo_set(struct proxy *p)
+{
+    size_t slot = (size_t)(p->memo_hash % PASS_MEMO_SLOTS);
+    p->ls->pass_memo[slot].hash = p->memo_hash;
+    p->ls->pass_memo[slot].until_ms = now_ms() + PASS_MEMO_MS;
+}
+
+/* ---- upgraded connections ---- */
+
+/* An upgrade request (WebSocket...) is forwarded with its Upgrade field and
+ * no cache. After a 101 the proxy carries a tunnel: the client's bytes to the upstream
+ * exchange and the upstream's to the client, each direction paused while the
+ * other side's queue is over its high-water mark, so a tunnel holds at most
+ * two bounded queues. Either side's close (or the idle timeout) closes both;
+ * the connection never returns to a pool. */
+
+static void tunnel_free_if_done(struct proxy *p)
+{
+    if (!p->dead || p->busy)
+        return;
+    view_release(p->view);
+    free(p);
+}
+
+static void tunnel_end(struct proxy *p)
+{
+    if (p->x) {
+        http_client_abort(p->x);
+        p->x = NULL;
+    }
+    if (p->tun) {
+        struct http_tunnel *t = p->tun;
+        p->tun = NULL;
+        http_tunnel_close(t);
+    }
+    p->dead = true;
+    tunnel_free_if_done(p);
+}
+
+static void tunnel_data(void *ud, struct slice data)
+{
+    struct proxy *p = ud;
+    if (p->x && !http_client_write(p->x, data) && p->tun) {
+        p->tun_paused = true;
+        http_tunnel_pause(p->tun, true);
+    }
+}
+
+static void tunnel_drain(void *ud)
+{
+    struct proxy *p = ud;
+    if (p->up_paused && p->x) {
+        p->up_paused = false;
+        http_client_pause(p->x, false);
+    }
+}
+
+static void tunnel_close(void *ud, int status)
+{
+    (void)status;
+    struct proxy *p = ud;
+    p->tun = NULL;
+    tunnel_end(p);
+}
+
+static const struct http_tunnel_cbs tunnel_cbs = {tunnel_data, tunnel_drain, tunnel_close};
+
+static int tunnel_from_upstream(struct proxy *p, struct slice chunk)
+{
+    p->busy++;
+    /* A failed send ends the tunnel from inside the write. */
+    if (p->tun && !http_tunnel_write(p->tun, chunk) && p->tun && p->x) {
+        p->up_paused = true;
+        http_client_pause(p->x, true);
+    }
+    p->busy--;
+    bool dead = p->dead;
+    tunnel_free_if_done(p);
+    return dead ? -1 : 0;
+}
+
+/* The upstream switched protocols: answer the client's upgrade with its 101
+ * and join the two connections. */
+static int tunnel_start(struct proxy *p, const struct http_client_response *res)
+{
+    struct http_request *req = p->req;
+    struct slice upgrade = SLICE_NULL;
+    for (size_t i = 0; i < res->nheaders; i++)
+        if (slice_case_eq(res->headers[i].name, SLICE_LIT("upgrade")))
+            upgrade = res->headers[i].value;
+    if (!req->upgrade || !upgrade.len) {
+        /* A 101 nobody asked for, or naming no protocol: the upstream is broken. */
+        p->up_status = 0;
+        p->x = NULL;
+        attempt_end(p, LB_ABORTED);
+        finish(p, 502, "The upstream switched protocols without an Upgrade.", false);
+        return -1;
+    }
+    struct arena scratch = ARENA_INIT;
+    struct slice conn = connection_tokens(&scratch, res->headers, res->nheaders);
+    bool has_id = false;
+    for (size_t i = 0; i < res->nheaders; i++) {
+        const struct http_header *h = &res->headers[i];
+        if (gateway_is_hop_header(h->name, conn))
+            continue;
+        has_id |= slice_case_eq(h->name, SLICE_LIT("x-request-id"));
+        http_response_header(req, h->name, h->value);
+    }
+    arena_reset(&scratch);
+    if (!has_id)
+        http_response_header(req, SLICE_LIT("X-Request-Id"), p->request_id);
+    http_response_header(req, SLICE_LIT("Upgrade"), upgrade);
+    attempt_end(p, LB_OK);
+    gw_stat_record(p->route_stat, 101, (double)(time_mono_ns() - req->start_ns) / 1e6);
+    req->on_body = NULL;
+    req->on_body_end = NULL;
+    req->on_drain = NULL;
+    req->on_gone = NULL;
+    p->tunnel = true;
+    p->req = NULL;
+    p->busy++;
+    struct buf early = BUF_INIT;
+    struct http_tunnel *t =
+        http_respond_upgrade(req, &tunnel_cbs, p, p->view->topo->gc.tunnel_idle_timeout_ms, &early);
+    if (t && !p->dead)
+        p->tun = t;
+    if (!t)
+        p->dead = true;
+    if (early.len && p->x)
+        tunnel_data(p, buf_slice(&early));
+    buf_free(&early);
+    buf_free(&p->head);
+    buf_free(&p->body);
+    p->busy--;
+    bool dead = p->dead;
+    if (dead)
+        tunnel_end(p);
+    return dead ? -1 : 0;
+}
+
+static bool is_event_stream(const struct http_client_response *res)
+{
+    for (size_t i = 0; i < res->nheaders; i++)
+        if (slice_case_eq(res->headers[i].name, SLICE_LIT("content-type"))) {
+            struct slice v = res->headers[i].value;
+            struct slice type = SLICE_LIT("text/event-stream");
+            return v.len >= type.len && slice_case_eq(slice_make(v.ptr, type.len), type) &&
+                   (v.len == type.len || v.ptr[type.len] == ';' || v.ptr[type.len] == ' ');
+        }
+    return false;
 }
 
 /* The cache's verdict on the upstream's head. Returns true when the head is
@@ -547,6 +791,13 @@ static bool cache_on_head(struct proxy *p, const struct http_client_response *re
         return true;
     }
     p->cst.fwd_status = res->status;
+    if (is_event_stream(res)) {
+        /* An event stream may last for ever: it is never stored, and the
+         * requests collapsed behind it go on at once. */
+        cache_fill_end(p->fill, false);
+        p->fill = NULL;
+        return true;
+    }
     struct cache_entry *e;
     switch (cache_fill_response(p->fill, &r, &e)) {
     case CACHE_FILL_STORE:
@@ -561,6 +812,12 @@ static bool cache_on_head(struct proxy *p, const struct http_client_response *re
             p->skip_body = true;
             return false;
         }
+        /* Nothing will be stored (no-store, private...): the fill ends at
+         * the head, so no body byte is copied and its waiters go on now. */
+        cache_fill_end(p->fill, true);
+        p->fill = NULL;
+        if (p->memo_miss)
+            pass_memo_set(p);
         return true;
     case CACHE_FILL_USE_STORED:
     case CACHE_FILL_STALE:
@@ -583,6 +840,8 @@ static int up_head(void *ud, const struct http_client_response *res)
     struct http_request *req = p->req;
     p->up_status = res->status;
     p->head_ms = (double)(time_mono_ns() - p->attempt_ns) / 1e6;
+    if (res->status == 101)
+        return tunnel_start(p, res);
     if (p->cache && !cache_on_head(p, res))
         return 0;
     struct slice targeted = SLICE_NULL;
@@ -591,6 +850,10 @@ static int up_head(void *ud, const struct http_client_response *res)
     struct arena scratch = ARENA_INIT;
     struct slice conn = connection_tokens(&scratch, res->headers, res->nheaders);
     bool has_date = false, has_id = false;
+    size_t need = 128 + p->request_id.len;
+    for (size_t i = 0; i < res->nheaders; i++)
+        need += res->headers[i].name.len + res->headers[i].value.len + 4;
+    buf_reserve(&req->resp_headers, need);
     for (size_t i = 0; i < res->nheaders; i++) {
         const struct http_header *h = &res->headers[i];
         if (gateway_is_hop_header(h->name, conn) ||
@@ -613,6 +876,8 @@ static int up_head(void *ud, const struct http_client_response *res)
 static int up_body(void *ud, struct slice chunk)
 {
     struct proxy *p = ud;
+    if (p->tunnel)
+        return tunnel_from_upstream(p, chunk);
     if (p->skip_body)
         return 0;
     if (p->fill)
@@ -625,6 +890,13 @@ static int up_body(void *ud, struct slice chunk)
 static void up_drain(void *ud)
 {
     struct proxy *p = ud;
+    if (p->tunnel) {
+        if (p->tun_paused && p->tun) {
+            p->tun_paused = false;
+            http_tunnel_pause(p->tun, false);
+        }
+        return;
+    }
     if (p->client_paused) {
         p->client_paused = false;
         http_request_pause_body(p->req, false);
@@ -659,8 +931,10 @@ static void send_upstream(struct proxy *p, size_t avoid)
     p->up_status = 0;
     p->attempt_ns = time_mono_ns();
     p->attempts++;
-    p->x = http_client_send(t->pool, buf_slice(&p->head), p->req->content_length < 0,
-                            p->req->method == HTTP_M_HEAD, &up_cbs, p);
+    unsigned flags = (p->req->content_length < 0 ? HTTP_CLIENT_CHUNKED : 0) |
+                     (p->req->method == HTTP_M_HEAD ? HTTP_CLIENT_HEAD : 0) |
+                     (p->req->upgrade ? HTTP_CLIENT_UPGRADE : 0);
+    p->x = http_client_send(t->pool, buf_slice(&p->head), flags, &up_cbs, p);
     if (p->body.len && !http_client_write(p->x, buf_slice(&p->body)) && !p->client_paused) {
         p->client_paused = true;
         http_request_pause_body(p->req, true);
@@ -673,6 +947,10 @@ static void up_end(void *ud, int status, bool connected)
 {
     struct proxy *p = ud;
     p->x = NULL;
+    if (p->tunnel) {
+        tunnel_end(p);
+        return;
+    }
     if (status == 0 && p->refetching && p->skip_body && !p->serve) {
         attempt_end(p, LB_OK);
         p->skip_body = false;
@@ -883,8 +1161,7 @@ static void refresh_start(struct proxy *p, struct cache_fill *fill, struct slice
     struct lupstream *lu = &p->view->ups[p->upstream];
     bool panic;
     size_t k = lb_pick(&lu->set, now_ms(), p->key_hash, p->has_key, SIZE_MAX, &panic);
-    struct http_client *x =
-        http_client_send(lu->t[k]->pool, buf_slice(&head), false, false, &refresh_cbs, r);
+    struct http_client *x = http_client_send(lu->t[k]->pool, buf_slice(&head), 0, &refresh_cbs, r);
     http_client_finish(x);
     buf_free(&head);
 }
@@ -944,6 +1221,9 @@ static void cache_begin(struct proxy *p)
         break;
     case CACHE_MISS:
         p->fill = lk.fill;
+        /* Nothing at all is stored for the URL (no other variant either):
+         * if its answer cannot be stored, the memo skips the next lookups. */
+        p->memo_miss = lk.status.fwd && !strcmp(lk.status.fwd, "uri-miss") && pass_memo_eligible(p);
         break;
     case CACHE_PASS:
         break;
@@ -1040,7 +1320,8 @@ static void handle(struct http_request *req)
         respond_error(req, 404, "No gateway route matches this request.");
         return;
     }
-    struct proxy *p = arena_zalloc(&req->pool, sizeof(*p));
+    struct proxy *p = req->upgrade ? xcalloc(1, sizeof(*p)) : arena_zalloc(&req->pool, sizeof(*p));
+    p->on_heap = req->upgrade;
     p->req = req;
     p->ls = ls;
     p->view = view;
@@ -1057,10 +1338,14 @@ static void handle(struct http_request *req)
     if (valid_request_id(id)) {
         p->request_id = id;
     } else {
-        char gen[32];
-        int n = snprintf(gen, sizeof(gen), "%08x%016llx", ls->id_prefix,
-                         (unsigned long long)++ls->id_seq);
-        p->request_id = arena_slice_dup(&req->pool, slice_make(gen, (size_t)n));
+        static const char hex[] = "0123456789abcdef";
+        char *gen = arena_alloc(&req->pool, 24);
+        uint64_t seq = ++ls->id_seq;
+        for (int i = 0; i < 8; i++)
+            gen[i] = hex[(ls->id_prefix >> (28 - 4 * i)) & 15];
+        for (int i = 0; i < 16; i++)
+            gen[8 + i] = hex[(seq >> (60 - 4 * i)) & 15];
+        p->request_id = slice_make(gen, 24);
     }
     gateway_upstream_head(&p->head, req, p->request_id);
     req->user = p;
@@ -1068,9 +1353,14 @@ static void handle(struct http_request *req)
     req->on_body_end = req_body_end;
     req->on_drain = req_drain;
     req->on_gone = req_gone;
-    if (cache) {
+    if (cache && !req->upgrade) {
         p->cache = cache;
         p->cst_on = true;
+        if (pass_memo_eligible(p) && pass_memo_hit(p)) {
+            p->cst.fwd = "bypass";
+            send_upstream(p, SIZE_MAX);
+            return;
+        }
         cache_begin(p);
         return;
     }
@@ -1080,5 +1370,6 @@ static void handle(struct http_request *req)
 void gateway_register(struct http_router *router, struct gateway *gw)
 {
     the_gateway = gw;
-    http_router_add(router, HTTP_M_OTHER, "/*", handle, HTTP_ROUTE_STREAM_BODY, "proxy");
+    http_router_add(router, HTTP_M_OTHER, "/*", handle, HTTP_ROUTE_STREAM_BODY | HTTP_ROUTE_UPGRADE,
+                    "proxy");
 }

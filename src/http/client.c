@@ -38,9 +38,11 @@ struct http_cconn {
     struct buf out, wout;
     bool writing, connected, reused, reading, paused, want_drain;
     bool chunked, head_method, body_done, resp_done, keep, in_head, got_bytes;
-    bool kick; /* the timer is due now to flush from the loop */
+    bool upgrade, switching, tunnel; /* asked for a 101; got its head; raw bytes since */
+    bool kick;                       /* the timer is due now to flush from the loop */
     int deferred_err;
-    uint64_t deadline; /* loop ms */
+    uint64_t deadline;  /* loop ms */
+    uint64_t timer_due; /* when the armed timer fires; it re-arms for a later deadline */
     int pending_close;
     struct http_client_cbs cbs;
     void *ud;
@@ -190,9 +192,16 @@ static void idle_remove(struct http_cconn *cc)
 
 static void arm(struct http_cconn *cc, int ms)
 {
-    cc->deadline = uv_now(&cc->loop->uv) + (uint64_t)ms;
-    if (!cc->kick)
-        uv_timer_start(&cc->timer, on_timer, (uint64_t)ms, 0);
+    if (cc->tunnel)
+        return;
+    uint64_t due = uv_now(&cc->loop->uv) + (uint64_t)ms;
+    cc->deadline = due;
+    /* A later deadline needs no heap operation: the armed timer fires first
+     * and re-arms for the rest (on_timer). */
+    if (cc->kick || (uv_is_active((uv_handle_t *)&cc->timer) && cc->timer_due <= due))
+        return;
+    cc->timer_due = due;
+    uv_timer_start(&cc->timer, on_timer, (uint64_t)ms, 0);
 }
 
 /* The deadline that applies now: first byte once the whole request is out
@@ -209,6 +218,7 @@ static void rearm(struct http_cconn *cc)
 static void kick(struct http_cconn *cc)
 {
     cc->kick = true;
+    cc->timer_due = uv_now(&cc->loop->uv);
     uv_timer_start(&cc->timer, on_timer, 0, 0);
 }
 
@@ -228,7 +238,13 @@ static void cc_fail(struct http_cconn *cc, int status)
 static void on_timer(uv_timer_t *t)
 {
     struct http_cconn *cc = t->data;
+    uint64_t now = uv_now(&cc->loop->uv);
     if (cc->state == CC_IDLE) {
+        if (cc->deadline > now) {
+            cc->timer_due = cc->deadline;
+            uv_timer_start(&cc->timer, on_timer, cc->deadline - now, 0);
+            return;
+        }
         idle_remove(cc);
         cc_close(cc);
         return;
@@ -237,15 +253,19 @@ static void on_timer(uv_timer_t *t)
         cc_fail(cc, cc->deferred_err);
         return;
     }
-    uint64_t now = uv_now(&cc->loop->uv);
     if (cc->kick) {
         cc->kick = false;
-        if (cc->deadline > now)
+        if (cc->deadline > now) {
+            cc->timer_due = cc->deadline;
             uv_timer_start(&cc->timer, on_timer, cc->deadline - now, 0);
+        }
         flush(cc, true);
         return;
     }
+    if (cc->tunnel)
+        return;
     if (cc->deadline > now) {
+        cc->timer_due = cc->deadline;
         uv_timer_start(&cc->timer, on_timer, cc->deadline - now, 0);
         return;
     }
@@ -312,6 +332,14 @@ static void flush(struct http_cconn *cc, bool from_loop)
 
 /* ---- response parsing ---- */
 
+/* A callback asked to stop: the exchange is over without on_end. */
+static void drop_ud(struct http_cconn *cc)
+{
+    if (cc->has_ud)
+        cc->pool->nactive--;
+    cc->has_ud = false;
+}
+
 static int on_message_begin(http_parser *hp)
 {
     struct http_cconn *cc = hp->data;
@@ -368,11 +396,14 @@ static int on_headers_complete(http_parser *hp)
     struct http_cconn *cc = hp->data;
     cc->in_head = false;
     int status = hp->status_code;
-    if (status < 200)
+    if (status == 101 && !cc->upgrade)
+        return -1;
+    if (status < 200 && status != 101)
         return 0; /* interim: http-parser ends it with no body */
     if (!cc->has_ud)
         return -1;
-    struct http_header *hs = xmalloc((cc->nh ? cc->nh : 1) * sizeof(*hs));
+    struct http_header stack_hs[32];
+    struct http_header *hs = cc->nh <= 32 ? stack_hs : xmalloc(cc->nh * sizeof(*hs));
     for (size_t i = 0; i < cc->nh; i++) {
         struct hoff *o = &cc->hoff[i];
         hs[i].name = slice_make(cc->hb.ptr + o->name_off, o->name_len);
@@ -387,11 +418,13 @@ static int on_headers_complete(http_parser *hp)
                               : (long long)hp->content_length,
     };
     int rc = cc->cbs.on_head(cc->ud, &res);
-    free(hs);
+    if (hs != stack_hs)
+        free(hs);
     if (rc != 0 || !cc->has_ud) {
-        cc->has_ud = false;
+        drop_ud(cc);
         return -1;
     }
+    cc->switching = status == 101;
     /* 1 tells http-parser the response has no body. */
     return cc->head_method ? 1 : 0;
 }
@@ -402,7 +435,7 @@ static int on_body(http_parser *hp, const char *at, size_t len)
     if (!cc->has_ud)
         return -1;
     if (cc->cbs.on_body(cc->ud, slice_make(at, len)) != 0 || !cc->has_ud) {
-        cc->has_ud = false;
+        drop_ud(cc);
         return -1;
     }
     return 0;
@@ -411,6 +444,12 @@ static int on_body(http_parser *hp, const char *at, size_t len)
 static int on_message_complete(http_parser *hp)
 {
     struct http_cconn *cc = hp->data;
+    if (cc->switching) {
+        /* What follows the 101's head is the new protocol's. */
+        cc->tunnel = true;
+        http_parser_pause(hp, 1);
+        return 0;
+    }
     if (hp->status_code < 200)
         return 0;
     cc->resp_done = true;
@@ -470,11 +509,27 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
     *b = uv_buf_init(cc->loop->rdbuf, HTTP_READ_CHUNK);
 }
 
+/* Hands tunnel bytes to on_body; n < 0 ends the tunnel. */
+static void tunnel_bytes(struct http_cconn *cc, ssize_t n, const char *p)
+{
+    if (n < 0) {
+        cc_fail(cc, n == UV_EOF ? 0 : -ECONNRESET);
+        return;
+    }
+    int rc = cc->cbs.on_body(cc->ud, slice_make(p, (size_t)n));
+    if (cc->state != CC_CLOSING && (rc != 0 || !cc->has_ud))
+        cc_close(cc);
+}
+
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
     struct http_cconn *cc = s->data;
     if (cc->state == CC_CLOSING || n == 0)
         return;
+    if (cc->tunnel) {
+        tunnel_bytes(cc, n, b->base);
+        return;
+    }
     if (cc->state == CC_IDLE) {
         /* Bytes or EOF on an idle connection: it can no longer be trusted. */
         idle_remove(cc);
@@ -489,6 +544,15 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     size_t done = http_parser_execute(&cc->hp, &settings, n > 0 ? b->base : NULL, len);
     if (cc->state == CC_CLOSING)
         return; /* a callback aborted the exchange */
+    if (cc->tunnel) {
+        uv_timer_stop(&cc->timer);
+        cc->deadline = 0;
+        if (done < len)
+            tunnel_bytes(cc, (ssize_t)(len - done), b->base + done);
+        else if (n < 0)
+            tunnel_bytes(cc, n, NULL);
+        return;
+    }
     enum http_errno e = HTTP_PARSER_ERRNO(&cc->hp);
     if (cc->resp_done) {
         complete(cc, n < 0 || done < len);
@@ -531,8 +595,8 @@ static void on_connect(uv_connect_t *req, int status)
 
 /* ---- exchanges ---- */
 
-struct http_client *http_client_send(struct http_client_pool *pool, struct slice head, bool chunked,
-                                     bool head_method, const struct http_client_cbs *cbs, void *ud)
+struct http_client *http_client_send(struct http_client_pool *pool, struct slice head,
+                                     unsigned flags, const struct http_client_cbs *cbs, void *ud)
 {
     core_assert(!pool->freed && cbs->on_head && cbs->on_body && cbs->on_end);
     struct http_cconn *cc = pool->idle;
@@ -561,8 +625,10 @@ struct http_client *http_client_send(struct http_client_pool *pool, struct slice
     cc->cbs = *cbs;
     cc->ud = ud;
     cc->has_ud = true;
-    cc->chunked = chunked;
-    cc->head_method = head_method;
+    cc->chunked = flags & HTTP_CLIENT_CHUNKED;
+    cc->head_method = flags & HTTP_CLIENT_HEAD;
+    cc->upgrade = flags & HTTP_CLIENT_UPGRADE;
+    cc->switching = cc->tunnel = false;
     cc->body_done = cc->resp_done = cc->keep = cc->paused = cc->want_drain = false;
     cc->got_bytes = false;
     http_parser_init(&cc->hp, HTTP_RESPONSE);

@@ -37,7 +37,8 @@ struct http_client_response {
 
 struct http_client_cbs {
     /* The response head. Return non-zero to abort the exchange (on_end is
-     * then not called). 1xx interim responses are skipped. */
+     * then not called). 1xx interim responses are skipped, except the 101
+     * an HTTP_CLIENT_UPGRADE exchange asked for. */
     int (*on_head)(void *ud, const struct http_client_response *res);
     /* A piece of the (de-chunked) response body, valid during the call.
      * Non-zero aborts as above. */
@@ -63,13 +64,25 @@ void http_client_pool_free(struct http_client_pool *pool);
 /* Exchanges running on the pool's connections now. */
 unsigned http_client_pool_active(const struct http_client_pool *pool);
 
+enum http_client_flags {
+    /* Body pieces given to http_client_write are chunk-encoded; without it
+     * they go as they are and the head must announce their length. */
+    HTTP_CLIENT_CHUNKED = 1,
+    HTTP_CLIENT_HEAD = 2, /* a HEAD request: the response has no body */
+    /* The head asks to switch protocols. A 101 answer reaches on_head and
+     * turns the exchange into a tunnel: on_body gets the upstream's raw
+     * bytes, http_client_write sends raw bytes, on_end reports the close (0
+     * for a clean one), and no timeout applies (the caller keeps its own).
+     * The connection never returns to the pool. Without this flag a 101 is
+     * a broken response (-EBADMSG). */
+    HTTP_CLIENT_UPGRADE = 4,
+};
+
 /* Sends `head` (a complete request head, CRLF CRLF included; copied) on an
- * idle connection or a new one. chunked: body pieces given to
- * http_client_write are chunk-encoded; otherwise they go as they are and the
- * head must announce their length. head_method: the response has no body.
+ * idle connection or a new one, as flags say (enum http_client_flags).
  * Never fails at once: errors arrive through on_end. */
-struct http_client *http_client_send(struct http_client_pool *pool, struct slice head, bool chunked,
-                                     bool head_method, const struct http_client_cbs *cbs, void *ud);
+struct http_client *http_client_send(struct http_client_pool *pool, struct slice head,
+                                     unsigned flags, const struct http_client_cbs *cbs, void *ud);
 /* Queues request body bytes (copied). Returns false once more than the
  * high-water mark waits to be sent: stop until on_drain. */
 bool http_client_write(struct http_client *x, struct slice chunk);

@@ -2,15 +2,18 @@
  * socket in sight (see internal.h). Every request on a keep-alive connection
  * passes through here, so the hot path is: one http_parser_execute over
  * everything one read brought, one copy of each head into its request's
- * arena, the response appended to c->out, and one flush per read.
+ * arena, the response appended to c->out, and one flush per read. Reading
+ * stays on while a handler works (no epoll_ctl a request), and a streamed
+ * response's pieces are flushed once the loop has run its callbacks
+ * (flush_soon), so a proxied head and body leave in one write.
  *
  * Framing rules beyond http-parser 2.9 (which Debian builds non-strict):
  * - a lone LF as line end is rejected (400): front ends disagree on it, which
  *   is what request smuggling feeds on;
  * - obs-fold, NUL, and a header name that is not a token ("Host : x") are 400;
  * - two Content-Length headers are rejected even when equal (http-parser does);
- * - Transfer-Encoding must be exactly one "chunked" and never beside
- *   Content-Length;
+ * - Transfer-Encoding must be exactly one "chunked", never beside
+ *   Content-Length and never in HTTP/1.0 (RFC 9112 6.1);
  * - HTTP/1.1 needs exactly one Host; HTTP/1.0 at most one.
  * Every such error is answered in PocketBase's JSON shape and closes the
  * connection. */
@@ -253,13 +256,9 @@ static char *put(char *p, const char *s, size_t n)
 
 static char *put_u64(char *p, uint64_t v)
 {
-    char t[24];
-    int i = 24;
-    do {
-        t[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    return put(p, t + i, (size_t)(24 - i));
+    char t[20];
+    const char *digits = u64_to_dec(v, t);
+    return put(p, digits, (size_t)(t + 20 - digits));
 }
 
 /* body.len bytes are sent; clen is the Content-Length announced. */
@@ -466,7 +465,7 @@ static void head_done(struct http_conn *c)
     q->headers = arena_alloc(&q->pool, (r->nhoff ? r->nhoff : 1) * sizeof(*q->headers));
     q->nheaders = r->nhoff;
     int nhost = 0, nte = 0;
-    struct slice te = SLICE_NULL, expect = SLICE_NULL;
+    struct slice te = SLICE_NULL, expect = SLICE_NULL, upgrade = SLICE_NULL;
     for (size_t i = 0; i < r->nhoff; i++) {
         struct hdr_off *h = &r->hoff[i];
         struct http_header *o = &q->headers[i];
@@ -487,6 +486,8 @@ static void head_done(struct http_conn *c)
             nte++, te = o->value;
         else if (slice_case_eq(o->name, SLICE_LIT("expect")))
             expect = o->value;
+        else if (slice_case_eq(o->name, SLICE_LIT("upgrade")))
+            upgrade = o->value;
     }
 #undef AT
     if (hp->http_major != 1) {
@@ -499,6 +500,11 @@ static void head_done(struct http_conn *c)
     }
     if (nte > 1 || (nte == 1 && !slice_case_eq(te, SLICE_LIT("chunked")))) {
         conn_fail(c, 400, "Unsupported Transfer-Encoding.");
+        return;
+    }
+    /* RFC 9112 6.1: an HTTP/1.0 message's framing is faulty with it. */
+    if (nte && hp->http_minor == 0) {
+        conn_fail(c, 400, "Transfer-Encoding is not allowed in HTTP/1.0.");
         return;
     }
     if (q->path.len == 0 || q->path.ptr[0] != '/') {
@@ -523,6 +529,32 @@ static void head_done(struct http_conn *c)
         return;
     }
     bool has_body = chunked || q->content_length > 0;
+    /* http-parser stops at the end of an upgrade request's head: what follows
+     * is another protocol, so either the handler takes the connection over
+     * or the request is refused here. */
+    if (hp->upgrade) {
+        /* h2c is ignored everywhere (RFC 9113 retired it): the request is
+         * answered in HTTP/1.1, and a proxy forwards it without the offer. */
+        bool h2c = slice_case_eq(upgrade, SLICE_LIT("h2c"));
+        bool takes =
+            r->route && (r->route->flags & HTTP_ROUTE_UPGRADE) && hp->http_minor >= 1 && !h2c;
+        if (hp->method == HTTP_CONNECT) {
+            conn_fail(c, 400, "CONNECT is not supported.");
+            return;
+        }
+        if (takes && has_body) {
+            conn_fail(c, 400, "An upgrade request cannot carry a body.");
+            return;
+        }
+        if (takes) {
+            q->upgrade = true;
+            /* A refused upgrade leaves the client unsure of the protocol. */
+            q->keep_alive = false;
+        } else if (!h2c) {
+            conn_fail(c, 400, "Protocol upgrades are not supported.");
+            return;
+        }
+    }
     bool cont = false;
     if (expect.ptr) {
         if (!slice_case_eq(expect, SLICE_LIT("100-continue"))) {
@@ -577,7 +609,7 @@ static void process(struct http_conn *c)
 {
     c->in_process = true;
     while (!c->closing && !c->file.active && !(c->req && c->phase == CONN_WAIT) &&
-           !(c->phase == CONN_BODY && c->body_paused)) {
+           !(c->phase == CONN_BODY && c->body_paused) && c->phase != CONN_TUNNEL) {
         size_t done = (size_t)(c->pos_abs - c->view_abs);
         size_t avail = c->view_len - done;
         if (!avail)
@@ -643,11 +675,12 @@ static void set_timer(struct http_conn *c, enum http_timer_kind kind)
     if (kind == c->timer_kind && (kind == TIMER_HEAD || kind == TIMER_NONE))
         return;
     c->timer_kind = kind;
-    uint64_t ms = kind == TIMER_IDLE   ? (uint64_t)c->lim->idle_timeout_ms
-                  : kind == TIMER_HEAD ? (uint64_t)c->lim->header_timeout_ms
-                  : kind == TIMER_BODY ? (uint64_t)c->lim->body_timeout_ms
-                  : kind == TIMER_SEND ? (uint64_t)c->lim->send_timeout_ms
-                                       : 0;
+    uint64_t ms = kind == TIMER_IDLE     ? (uint64_t)c->lim->idle_timeout_ms
+                  : kind == TIMER_HEAD   ? (uint64_t)c->lim->header_timeout_ms
+                  : kind == TIMER_BODY   ? (uint64_t)c->lim->body_timeout_ms
+                  : kind == TIMER_SEND   ? (uint64_t)c->lim->send_timeout_ms
+                  : kind == TIMER_TUNNEL ? (uint64_t)c->tunnel_idle_ms
+                                         : 0;
     c->io->timer(c, ms);
 }
 
@@ -676,9 +709,21 @@ static void after_batch(struct http_conn *c)
     case CONN_WAIT:
         set_timer(c, TIMER_NONE);
         break;
+    case CONN_TUNNEL:
+        set_timer(c, TIMER_TUNNEL);
+        break;
     }
-    c->io->read(c, c->phase != CONN_WAIT && !c->file.active && !c->body_paused &&
-                       c->out.len < HTTP_OUT_HIGH_WATER);
+    /* A tunnel's two directions are held back separately: its input by the
+     * handler's pause, its output by http_tunnel_write's answer. */
+    if (c->phase == CONN_TUNNEL)
+        c->io->read(c, !c->tunnel_paused);
+    else
+        /* Reading goes on while a request is handled, as stopping and
+         * restarting costs two epoll_ctl calls a request; what a client
+         * pipelines meanwhile waits in rbuf, up to one read chunk. */
+        c->io->read(c, !c->file.active && !c->body_paused && !c->peer_eof &&
+                           c->out.len < HTTP_OUT_HIGH_WATER &&
+                           (c->phase != CONN_WAIT || c->rbuf.len < HTTP_READ_CHUNK));
     c->io->flush(c);
     if (c->phase == CONN_IDLE && c->rbuf.len == 0 && c->rbuf.cap)
         buf_free(&c->rbuf);
@@ -693,10 +738,23 @@ static void run_rbuf(struct http_conn *c)
     keep_unparsed(c, true);
 }
 
+/* Tunnel bytes go straight to the handler, from whichever buffer holds them. */
+static void tunnel_input(struct http_conn *c, const char *p, size_t n)
+{
+    if (!c->tunnel_cbs)
+        return;
+    c->io->timer(c, (uint64_t)c->tunnel_idle_ms);
+    c->tunnel_cbs->on_data(c->tunnel_ud, slice_make(p, n));
+}
+
 void http_conn_input(struct http_conn *c, const char *p, size_t n)
 {
     if (c->closing || n == 0)
         return;
+    if (c->phase == CONN_TUNNEL) {
+        tunnel_input(c, p, n);
+        return;
+    }
     if (c->rbuf.len) {
         buf_append(&c->rbuf, p, n);
         run_rbuf(c);
@@ -718,6 +776,13 @@ void http_conn_input_rbuf(struct http_conn *c, size_t n)
         buf_free(&c->rbuf);
         return;
     }
+    if (c->phase == CONN_TUNNEL) {
+        struct buf b = c->rbuf;
+        c->rbuf = (struct buf)BUF_INIT;
+        tunnel_input(c, b.ptr, b.len);
+        buf_free(&b);
+        return;
+    }
     run_rbuf(c);
     after_batch(c);
 }
@@ -734,7 +799,13 @@ void http_conn_timeout(struct http_conn *c)
         conn_fail(c, 408, "Timed out reading the request head.");
     else if (kind == TIMER_BODY)
         conn_fail(c, 408, "Timed out reading the request body.");
-    else if (kind == TIMER_SEND && c->file.active) {
+    else if (kind == TIMER_TUNNEL) {
+        const struct http_tunnel_cbs *cbs = c->tunnel_cbs;
+        c->tunnel_cbs = NULL;
+        c->closing = true;
+        if (cbs)
+            cbs->on_close(c->tunnel_ud, -ETIMEDOUT);
+    } else if (kind == TIMER_SEND && c->file.active) {
         log_info("http: dropped a client that stopped reading a file response");
         http_conn_file_done(c, false);
         return;
@@ -751,6 +822,11 @@ void http_conn_gone(struct http_conn *c, int reason)
         close(c->file.fd);
         c->file.active = false;
     }
+    if (c->tunnel_cbs) {
+        const struct http_tunnel_cbs *cbs = c->tunnel_cbs;
+        c->tunnel_cbs = NULL;
+        cbs->on_close(c->tunnel_ud, reason);
+    }
     if (r) {
         if (r->dispatched) {
             detach(c, r, reason);
@@ -765,6 +841,11 @@ void http_conn_gone(struct http_conn *c, int reason)
 void http_conn_drained(struct http_conn *c)
 {
     struct http_xreq *r = c->req;
+    if (c->phase == CONN_TUNNEL) {
+        if (c->tunnel_cbs && !c->closing)
+            c->tunnel_cbs->on_drain(c->tunnel_ud);
+        return;
+    }
     if (r && r->responding && !c->closing) {
         if (r->pub.on_drain)
             r->pub.on_drain(&r->pub);
@@ -772,6 +853,24 @@ void http_conn_drained(struct http_conn *c)
     }
     if (!c->closing && !c->body_paused && c->phase != CONN_WAIT && !c->file.active)
         c->io->read(c, true);
+}
+
+bool http_conn_peer_eof(struct http_conn *c)
+{
+    if (c->closing || !c->req || c->phase != CONN_WAIT)
+        return false;
+    c->peer_eof = true;
+    c->io->read(c, false);
+    return true;
+}
+
+/* Sends c->out before the loop waits again (see http_conn_io). */
+static void flush_soon(struct http_conn *c)
+{
+    if (c->io->flush_soon)
+        c->io->flush_soon(c);
+    else
+        c->io->flush(c);
 }
 
 void http_conn_drain(struct http_conn *c)
@@ -818,7 +917,8 @@ void http_respond(struct http_request *req, int status, struct slice content_typ
     /* A streaming handler may answer before the body is in: the rest of the
      * body would then be mistaken for the next request, so the connection
      * closes after this response. */
-    bool keep = req->keep_alive && r->body_done && !c->closing && !c->loop->draining;
+    bool keep =
+        req->keep_alive && r->body_done && !c->closing && !c->loop->draining && !c->peer_eof;
     write_response(c, status, keep, req->method != HTTP_M_HEAD, buf_slice(&req->resp_headers),
                    content_type, body, body.len);
     c->req = NULL;
@@ -881,7 +981,8 @@ void http_respond_file(struct http_request *req, int status, struct slice conten
         return;
     }
     core_assert(c->req == r && !c->file.active);
-    bool keep = req->keep_alive && r->body_done && !c->closing && !c->loop->draining;
+    bool keep =
+        req->keep_alive && r->body_done && !c->closing && !c->loop->draining && !c->peer_eof;
     write_response(c, status, keep, false, buf_slice(&req->resp_headers), content_type, SLICE_NULL,
                    length);
     bool bodyless = status < 200 || status == 204 || status == 304;
@@ -927,7 +1028,8 @@ void http_respond_start(struct http_request *req, int status, long long length, 
     if (!c)
         return;
     core_assert(c->req == r);
-    bool keep = req->keep_alive && r->body_done && !c->closing && !c->loop->draining;
+    bool keep =
+        req->keep_alive && r->body_done && !c->closing && !c->loop->draining && !c->peer_eof;
     bool announce = length >= 0 && status != 204 && !(status == 304 && req->method != HTTP_M_HEAD);
     r->chunked_out = r->send_body && length < 0 && !r->http10;
     if (r->send_body && length < 0 && r->http10)
@@ -960,7 +1062,7 @@ void http_respond_start(struct http_request *req, int status, long long length, 
     c->out.len = (size_t)(p - c->out.ptr);
     *p = '\0';
     if (!c->in_process)
-        c->io->flush(c);
+        flush_soon(c);
 }
 
 bool http_respond_write(struct http_request *req, struct slice chunk)
@@ -982,7 +1084,7 @@ bool http_respond_write(struct http_request *req, struct slice chunk)
         buf_append_slice(&c->out, chunk);
     }
     if (!c->in_process)
-        c->io->flush(c);
+        flush_soon(c);
     /* The flush may have failed and closed the connection meanwhile. */
     return req->conn == NULL || c->out.len < HTTP_OUT_HIGH_WATER;
 }
@@ -1025,4 +1127,87 @@ void http_request_pause_body(struct http_request *req, bool pause)
     if (!pause)
         run_rbuf(c); /* the bytes read before the pause come first */
     after_batch(c);
+}
+
+/* ---- protocol upgrades ---- */
+
+/* The bytes after the current request, wherever they are now. */
+static struct slice unparsed(const struct http_conn *c)
+{
+    if (c->view)
+        return slice_make(c->view + (c->pos_abs - c->view_abs),
+                          c->view_len - (size_t)(c->pos_abs - c->view_abs));
+    return slice_make(c->rbuf.ptr + (c->pos_abs - c->rbuf_abs),
+                      c->rbuf.len - (size_t)(c->pos_abs - c->rbuf_abs));
+}
+
+struct http_tunnel *http_respond_upgrade(struct http_request *req,
+                                         const struct http_tunnel_cbs *cbs, void *ud,
+                                         int idle_timeout_ms, struct buf *early)
+{
+    struct http_xreq *r = (struct http_xreq *)req;
+    struct http_conn *c = req->conn;
+    core_assert(req->upgrade && !r->responding && idle_timeout_ms > 0);
+    req->status = 101;
+    log_request(req->loop, c ? c->lim : NULL, r, c ? c->remote : NULL, 101, 0);
+    if (!c) {
+        xreq_free(r);
+        return NULL;
+    }
+    /* The whole request has been parsed, so pos_abs is where the new
+     * protocol's bytes begin. */
+    core_assert(c->req == r && c->phase == CONN_WAIT);
+    struct slice extra = buf_slice(&req->resp_headers);
+    buf_reserve(&c->out, 64 + extra.len);
+    buf_append_cstr(&c->out, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n");
+    buf_append_slice(&c->out, extra);
+    buf_append(&c->out, "\r\n", 2);
+    struct slice rest = unparsed(c);
+    buf_append_slice(early, rest);
+    c->pos_abs += rest.len;
+    c->req = NULL;
+    xreq_free(r);
+    c->phase = CONN_TUNNEL;
+    c->tunnel_cbs = cbs;
+    c->tunnel_ud = ud;
+    c->tunnel_idle_ms = idle_timeout_ms;
+    c->tunnel_paused = false;
+    if (!c->in_process) {
+        c->rbuf_abs = c->pos_abs;
+        buf_free(&c->rbuf);
+        after_batch(c);
+    }
+    return (struct http_tunnel *)c;
+}
+
+bool http_tunnel_write(struct http_tunnel *t, struct slice data)
+{
+    struct http_conn *c = (struct http_conn *)t;
+    if (c->closing || data.len == 0)
+        return true;
+    buf_append_slice(&c->out, data);
+    c->io->timer(c, (uint64_t)c->tunnel_idle_ms);
+    if (!c->in_process)
+        flush_soon(c);
+    /* The flush may have failed: the connection is then closing. */
+    return c->closing || c->out.len < HTTP_OUT_HIGH_WATER;
+}
+
+void http_tunnel_pause(struct http_tunnel *t, bool pause)
+{
+    struct http_conn *c = (struct http_conn *)t;
+    c->tunnel_paused = pause;
+    if (!c->closing && !c->in_process)
+        c->io->read(c, !pause);
+}
+
+void http_tunnel_close(struct http_tunnel *t)
+{
+    struct http_conn *c = (struct http_conn *)t;
+    c->tunnel_cbs = NULL;
+    if (c->closing)
+        return;
+    c->closing = true;
+    if (!c->in_process)
+        after_batch(c);
 }

@@ -1,7 +1,8 @@
 /* The HTTP/1.1 server: libuv loops, one per core, each with its own
  * SO_REUSEPORT listener; http-parser for framing; keep-alive; pipelining with
  * responses batched into one write; chunked and streamed request bodies; limits
- * on every dimension of a request; graceful shutdown.
+ * on every dimension of a request; protocol upgrades for routes that take
+ * them (a tunnel of raw bytes after the 101); graceful shutdown.
  *
  * Threading: every callback into a handler runs on the loop that owns the
  * connection. A handler that hands work to another thread gets back onto its
@@ -58,6 +59,11 @@ struct http_request {
     size_t nheaders;
     long long content_length; /* -1 when chunked */
     bool keep_alive;
+    /* The client asks to switch protocols (Upgrade and "Connection: upgrade",
+     * HTTP/1.1, no body). Only routes flagged HTTP_ROUTE_UPGRADE see it; the
+     * handler accepts with http_respond_upgrade() or answers as usual, after
+     * which the connection closes. */
+    bool upgrade;
 
     /* Filled by the router. */
     const struct http_route *route;
@@ -96,6 +102,10 @@ typedef void (*http_handler_fn)(struct http_request *req);
 
 enum http_route_flags {
     HTTP_ROUTE_STREAM_BODY = 1, /* hand the body to on_body instead of buffering it */
+    /* The route takes protocol upgrades (req->upgrade). Elsewhere a request
+     * asking for one is refused with 400. A lone "h2c" is ignored on every
+     * route, as RFC 9110 7.8 allows: the answer is plain HTTP/1.1. */
+    HTTP_ROUTE_UPGRADE = 2,
 };
 
 /* ---- routing ---- */
@@ -170,6 +180,43 @@ void http_respond_end(struct http_request *req, bool complete);
  * body from the client, so a producer faster than its consumer is held back
  * by TCP instead of buffered. The body timeout does not run while paused. */
 void http_request_pause_body(struct http_request *req, bool pause);
+
+/* ---- protocol upgrades ---- */
+
+/* After a 101 the connection is a tunnel: raw bytes both ways, no more
+ * requests. The handle is the connection's; it stays valid until on_close
+ * is called or http_tunnel_close() returns. */
+struct http_tunnel;
+
+struct http_tunnel_cbs {
+    /* Bytes from the client, valid during the call. */
+    void (*on_data)(void *ud, struct slice data);
+    /* The output queued by http_tunnel_write() has gone out after it
+     * returned false. */
+    void (*on_drain)(void *ud);
+    /* The client's side is over: 0 when it closed, -ETIMEDOUT when the
+     * tunnel was idle for idle_timeout_ms, -ECONNRESET on an error. May run
+     * inside http_tunnel_write() (a failed send). The handle is gone. */
+    void (*on_close)(void *ud, int status);
+};
+
+/* Accepts req->upgrade: sends "101 Switching Protocols" with the added
+ * headers (the caller adds Upgrade; the layer writes Connection: Upgrade),
+ * frees req and turns the connection into a tunnel calling cbs with ud.
+ * Bytes the client sent after its head are appended to *early (forward them
+ * first). idle_timeout_ms (> 0): the tunnel closes after that long with no
+ * byte either way. Returns NULL, with req freed, when the client has gone. */
+struct http_tunnel *http_respond_upgrade(struct http_request *req,
+                                         const struct http_tunnel_cbs *cbs, void *ud,
+                                         int idle_timeout_ms, struct buf *early);
+/* Queues bytes for the client (copied). Returns false once more than the
+ * high-water mark is unsent: stop producing until on_drain. */
+bool http_tunnel_write(struct http_tunnel *t, struct slice data);
+/* Stops or resumes reading from the client (back-pressure upstream). */
+void http_tunnel_pause(struct http_tunnel *t, bool pause);
+/* Ends the tunnel from the server's side: what is queued goes out, then the
+ * connection closes. No callback follows; the handle is gone. */
+void http_tunnel_close(struct http_tunnel *t);
 
 /* ---- loops ---- */
 

@@ -109,6 +109,8 @@ struct http_loop {
     char *rdbuf; /* shared read buffer, used by connections with nothing pending */
     struct http_conn *conns;
     size_t nconns;
+    uv_check_t flush_check; /* runs the flush_soon queue */
+    struct http_conn *flushq;
     atomic_bool want_drain, want_stop;
     bool drain_reported, listener_closed, stopped;
 
@@ -128,18 +130,31 @@ void http_client_loop_stop(struct http_loop *l);
 /* ---- connections (conn.c) ---- */
 
 enum http_conn_phase {
-    CONN_IDLE, /* between requests */
-    CONN_HEAD, /* reading a request head */
-    CONN_BODY, /* reading a body */
-    CONN_WAIT, /* body read; the handler has the request */
+    CONN_IDLE,   /* between requests */
+    CONN_HEAD,   /* reading a request head */
+    CONN_BODY,   /* reading a body */
+    CONN_WAIT,   /* body read; the handler has the request */
+    CONN_TUNNEL, /* upgraded: raw bytes to and from tunnel_cbs */
 };
 
-enum http_timer_kind { TIMER_NONE, TIMER_IDLE, TIMER_HEAD, TIMER_BODY, TIMER_SEND, TIMER_LINGER };
+enum http_timer_kind {
+    TIMER_NONE,
+    TIMER_IDLE,
+    TIMER_HEAD,
+    TIMER_BODY,
+    TIMER_SEND,
+    TIMER_LINGER,
+    TIMER_TUNNEL
+};
 
 struct http_conn;
 
 struct http_conn_io {
     void (*flush)(struct http_conn *c); /* start sending c->out */
+    /* Sends c->out before the loop next waits for events, so the pieces one
+     * read produces (a streamed head and its body) leave in one write.
+     * NULL: flush at once. */
+    void (*flush_soon)(struct http_conn *c);
     void (*close)(struct http_conn *c); /* close once c->out is sent */
     void (*read)(struct http_conn *c, bool on);
     void (*timer)(struct http_conn *c, uint64_t ms); /* 0 stops it */
@@ -191,9 +206,21 @@ struct http_conn {
     bool lingering;
     bool counted; /* holds a slot of max_connections */
     bool closed_handle;
+    /* The client half-closed while its request was being answered: the
+     * answer goes out, then the connection closes. */
+    bool peer_eof;
+    bool flush_queued;
+    struct http_conn *flush_next;
     int pending_close;
     uint64_t deadline, timer_due; /* loop ms; the timer may fire early and re-arm */
     char remote[48];
+
+    /* CONN_TUNNEL: the handler's side of the tunnel (http_respond_upgrade);
+     * tunnel_cbs is NULL once either side has ended it. */
+    const struct http_tunnel_cbs *tunnel_cbs;
+    void *tunnel_ud;
+    int tunnel_idle_ms;
+    bool tunnel_paused;
 
     struct http_conn_file file;
     int poll_fd; /* a dup of the socket, watched while a file waits for room */
@@ -220,6 +247,10 @@ void http_conn_timeout(struct http_conn *c);
 void http_conn_gone(struct http_conn *c, int reason);
 /* The output drained below the high-water mark; reading may resume. */
 void http_conn_drained(struct http_conn *c);
+/* The client sent EOF. Returns true when a request is being answered: the
+ * answer still goes out, then the connection closes. false: nothing is owed,
+ * so the caller closes as for any EOF. */
+bool http_conn_peer_eof(struct http_conn *c);
 /* Answers with the layer's own JSON error and closes the connection (used
  * for the 503 of a connection over max_connections). */
 void http_conn_fail(struct http_conn *c, int status, const char *msg);

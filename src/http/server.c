@@ -1,7 +1,8 @@
 /* The HTTP server's sockets and threads: one libuv loop per thread, each with
  * its own SO_REUSEPORT listener so the kernel spreads connections, the
  * connection io table (internal.h) on libuv streams, cross-thread posts,
- * timers, and the drain on SIGTERM/SIGINT.
+ * timers, the flush_soon queue (a uv_check run after each poll), and the
+ * drain on SIGTERM/SIGINT.
  *
  * Memory per idle keep-alive connection: struct http_conn (about 1 KiB with
  * its libuv handles) plus its small output buffers; reads go into the loop's
@@ -80,6 +81,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
             http_conn_input_rbuf(c, (size_t)n);
     } else if (n < 0) {
         c->reading = false;
+        if (n == UV_EOF && !c->lingering && http_conn_peer_eof(c))
+            return;
         if (n != UV_EOF || c->lingering || (!c->writing && c->out.len == 0)) {
             conn_abort(c);
             return;
@@ -125,8 +128,10 @@ static void io_timer(struct http_conn *c, uint64_t ms)
     if (c->closed_handle || c->lingering)
         return;
     if (ms == 0) {
-        c->deadline = 0;
-        uv_timer_stop(&c->timer);
+        /* Left armed: a request's wait would otherwise cost a heap removal
+         * and the next deadline an insertion. Firing with no deadline due,
+         * it finds nothing to time out (timer_kind is TIMER_NONE). */
+        c->deadline = UINT64_MAX;
         return;
     }
     uint64_t due = uv_now(&c->loop->uv) + ms;
@@ -311,8 +316,33 @@ static void io_close(struct http_conn *c)
         start_shutdown(c);
 }
 
+static void on_flush_check(uv_check_t *h)
+{
+    struct http_loop *l = h->data;
+    while (l->flushq) {
+        struct http_conn *c = l->flushq;
+        l->flushq = c->flush_next;
+        c->flush_next = NULL;
+        c->flush_queued = false;
+        io_flush(c);
+    }
+    uv_check_stop(h);
+}
+
+static void io_flush_soon(struct http_conn *c)
+{
+    if (c->flush_queued || c->closed_handle)
+        return;
+    struct http_loop *l = c->loop;
+    c->flush_queued = true;
+    c->flush_next = l->flushq;
+    l->flushq = c;
+    uv_check_start(&l->flush_check, on_flush_check);
+}
+
 static const struct http_conn_io uv_io = {
     .flush = io_flush,
+    .flush_soon = io_flush_soon,
     .close = io_close,
     .read = io_read,
     .timer = io_timer,
@@ -336,6 +366,12 @@ static void on_conn_close(uv_handle_t *h)
     if (--c->pending_close)
         return;
     struct http_loop *l = c->loop;
+    /* The queue is emptied before close callbacks run; this is a guard. */
+    for (struct http_conn **pp = &l->flushq; c->flush_queued && *pp; pp = &(*pp)->flush_next)
+        if (*pp == c) {
+            *pp = c->flush_next;
+            break;
+        }
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -489,6 +525,7 @@ static void on_async(uv_async_t *a)
             uv_close((uv_handle_t *)&l->listener, NULL);
         }
         close_if_open((uv_handle_t *)&l->date_timer);
+        close_if_open((uv_handle_t *)&l->flush_check);
         uv_mutex_lock(&l->qmu);
         l->closed = true;
         uv_mutex_unlock(&l->qmu);
@@ -555,6 +592,8 @@ static int loop_init(struct http_loop *l, struct http_server *srv, int fd)
     uv_timer_init(&l->uv, &l->date_timer);
     l->date_timer.data = l;
     uv_timer_start(&l->date_timer, on_date, 1000, 1000);
+    uv_check_init(&l->uv, &l->flush_check);
+    l->flush_check.data = l;
     if (uv_tcp_open(&l->listener, fd) != 0 ||
         uv_listen((uv_stream_t *)&l->listener, BACKLOG, on_connection) != 0)
         return -1;

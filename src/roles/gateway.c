@@ -23,6 +23,7 @@ static void usage(FILE *out)
                  "  connect_timeout_ms = 2000         first_byte_timeout_ms = 30000\n"
                  "  upstream_idle_timeout_ms = 60000  keepalive_idle_ms = 20000\n"
                  "  keepalive_max = 64                eject_ms = 1000\n"
+                 "  tunnel_idle_timeout_ms = 600000 (upgraded connections, WebSocket)\n"
                  "  eject_max_ms = 30000              eject_5xx = 5\n"
                  "  panic_percent = 50                hash_load_pct = 125\n"
                  "  health_interval_ms = 2000 (0: off) health_timeout_ms = 1000\n"
@@ -35,7 +36,8 @@ static void usage(FILE *out)
                  "  upstream options: balance=p2c|round_robin|least_outstanding|hash,\n"
                  "  hash=header:NAME|query:NAME|path:N\n"
                  "  kill -HUP reloads FILE\n"
-                 "  any option below as 'name = value'\n\n"
+                 "  any option below as 'name = value'\n"
+                 "  every setting and its meaning: docs/gateway.md\n\n"
                  "options:\n");
     config_print_help(CONFIG_ROLE_SERVE, out);
 }
@@ -97,6 +99,8 @@ int role_gateway(int argc, char **argv)
     }
     free(rest);
 
+    /* gateway_new takes gc's contents: count them first, for the log. */
+    size_t nupstreams = gc.nupstreams, nroutes = gc.nroutes;
     struct gateway *gw = gateway_new(&gc, gateway_file_source(file));
     struct http_router *router = http_router_new();
     gateway_register(router, gw);
@@ -114,7 +118,7 @@ int role_gateway(int argc, char **argv)
         status = 1;
     } else {
         log_info("cruder %s gateway on http://%s (%zu upstreams, %zu routes)", CRUDER_VERSION,
-                 cfg.http, gc.nupstreams, gc.nroutes);
+                 cfg.http, nupstreams, nroutes);
         http_server_wait(srv);
         http_server_free(srv);
         log_info("stopped");

@@ -1,6 +1,7 @@
 /* Feeds one request stream to the connection state machine, split into
  * pieces whose sizes come from the input's first byte, with routes that
- * answer at once, later (async), and by streaming the body. */
+ * answer at once, later (async), by streaming the body, and by taking a
+ * protocol upgrade: the tunnel then echoes what comes, and closes on 'Q'. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,8 @@ static void f_timer(struct http_conn *c, uint64_t ms)
     (void)c;
     (void)ms;
 }
-static const struct http_conn_io io = {f_flush, f_close, f_read, f_timer};
+static const struct http_conn_io io = {
+    .flush = f_flush, .close = f_close, .read = f_read, .timer = f_timer};
 
 static struct http_request *pending;
 
@@ -56,6 +58,58 @@ static void h_stream(struct http_request *req)
     req->on_body_end = s_end;
 }
 
+static struct http_request *pending_ws;
+static struct http_tunnel *tun;
+
+static void t_data(void *ud, struct slice d)
+{
+    (void)ud;
+    if (!tun)
+        return;
+    if (d.len && d.ptr[0] == 'Q') {
+        http_tunnel_close(tun);
+        tun = NULL;
+        return;
+    }
+    if (!http_tunnel_write(tun, d) && tun)
+        http_tunnel_pause(tun, true);
+}
+static void t_drain(void *ud)
+{
+    (void)ud;
+}
+static void t_close(void *ud, int status)
+{
+    (void)ud;
+    (void)status;
+    tun = NULL;
+}
+static const struct http_tunnel_cbs tcbs = {t_data, t_drain, t_close};
+
+static void h_ws(struct http_request *req)
+{
+    pending_ws = req;
+}
+
+/* Answers the held /ws request once it is complete (or its client gone). */
+static void answer_ws(struct http_conn *c, bool last)
+{
+    struct http_request *r = pending_ws;
+    if (!r || (r->conn && c->phase != CONN_WAIT && !last))
+        return;
+    pending_ws = NULL;
+    if (r->upgrade && (!r->conn || c->phase == CONN_WAIT)) {
+        struct buf early = BUF_INIT;
+        http_response_header(r, SLICE_LIT("Upgrade"), SLICE_LIT("websocket"));
+        tun = http_respond_upgrade(r, &tcbs, NULL, 1000, &early);
+        if (early.len)
+            t_data(NULL, buf_slice(&early));
+        buf_free(&early);
+    } else {
+        http_respond(r, 200, SLICE_NULL, SLICE_LIT("plain"));
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct http_router *router;
@@ -66,6 +120,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         http_router_add(router, HTTP_M_OTHER, "/e/:a/:b", h_echo, 0, "echo");
         http_router_add(router, HTTP_M_GET, "/async", h_async, 0, "async");
         http_router_add(router, HTTP_M_POST, "/s/:x", h_stream, HTTP_ROUTE_STREAM_BODY, "stream");
+        http_router_add(router, HTTP_M_OTHER, "/ws", h_ws,
+                        HTTP_ROUTE_STREAM_BODY | HTTP_ROUTE_UPGRADE, "ws");
         memset(loop.date, 'D', TIMEFMT_HTTP_LEN);
     }
     if (size < 1)
@@ -86,7 +142,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             pending = NULL;
             http_respond(r, 202, SLICE_NULL, SLICE_LIT("x"));
         }
+        answer_ws(c, false);
     }
+    answer_ws(c, true);
     http_conn_timeout(c);
     http_conn_gone(c, -1);
     if (pending) {

@@ -183,7 +183,12 @@ describe('gateway refuses request smuggling before forwarding', () => {
   let gw;
   before(async () => {
     up = await fakeUpstream('a');
-    gw = await startGateway({ upstreams: { a: [up.addr] }, routes: [['/', 'a']] });
+    // No health checks: their probes would count as requests that reached the upstream.
+    gw = await startGateway({
+      upstreams: { a: [up.addr] },
+      routes: [['/', 'a']],
+      settings: { health_interval_ms: 0 },
+    });
   });
   after(async () => {
     await gw.stop();
@@ -208,6 +213,23 @@ describe('gateway refuses request smuggling before forwarding', () => {
     'obs-fold': `GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n  folded\r\n\r\n`,
     'two Host': `GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n`,
     'NUL in header': `GET / HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n`,
+    'TE.TE vertical tab': `POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \x0bchunked\r\n\r\n0\r\n\r\n${smuggle}`,
+    'TE.TE tab before colon': `POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding\t: chunked\r\n\r\n0\r\n\r\n${smuggle}`,
+    'TE.TE chunked twice': `POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n${smuggle}`,
+    'TE identity beside CL': `POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\nContent-Length: 5\r\n\r\nhello`,
+    'TE in HTTP/1.0': `POST / HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n`,
+    'CL as a list': `POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\nhello`,
+    'CL negative': `POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n${smuggle}`,
+    'CL inner space': `POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1 0\r\n\r\nhellohello`,
+    'chunk size 0x': `POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n`,
+    'chunk longer than its size': `POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n`,
+    'chunk size leading space': `POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n 5\r\nhello\r\n0\r\n\r\n`,
+    'bare LF in chunk size line': `POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n${smuggle}`,
+    'bare LF after chunk data': `POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\n0\r\n\r\n${smuggle}`,
+    'bare LF ending the last chunk': `POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\n\n${smuggle}`,
+    'bare LF ending the request line': `GET / HTTP/1.1\nHost: x\r\n\r\n`,
+    'bare CR in a header': `GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n`,
+    'obs-fold of the first header': `GET / HTTP/1.1\r\n Host: x\r\n\r\n`,
   };
   test('chunk extensions never reach the upstream: the body is framed afresh', async () => {
     const r = await rawRequest(

@@ -15,7 +15,7 @@ const TOKEN = 'purge-token-0123456789';
 async function originUpstream() {
   const hits = new Map();
   const seen = [];
-  const state = { failing: false, version: 1 };
+  const state = { failing: false, version: 1, flip: 'no-store' };
   const srv = http.createServer((req, res) => {
     req.resume();
     req.on('end', () => {
@@ -46,6 +46,7 @@ async function originUpstream() {
         return send(200, { 'cache-control': 'max-age=60', vary: 'Accept-Language' }, `lang ${lang} ${n}`);
       }
       if (path === '/no-store') return send(200, { 'cache-control': 'no-store' }, `ns ${n}`);
+      if (path === '/flip') return send(200, { 'cache-control': state.flip }, `flip ${n}`);
       if (path === '/private') return send(200, { 'cache-control': 'private, max-age=60' }, `p ${n}`);
       if (path === '/slow') {
         setTimeout(() => send(200, { 'cache-control': 'max-age=60' }, `slow ${n}`), 300);
@@ -171,6 +172,33 @@ describe('gateway cache in front of node upstreams', () => {
     }
     assert.equal(up.hits('/no-store'), 3);
     assert.equal(up.hits('/private'), 3);
+  });
+
+  test('a URL whose answer cannot be stored skips the lookup for a second, then is cached once it can be', async () => {
+    const t0 = Date.now();
+    const a = await get('/flip');
+    assert.equal(a.body, 'flip 1');
+    assert.match(a.cs, /fwd=uri-miss/);
+    assert.doesNotMatch(a.cs, /stored/);
+    up.state.flip = 'max-age=60';
+    const b = await get('/flip');
+    assert.equal(b.body, 'flip 2');
+    // Within the memo's second the cache is not asked, so nothing is stored.
+    if (Date.now() - t0 < 800) assert.match(b.cs, /fwd=bypass/);
+    await sleep(1200);
+    const c = await get('/flip');
+    assert.equal(c.body, 'flip 3');
+    assert.match(c.cs, /stored/);
+    const d = await get('/flip');
+    assert.equal(d.body, 'flip 3');
+    assert.match(d.cs, /hit/);
+    assert.equal(up.hits('/flip'), 3);
+  });
+
+  test('only-if-cached is never bypassed by the memo', async () => {
+    await get('/no-store');
+    const r = await get('/no-store', { 'cache-control': 'only-if-cached' });
+    assert.equal(r.status, 504);
   });
 
   test('the targeted field overrides Cache-Control and is not forwarded', async () => {

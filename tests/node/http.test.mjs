@@ -103,6 +103,8 @@ const framing = [
   ['HTTP/1.1 without Host', 'GET /api/health HTTP/1.1\r\n\r\n'],
   ['bare LF line ends', 'GET /api/health HTTP/1.1\nHost: t\n\n'],
   ['space before colon', 'GET /api/health HTTP/1.1\r\nHost : t\r\n\r\n'],
+  ['Transfer-Encoding in HTTP/1.0', `POST ${POST} HTTP/1.0\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`],
+  ['WebSocket upgrade (no route takes upgrades)', 'GET /api/health HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n'],
 ];
 for (const [name, req] of framing) {
   test(`framing: ${name} -> 400 and close`, async () => {

@@ -190,3 +190,16 @@ Test(slice, parsing_helpers)
     struct slice t = slice_trim(SLICE_LIT(" \t x y \t"));
     cr_assert(slice_eq_cstr(t, "x y"));
 }
+
+Test(slice, u64_to_dec_writes_the_digits_at_the_end)
+{
+    char t[20];
+    const char *d = u64_to_dec(0, t);
+    cr_assert_eq(t + 20 - d, 1);
+    cr_assert_eq(d[0], '0');
+    d = u64_to_dec(18446744073709551615ULL, t);
+    cr_assert_eq(t + 20 - d, 20);
+    cr_assert(memcmp(d, "18446744073709551615", 20) == 0);
+    d = u64_to_dec(1234, t);
+    cr_assert(memcmp(d, "1234", 4) == 0 && t + 20 - d == 4);
+}

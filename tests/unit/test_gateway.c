@@ -214,3 +214,60 @@ Test(gateway_config, rejects_bad_cache_settings)
         cr_assert_str_eq(err, cases[i].err, "case %zu", i);
     }
 }
+
+Test(gateway_proxy, an_upgrade_keeps_its_upgrade_header_and_says_connection_upgrade)
+{
+    static struct http_header up[] = {
+        {SLICE_LIT("Host"), SLICE_LIT("h")},
+        {SLICE_LIT("Connection"), SLICE_LIT("keep-alive, Upgrade, X-Drop")},
+        {SLICE_LIT("Upgrade"), SLICE_LIT("websocket")},
+        {SLICE_LIT("X-Drop"), SLICE_LIT("1")},
+        {SLICE_LIT("Sec-WebSocket-Key"), SLICE_LIT("k")},
+    };
+    struct http_request req;
+    memset(&req, 0, sizeof(req));
+    req.method = HTTP_M_GET;
+    req.method_name = SLICE_LIT("GET");
+    req.target = SLICE_LIT("/ws");
+    req.headers = up;
+    req.nheaders = sizeof(up) / sizeof(up[0]);
+    req.upgrade = true;
+    struct buf out = BUF_INIT;
+    gateway_upstream_head(&out, &req, SLICE_LIT("r"));
+    cr_assert_str_eq(out.ptr, "GET /ws HTTP/1.1\r\n"
+                              "Host: h\r\n"
+                              "Upgrade: websocket\r\n"
+                              "Sec-WebSocket-Key: k\r\n"
+                              "X-Forwarded-For: unknown\r\n"
+                              "X-Forwarded-Proto: http\r\n"
+                              "X-Forwarded-Host: h\r\n"
+                              "Forwarded: for=unknown;host=\"h\";proto=http\r\n"
+                              "X-Request-Id: r\r\n"
+                              "Connection: Upgrade\r\n"
+                              "\r\n");
+    /* Without the layer's verdict the header is hop-by-hop as ever. */
+    buf_reset(&out);
+    req.upgrade = false;
+    gateway_upstream_head(&out, &req, SLICE_LIT("r"));
+    cr_assert_null(strstr(out.ptr, "Upgrade"));
+    buf_free(&out);
+}
+
+Test(gateway_config, tunnel_idle_timeout)
+{
+    struct gateway_config gc;
+    char err[256] = "";
+    cr_assert_eq(parse(&gc, NULL, "upstream a 127.0.0.1:1\nroute / a\n", err), 0, "%s", err);
+    cr_assert_eq(gc.tunnel_idle_timeout_ms, 600000);
+    gateway_config_free(&gc);
+    cr_assert_eq(
+        parse(&gc, NULL, "upstream a 127.0.0.1:1\nroute / a\ntunnel_idle_timeout_ms = 1500\n", err),
+        0, "%s", err);
+    cr_assert_eq(gc.tunnel_idle_timeout_ms, 1500);
+    gateway_config_free(&gc);
+    cr_assert_eq(
+        parse(&gc, NULL, "upstream a 127.0.0.1:1\nroute / a\ntunnel_idle_timeout_ms = 0\n", err),
+        -1);
+    cr_assert_str_eq(err, "line 3: tunnel_idle_timeout_ms: expected a whole number from 1 to "
+                          "86400000");
+}

@@ -12,38 +12,9 @@
 #include <unistd.h>
 
 #include "core/config.h"
+#include "fake_conn.h"
 #include "http/internal.h"
 
-/* ---- fake io ---- */
-
-static bool f_closed, f_reading;
-static uint64_t f_timer_ms;
-
-static void f_flush(struct http_conn *c)
-{
-    (void)c;
-}
-static void f_close(struct http_conn *c)
-{
-    (void)c;
-    f_closed = true;
-}
-static void f_read(struct http_conn *c, bool on)
-{
-    (void)c;
-    f_reading = on;
-}
-static void f_timer(struct http_conn *c, uint64_t ms)
-{
-    (void)c;
-    f_timer_ms = ms;
-}
-
-static const struct http_conn_io fake_io = {f_flush, f_close, f_read, f_timer};
-
-static struct http_loop floop;
-static struct http_limits lim;
-static struct http_router *router;
 static struct http_request *pending; /* held by the async route */
 static struct buf streamed;
 static int stream_end = 99;
@@ -92,16 +63,7 @@ static void h_stream(struct http_request *req)
 
 static void setup(void)
 {
-    memcpy(floop.date, "Thu, 01 Jan 1970 00:00:00 GMT", TIMEFMT_HTTP_LEN + 1);
-    floop.metrics = http_metrics_slot_claim();
-    lim = (struct http_limits){.max_header_bytes = 512,
-                               .max_headers = 10,
-                               .max_request_line = 128,
-                               .max_body_bytes = 64,
-                               .header_timeout_ms = 1000,
-                               .idle_timeout_ms = 5000,
-                               .body_timeout_ms = 2000};
-    router = http_router_new();
+    fake_setup();
     http_router_add(router, HTTP_M_GET, "/a", h_text, 0, "a");
     http_router_add(router, HTTP_M_POST, "/echo", h_echo, 0, "echo");
     http_router_add(router, HTTP_M_GET, "/p/:x/y/:z", h_params, 0, "params");
@@ -114,28 +76,10 @@ static void setup(void)
 
 static void teardown(void)
 {
-    http_router_free(router);
-    buf_free(&floop.logline);
+    fake_teardown();
 }
 
 TestSuite(http, .init = setup, .fini = teardown);
-
-static struct http_conn *conn_new(void)
-{
-    struct http_conn *c = calloc(1, sizeof(*c));
-    f_closed = false;
-    f_reading = false;
-    http_conn_init(c, &floop, &fake_io, &lim, router);
-    return c;
-}
-
-static void conn_free(struct http_conn *c)
-{
-    http_conn_gone(c, -1);
-    buf_free(&c->out);
-    buf_free(&c->wout);
-    free(c);
-}
 
 /* "200 404" from every status line in out. */
 static void statuses(const struct buf *out, char *dst, size_t cap)
@@ -347,12 +291,49 @@ Test(http, async_pipelining)
     http_conn_input(c, in, sizeof(in) - 1);
     cr_assert_not_null(pending);
     cr_assert_eq(c->out.len, 0);
-    cr_assert(!f_reading, "reading stops while a handler works");
+    /* Reading goes on (no epoll_ctl a request); the pipelined request waits. */
+    cr_assert(f_reading);
     http_respond(pending, 202, SLICE_NULL, SLICE_LIT("later"));
     char st[64];
     statuses(&c->out, st, sizeof(st));
     cr_assert_str_eq(st, "202 200");
     cr_assert(f_reading);
+    conn_free(c);
+}
+
+Test(http, pipelined_bytes_wait_up_to_a_read_chunk_while_a_handler_works)
+{
+    static const char one[] = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+    struct http_conn *c = conn_new();
+    feed(c, "GET /async HTTP/1.1\r\nHost: x\r\n\r\n");
+    cr_assert_not_null(pending);
+    size_t n = 0;
+    while (f_reading) {
+        feed(c, one);
+        n++;
+    }
+    cr_assert_eq(n, (HTTP_READ_CHUNK + sizeof(one) - 2) / (sizeof(one) - 1));
+    cr_assert_eq(c->out.len, 0);
+    http_respond(pending, 202, SLICE_NULL, SLICE_LIT("later"));
+    size_t answered = 0;
+    for (const char *p = c->out.ptr; (p = strstr(p, "HTTP/1.1 ")); p++)
+        answered++;
+    cr_assert_eq(answered, n + 1);
+    cr_assert_eq(f_reading, c->out.len < HTTP_OUT_HIGH_WATER);
+    conn_free(c);
+}
+
+Test(http, a_client_half_closing_still_gets_its_answer_then_the_close)
+{
+    struct http_conn *c = conn_new();
+    feed(c, "GET /async HTTP/1.1\r\nHost: x\r\n\r\n");
+    cr_assert(http_conn_peer_eof(c));
+    cr_assert_not(f_reading);
+    http_respond(pending, 200, SLICE_NULL, SLICE_LIT("late"));
+    cr_assert_not_null(strstr(c->out.ptr, "Connection: close\r\n"));
+    cr_assert(f_closed);
+    /* With nothing owed, EOF is the caller's to handle. */
+    cr_assert_not(http_conn_peer_eof(c));
     conn_free(c);
 }
 

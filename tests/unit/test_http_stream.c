@@ -5,36 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fake_conn.h"
 #include "http/internal.h"
 
-static bool f_reading;
-static uint64_t f_timer_ms;
 static int drains;
-
-static void f_flush(struct http_conn *c)
-{
-    (void)c;
-}
-static void f_close(struct http_conn *c)
-{
-    (void)c;
-}
-static void f_read(struct http_conn *c, bool on)
-{
-    (void)c;
-    f_reading = on;
-}
-static void f_timer(struct http_conn *c, uint64_t ms)
-{
-    (void)c;
-    f_timer_ms = ms;
-}
-
-static const struct http_conn_io fake_io = {f_flush, f_close, f_read, f_timer};
-
-static struct http_loop floop;
-static struct http_limits lim;
-static struct http_router *router;
 static struct http_request *held;
 static struct buf body;
 
@@ -77,16 +51,7 @@ static void h_hold(struct http_request *req)
 
 static void setup(void)
 {
-    memcpy(floop.date, "Thu, 01 Jan 1970 00:00:00 GMT", TIMEFMT_HTTP_LEN + 1);
-    floop.metrics = http_metrics_slot_claim();
-    lim = (struct http_limits){.max_header_bytes = 512,
-                               .max_headers = 10,
-                               .max_request_line = 128,
-                               .max_body_bytes = 64,
-                               .header_timeout_ms = 1000,
-                               .idle_timeout_ms = 5000,
-                               .body_timeout_ms = 2000};
-    router = http_router_new();
+    fake_setup();
     http_router_add(router, HTTP_M_POST, "/s", h_stream, HTTP_ROUTE_STREAM_BODY, "s");
     http_router_add(router, HTTP_M_OTHER, "/hold", h_hold, HTTP_ROUTE_STREAM_BODY, "hold");
     held = NULL;
@@ -96,32 +61,11 @@ static void setup(void)
 
 static void teardown(void)
 {
-    http_router_free(router);
-    buf_free(&floop.logline);
+    fake_teardown();
     buf_free(&body);
 }
 
 TestSuite(http_stream, .init = setup, .fini = teardown);
-
-static struct http_conn *conn_new(void)
-{
-    struct http_conn *c = calloc(1, sizeof(*c));
-    http_conn_init(c, &floop, &fake_io, &lim, router);
-    return c;
-}
-
-static void conn_free(struct http_conn *c)
-{
-    http_conn_gone(c, -1);
-    buf_free(&c->out);
-    buf_free(&c->wout);
-    free(c);
-}
-
-static void feed(struct http_conn *c, const char *s)
-{
-    http_conn_input(c, s, strlen(s));
-}
 
 Test(http_stream, chunked_response_and_paused_body)
 {
