@@ -8,12 +8,27 @@
  * key share its hash chain. A fill in flight is registered under its key so
  * later misses wait for it instead of going upstream; a key whose last
  * answer could not be stored is marked for hit_for_miss_s so its requests
- * stop waiting on each other (Varnish's hit-for-miss). */
+ * stop waiting on each other (Varnish's hit-for-miss).
+ *
+ * The disk tier keeps one file per response (head then body) and, in
+ * memory, what a lookup or a purge needs to find it: key, Vary, validators,
+ * tags, freshness. Its files are written and removed with no lock held:
+ * under the lock, evictions and removals only queue the work, and the
+ * thread that releases the lock (cache_unlock) does it, so a request pays
+ * for the disk work its own store caused. A disk hit reads the file back
+ * into memory on the requesting thread, as nginx reads its cache files on
+ * its loops. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <pthread.h>
+#include <unistd.h>
 
 #include "core/alloc.h"
 #include "gateway/cache.h"
@@ -43,6 +58,11 @@ struct cache_entry {
     int64_t lifetime, swr, sie;
     unsigned flags;
     size_t bytes;
+    /* In the disk tier: the file's number (0: in memory) and the lengths of
+     * the head and body it holds; head and body are then empty here. */
+    uint64_t disk_file;
+    size_t disk_head_len, disk_body_len;
+    uint64_t demote_epoch; /* while queued for the disk: c->epoch at eviction */
 };
 
 struct waiter {
@@ -83,6 +103,16 @@ struct cache {
     struct hfm hfm[HFM_SLOTS];
     struct cache_policy_state policy;
     struct cache_stats st;
+    /* The disk tier; dirfd < 0 when there is none. */
+    int dirfd;
+    uint64_t next_file;
+    struct cache_policy_state disk;
+    struct cache_entry *demote_q; /* evicted, to be written (a reference each, linked by hnext) */
+    uint64_t *unlink_q;           /* file numbers to remove */
+    size_t n_unlink, cap_unlink;
+    /* Bumped by each removal that is not an eviction (purge, invalidation,
+     * replacement): a response evicted before one cannot go to disk after. */
+    uint64_t epoch;
 };
 
 static int64_t default_clock(void *arg)
@@ -120,9 +150,46 @@ static char *make_key(struct slice host, struct slice target, size_t *len)
     return k;
 }
 
+/* A disk tier file's name: its number in hex, 16 digits. */
+static void disk_name(uint64_t n, char out[17])
+{
+    snprintf(out, 17, "%016" PRIx64, n);
+}
+
+/* Removes the tier's files (names of 16 hex digits) from a previous run or
+ * at the end of this one; anything else in the directory stays. */
+static void disk_sweep(int dirfd)
+{
+    int fd = dup(dirfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    rewinddir(d); /* the duplicate shares dirfd's offset, left at the end by a sweep */
+    for (struct dirent *de; (de = readdir(d)) != NULL;) {
+        size_t n = strlen(de->d_name);
+        if (n == 16 && strspn(de->d_name, "0123456789abcdef") == 16)
+            unlinkat(dirfd, de->d_name, 0);
+    }
+    closedir(d);
+}
+
 struct cache *cache_new(const struct cache_options *opts)
 {
+    int dirfd = -1;
+    if (opts->disk_dir && opts->disk_max_bytes) {
+        if (mkdir(opts->disk_dir, 0700) != 0 && errno != EEXIST)
+            return NULL;
+        dirfd = open(opts->disk_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dirfd < 0)
+            return NULL;
+        disk_sweep(dirfd);
+    }
     struct cache *c = xcalloc(1, sizeof(*c));
+    c->dirfd = dirfd;
+    c->next_file = 1;
     c->o = *opts;
     if (c->o.max_object_bytes == 0)
         c->o.max_object_bytes = c->o.max_bytes / 8;
@@ -138,7 +205,11 @@ struct cache *cache_new(const struct cache_options *opts)
     c->nbuckets = 1024;
     c->buckets = xcalloc(c->nbuckets, sizeof(*c->buckets));
     cache_policy_init(&c->policy, c->o.policy, c->o.max_bytes);
+    /* A disk hit moves the response back to memory, so disk order is
+     * insertion order and LRU's list is the FIFO wanted. */
+    cache_policy_init(&c->disk, CACHE_POLICY_LRU, c->o.disk_max_bytes);
     c->st.max_bytes = c->o.max_bytes;
+    c->st.disk_max_bytes = dirfd >= 0 ? c->o.disk_max_bytes : 0;
     return c;
 }
 
@@ -179,6 +250,12 @@ void cache_free(struct cache *c)
     }
     free(c->buckets);
     cache_policy_free(&c->policy);
+    cache_policy_free(&c->disk);
+    free(c->unlink_q);
+    if (c->dirfd >= 0) {
+        disk_sweep(c->dirfd);
+        close(c->dirfd);
+    }
     pthread_mutex_destroy(&c->mu);
     free(c);
 }
@@ -190,6 +267,16 @@ static bool key_eq(const struct cache_entry *e, uint64_t h, const char *k, size_
     return e->node.hash == h && e->keylen == n && memcmp(e->key, k, n) == 0;
 }
 
+/* The disk tier file n is to be removed once the lock is released. */
+static void queue_unlink(struct cache *c, uint64_t n)
+{
+    if (c->n_unlink == c->cap_unlink) {
+        c->cap_unlink = c->cap_unlink ? c->cap_unlink * 2 : 16;
+        c->unlink_q = xrealloc(c->unlink_q, c->cap_unlink * sizeof(*c->unlink_q));
+    }
+    c->unlink_q[c->n_unlink++] = n;
+}
+
 static void index_unlink(struct cache *c, struct cache_entry *e)
 {
     struct cache_entry **pp = &c->buckets[e->node.hash & (c->nbuckets - 1)];
@@ -197,11 +284,18 @@ static void index_unlink(struct cache *c, struct cache_entry *e)
         pp = &(*pp)->hnext;
     *pp = e->hnext;
     e->hnext = NULL;
-    cache_policy_remove(&c->policy, &e->node);
     e->linked = false;
     c->count--;
-    c->st.bytes -= e->bytes;
-    c->st.entries = c->count;
+    if (e->disk_file) {
+        cache_policy_remove(&c->disk, &e->node);
+        c->st.disk_bytes -= e->bytes;
+        c->st.disk_entries--;
+        queue_unlink(c, e->disk_file);
+    } else {
+        cache_policy_remove(&c->policy, &e->node);
+        c->st.bytes -= e->bytes;
+        c->st.entries--;
+    }
     cache_entry_release(e);
 }
 
@@ -233,6 +327,7 @@ static size_t remove_key(struct cache *c, uint64_t h, const char *k, size_t n)
         }
         e = next;
     }
+    c->epoch++;
     for (struct cache_fill *f = c->fills[h % FILL_BUCKETS]; f; f = f->next)
         if (f->hash == h && f->keylen == n && memcmp(f->key, k, n) == 0)
             f->doomed = true; /* its answer predates the change */
@@ -277,6 +372,17 @@ static struct cache_entry *find(struct cache *c, uint64_t h, const char *k, size
     return best;
 }
 
+static void index_link(struct cache *c, struct cache_entry *e)
+{
+    if (c->count >= c->nbuckets)
+        index_grow(c);
+    struct cache_entry **b = &c->buckets[e->node.hash & (c->nbuckets - 1)];
+    e->hnext = *b;
+    *b = e;
+    e->linked = true;
+    c->count++;
+}
+
 static void index_insert(struct cache *c, struct cache_entry *e, const struct http_header *hdrs,
                          size_t nh)
 {
@@ -287,23 +393,27 @@ static void index_insert(struct cache *c, struct cache_entry *e, const struct ht
         if (key_eq(o, h, e->key, e->keylen) && vary_matches(o, hdrs, nh))
             index_unlink(c, o);
     }
-    if (c->count >= c->nbuckets)
-        index_grow(c);
-    struct cache_entry **b = &c->buckets[h & (c->nbuckets - 1)];
-    e->hnext = *b;
-    *b = e;
-    e->linked = true;
+    index_link(c, e);
     entry_ref(e);
-    c->count++;
     c->st.bytes += e->bytes;
-    c->st.entries = c->count;
+    c->st.entries++;
     c->st.stores++;
     cache_policy_insert(&c->policy, &e->node);
     while (cache_policy_bytes(&c->policy) > c->o.max_bytes) {
         struct cache_pnode *v = cache_policy_victim(&c->policy);
         if (v == NULL)
             break;
-        index_unlink(c, (struct cache_entry *)(void *)v);
+        struct cache_entry *victim = (struct cache_entry *)(void *)v;
+        /* S3-FIFO's main queue holds what was read at least twice. */
+        bool to_disk = c->dirfd >= 0 && (c->policy.kind == CACHE_POLICY_LRU || v->queue == 1);
+        if (to_disk)
+            entry_ref(victim);
+        index_unlink(c, victim);
+        if (to_disk) {
+            victim->demote_epoch = c->epoch;
+            victim->hnext = c->demote_q;
+            c->demote_q = victim;
+        }
         c->st.evictions++;
     }
 }
@@ -636,6 +746,213 @@ static void entry_account(struct cache_entry *e)
     e->node.bytes = e->bytes;
 }
 
+/* ---- the disk tier ---- */
+
+/* A new entry with e's key, validators, tags and freshness, and no head or
+ * body. */
+static struct cache_entry *entry_clone_meta(const struct cache_entry *e)
+{
+    struct cache_entry *d = xcalloc(1, sizeof(*d));
+    d->refs = 1;
+    d->node.hash = e->node.hash;
+    d->key = xstrndup(e->key, e->keylen);
+    d->keylen = e->keylen;
+    d->status = e->status;
+    const struct buf *from[] = {&e->vary, &e->no_cache_fields, &e->tags, &e->etag,
+                                &e->last_modified};
+    struct buf *to[] = {&d->vary, &d->no_cache_fields, &d->tags, &d->etag, &d->last_modified};
+    for (size_t i = 0; i < sizeof(from) / sizeof(from[0]); i++)
+        if (from[i]->len)
+            buf_append(to[i], from[i]->ptr, from[i]->len);
+    d->response_time = e->response_time;
+    d->date_value = e->date_value;
+    d->corrected_initial_age = e->corrected_initial_age;
+    d->lifetime = e->lifetime;
+    d->swr = e->swr;
+    d->sie = e->sie;
+    d->flags = e->flags;
+    return d;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Writes e's head and body to a new file (no lock held). Returns the disk
+ * entry describing it, or NULL if the write failed (nothing is left). No
+ * fsync: the tier does not outlive the process. */
+static struct cache_entry *disk_write(struct cache *c, const struct cache_entry *e)
+{
+    uint64_t n = __atomic_fetch_add(&c->next_file, 1, __ATOMIC_RELAXED);
+    char name[17];
+    disk_name(n, name);
+    int fd = openat(c->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return NULL;
+    int rc = write_all(fd, e->head.ptr, e->head.len);
+    if (rc == 0)
+        rc = write_all(fd, e->body.ptr, e->body.len);
+    if (close(fd) != 0)
+        rc = -1;
+    if (rc != 0) {
+        unlinkat(c->dirfd, name, 0);
+        return NULL;
+    }
+    struct cache_entry *d = entry_clone_meta(e);
+    d->disk_file = n;
+    d->disk_head_len = e->head.len;
+    d->disk_body_len = e->body.len;
+    d->bytes = sizeof(*d) + d->keylen + d->vary.cap + d->no_cache_fields.cap + d->tags.cap +
+               d->etag.cap + d->last_modified.cap + d->disk_head_len + d->disk_body_len;
+    d->node.bytes = d->bytes;
+    return d;
+}
+
+/* Reads a disk entry's file back into a new memory entry (no lock held);
+ * NULL if the file is gone (removed meanwhile) or short. */
+static struct cache_entry *disk_read(struct cache *c, const struct cache_entry *d)
+{
+    char name[17];
+    disk_name(d->disk_file, name);
+    int fd = openat(c->dirfd, name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    struct cache_entry *m = entry_clone_meta(d);
+    buf_reserve(&m->head, d->disk_head_len + 1);
+    buf_reserve(&m->body, d->disk_body_len + 1);
+    size_t want[2] = {d->disk_head_len, d->disk_body_len};
+    struct buf *into[2] = {&m->head, &m->body};
+    bool ok = true;
+    for (int i = 0; i < 2 && ok; i++) {
+        while (into[i]->len < want[i]) {
+            ssize_t r = read(fd, into[i]->ptr + into[i]->len, want[i] - into[i]->len);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0) {
+                ok = false;
+                break;
+            }
+            into[i]->len += (size_t)r;
+        }
+    }
+    close(fd);
+    if (!ok) {
+        entry_free(m);
+        return NULL;
+    }
+    entry_account(m);
+    return m;
+}
+
+/* Links a written disk entry unless, since its response was evicted, the
+ * key was purged or invalidated or a response for its variant was stored.
+ * Takes d's reference. */
+static void disk_insert(struct cache *c, struct cache_entry *d, uint64_t epoch)
+{
+    bool current = epoch == c->epoch;
+    for (struct cache_entry *o = c->buckets[d->node.hash & (c->nbuckets - 1)]; o && current;
+         o = o->hnext)
+        if (key_eq(o, d->node.hash, d->key, d->keylen) && o->vary.len == d->vary.len &&
+            (d->vary.len == 0 || memcmp(o->vary.ptr, d->vary.ptr, d->vary.len) == 0))
+            current = false;
+    if (!current) {
+        queue_unlink(c, d->disk_file);
+        entry_free(d);
+        return;
+    }
+    index_link(c, d);
+    c->st.disk_entries++;
+    c->st.disk_bytes += d->bytes;
+    c->st.demotions++;
+    cache_policy_insert(&c->disk, &d->node);
+    while (cache_policy_bytes(&c->disk) > c->o.disk_max_bytes) {
+        struct cache_pnode *v = cache_policy_victim(&c->disk);
+        if (v == NULL)
+            break;
+        index_unlink(c, (struct cache_entry *)(void *)v);
+        c->st.disk_evictions++;
+    }
+}
+
+/* Releases c->mu after doing the disk work queued while it was held: files
+ * written for the responses evicted to disk, files of removed disk entries
+ * unlinked. Every holder of the lock releases it here. */
+static void cache_unlock(struct cache *c)
+{
+    while (c->demote_q || c->n_unlink) {
+        struct cache_entry *victims = c->demote_q;
+        uint64_t *files = c->unlink_q;
+        size_t nfiles = c->n_unlink;
+        c->demote_q = NULL;
+        c->unlink_q = NULL;
+        c->n_unlink = c->cap_unlink = 0;
+        pthread_mutex_unlock(&c->mu);
+        for (size_t i = 0; i < nfiles; i++) {
+            char name[17];
+            disk_name(files[i], name);
+            unlinkat(c->dirfd, name, 0);
+        }
+        free(files);
+        struct cache_entry *written = NULL;
+        uint64_t failed = 0;
+        while (victims) {
+            struct cache_entry *v = victims;
+            victims = v->hnext;
+            struct cache_entry *d = disk_write(c, v);
+            if (d) {
+                d->demote_epoch = v->demote_epoch;
+                d->hnext = written;
+                written = d;
+            } else {
+                failed++;
+            }
+            cache_entry_release(v);
+        }
+        pthread_mutex_lock(&c->mu);
+        c->st.disk_errors += failed;
+        while (written) {
+            struct cache_entry *d = written;
+            written = d->hnext;
+            d->hnext = NULL;
+            disk_insert(c, d, d->demote_epoch);
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Moves a disk entry found by a lookup back to memory (c->mu held, and
+ * released meanwhile for the read). The caller looks the key up again. */
+static void disk_promote(struct cache *c, struct cache_entry *d, const struct cache_req *rq)
+{
+    entry_ref(d);
+    pthread_mutex_unlock(&c->mu); /* nothing is queued: every unlock drains the queues */
+    struct cache_entry *m = disk_read(c, d);
+    pthread_mutex_lock(&c->mu);
+    if (d->linked) {
+        index_unlink(c, d);
+        if (m) {
+            index_insert(c, m, rq->headers, rq->nheaders);
+            c->st.stores--; /* a move, not a new response */
+            c->st.disk_hits++;
+        } else {
+            c->st.disk_errors++;
+        }
+    }
+    /* else another request moved it first, or it was removed. */
+    cache_entry_release(m);
+    cache_entry_release(d);
+}
+
 /* ---- lookup ---- */
 
 static bool safe_method(struct slice m)
@@ -726,6 +1043,12 @@ void cache_lookup(struct cache *c, const struct cache_req *rq, struct cache_look
     pthread_mutex_lock(&c->mu);
     bool seen;
     struct cache_entry *e = find(c, h, key, keylen, rq->headers, rq->nheaders, &seen);
+    if (e && e->disk_file) {
+        disk_promote(c, e, rq);
+        e = find(c, h, key, keylen, rq->headers, rq->nheaders, &seen);
+        if (e && e->disk_file)
+            e = NULL; /* back on disk already: a miss, not another read */
+    }
     out->status.fwd = seen ? "vary-miss" : "uri-miss";
     bool want_refresh = false;
     if (e) {
@@ -768,7 +1091,7 @@ void cache_lookup(struct cache *c, const struct cache_req *rq, struct cache_look
             out->entry = entry_ref(e);
             cache_policy_hit(&c->policy, &e->node);
             c->st.hits++;
-            pthread_mutex_unlock(&c->mu);
+            cache_unlock(c);
             free(key);
             return;
         }
@@ -788,7 +1111,7 @@ void cache_lookup(struct cache *c, const struct cache_req *rq, struct cache_look
                 out->fill = f;
                 out->conditional = buf_slice(&f->cond);
             }
-            pthread_mutex_unlock(&c->mu);
+            cache_unlock(c);
             free(key);
             return;
         }
@@ -798,7 +1121,7 @@ void cache_lookup(struct cache *c, const struct cache_req *rq, struct cache_look
         out->outcome = CACHE_GATEWAY_TIMEOUT;
         out->status.fwd = NULL;
         out->status.detail = "only-if-cached";
-        pthread_mutex_unlock(&c->mu);
+        cache_unlock(c);
         free(key);
         return;
     }
@@ -808,7 +1131,7 @@ void cache_lookup(struct cache *c, const struct cache_req *rq, struct cache_look
          * be served from. */
         out->outcome = CACHE_PASS;
         out->status.fwd = "miss";
-        pthread_mutex_unlock(&c->mu);
+        cache_unlock(c);
         free(key);
         return;
     }
@@ -824,7 +1147,7 @@ void cache_lookup(struct cache *c, const struct cache_req *rq, struct cache_look
         c->st.coalesced++;
         out->outcome = CACHE_WAIT;
         out->status.collapsed = true;
-        pthread_mutex_unlock(&c->mu);
+        cache_unlock(c);
         free(key);
         return;
     }
@@ -838,7 +1161,7 @@ void cache_lookup(struct cache *c, const struct cache_req *rq, struct cache_look
     }
     if (!hit_for_miss && !leader)
         fill_register(c, f);
-    pthread_mutex_unlock(&c->mu);
+    cache_unlock(c);
     out->fill = f;
     out->conditional = buf_slice(&f->cond);
     out->outcome = f->cond.len ? CACHE_REVALIDATE : CACHE_MISS;
@@ -866,7 +1189,7 @@ static void fill_finish(struct cache_fill *f, struct cache_entry *store)
         m->until = now_s(c) + c->o.hit_for_miss_s;
     }
     struct waiter *w = f->waiters;
-    pthread_mutex_unlock(&c->mu);
+    cache_unlock(c);
     while (w) {
         struct waiter *next = w->next;
         w->fn(w->arg);
@@ -968,7 +1291,7 @@ enum cache_fill_action cache_fill_response(struct cache_fill *f, const struct ca
         f->action = CACHE_FILL_STALE;
         pthread_mutex_lock(&c->mu);
         c->st.stale++;
-        pthread_mutex_unlock(&c->mu);
+        cache_unlock(c);
         fill_finish(f, NULL);
         return CACHE_FILL_STALE;
     }
@@ -979,7 +1302,8 @@ enum cache_fill_action cache_fill_response(struct cache_fill *f, const struct ca
         pthread_mutex_lock(&c->mu);
         if (f->stale->linked)
             index_unlink(c, f->stale);
-        pthread_mutex_unlock(&c->mu);
+        c->epoch++;
+        cache_unlock(c);
     }
     f->action = f->building ? CACHE_FILL_STORE : CACHE_FILL_PASS;
     return f->action;
@@ -1024,7 +1348,7 @@ struct cache_entry *cache_fill_error(struct cache_fill *f)
         e = entry_ref(f->stale);
         pthread_mutex_lock(&f->c->mu);
         f->c->st.stale++;
-        pthread_mutex_unlock(&f->c->mu);
+        cache_unlock(f->c);
     }
     /* No hit-for-miss mark: an unreachable upstream says nothing of the key. */
     f->action = CACHE_FILL_STALE;
@@ -1095,7 +1419,7 @@ void cache_invalidate(struct cache *c, const struct cache_req *rq, const struct 
             c->st.invalidations += purge_locked(c, rq->host, buf_slice(&t));
         buf_free(&t);
     }
-    pthread_mutex_unlock(&c->mu);
+    cache_unlock(c);
 }
 
 size_t cache_purge_url(struct cache *c, struct slice host, struct slice target)
@@ -1103,7 +1427,7 @@ size_t cache_purge_url(struct cache *c, struct slice host, struct slice target)
     pthread_mutex_lock(&c->mu);
     size_t n = purge_locked(c, host, target);
     c->st.purges += n;
-    pthread_mutex_unlock(&c->mu);
+    cache_unlock(c);
     return n;
 }
 
@@ -1122,8 +1446,9 @@ size_t cache_purge_tag(struct cache *c, struct slice tag)
             }
         }
     }
+    c->epoch++;
     c->st.purges += n;
-    pthread_mutex_unlock(&c->mu);
+    cache_unlock(c);
     return n;
 }
 
@@ -1201,7 +1526,7 @@ void cache_stats(struct cache *c, struct cache_stats *out)
 {
     pthread_mutex_lock(&c->mu);
     *out = c->st;
-    pthread_mutex_unlock(&c->mu);
+    cache_unlock(c);
 }
 
 void cache_metrics_render(struct cache *c, struct buf *out)
@@ -1225,7 +1550,18 @@ void cache_metrics_render(struct cache *c, struct buf *out)
          s.invalidations},
         {"bytes", "gauge", "Bytes held by stored responses.", s.bytes},
         {"max_bytes", "gauge", "The configured bound on stored bytes.", s.max_bytes},
-        {"entries", "gauge", "Stored responses.", s.entries},
+        {"entries", "gauge", "Stored responses in memory.", s.entries},
+        {"disk_demotions_total", "counter", "Responses moved from memory to the disk tier.",
+         s.demotions},
+        {"disk_hits_total", "counter", "Responses read back from the disk tier.", s.disk_hits},
+        {"disk_evictions_total", "counter", "Responses evicted from the disk tier.",
+         s.disk_evictions},
+        {"disk_errors_total", "counter", "Disk tier writes or reads that failed.", s.disk_errors},
+        {"disk_bytes", "gauge", "Bytes held by the disk tier (files and their index).",
+         s.disk_bytes},
+        {"disk_max_bytes", "gauge", "The configured bound on the disk tier; 0: none.",
+         s.disk_max_bytes},
+        {"disk_entries", "gauge", "Stored responses in the disk tier.", s.disk_entries},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
         buf_appendf(out,

@@ -22,7 +22,10 @@
  *                             GATEWAY_TIMEOUT: only-if-cached and nothing
  *                               usable: answer 504 without forwarding
  * Storage is bounded in bytes; the default eviction policy is S3-FIFO, which
- * beat LRU on a Zipf trace (bench/cache_policy.c). */
+ * beat LRU on a Zipf trace (bench/cache_policy.c). An optional disk tier
+ * takes what memory evicts from its main queue (responses read at least
+ * twice; one-hit wonders are not worth a write) up to its own bound, and a
+ * lookup that finds a response there reads it back into memory. */
 #ifndef GATEWAY_CACHE_H
 #define GATEWAY_CACHE_H
 
@@ -47,6 +50,11 @@ struct cache_options {
     const char *status_name; /* the cache's name in Cache-Status; NULL: "cruder" */
     int64_t heuristic_max_s; /* cap on heuristic freshness; 0: 86400 */
     int64_t hit_for_miss_s;  /* how long an unstorable answer stops coalescing; 0: 10 */
+    /* The disk tier: a directory the cache owns (its files are removed at
+     * start, as the tier does not outlive the process) and its bound in
+     * bytes. NULL or 0: memory only. */
+    const char *disk_dir;
+    size_t disk_max_bytes;
     /* Seconds of the wall clock; NULL: time(). Tests drive a fake clock. */
     int64_t (*clock)(void *arg);
     void *clock_arg;
@@ -111,7 +119,8 @@ struct cache_lookup {
     struct cache_status status;
 };
 
-/* Creates an empty cache; never NULL (aborts on OOM). */
+/* Creates an empty cache (aborts on OOM). Returns NULL, with errno set, only
+ * when the disk tier's directory can be neither created nor opened. */
 struct cache *cache_new(const struct cache_options *opts);
 /* Frees the cache. Entries still referenced stay valid until released; no
  * fill may be outstanding. Accepts NULL. */
@@ -180,6 +189,11 @@ void cache_status_format(const struct cache *c, const struct cache_status *st, s
 struct cache_stats {
     uint64_t hits, misses, stale, coalesced, stores, evictions, purges, invalidations;
     uint64_t bytes, entries, max_bytes;
+    /* The disk tier: responses moved there from memory, read back (a disk
+     * hit moves the response back to memory), dropped from disk, and writes
+     * or reads that failed. */
+    uint64_t demotions, disk_hits, disk_evictions, disk_errors;
+    uint64_t disk_bytes, disk_entries, disk_max_bytes;
 };
 void cache_stats(struct cache *c, struct cache_stats *out);
 /* Appends the stats in Prometheus text format (cruder_gateway_cache_*). */
