@@ -383,8 +383,10 @@ static void index_link(struct cache *c, struct cache_entry *e)
     c->count++;
 }
 
+/* Stores e (the index takes a reference), replacing the variant it was
+ * selected for; hot: read back from disk, so popular already. */
 static void index_insert(struct cache *c, struct cache_entry *e, const struct http_header *hdrs,
-                         size_t nh)
+                         size_t nh, bool hot)
 {
     uint64_t h = e->node.hash;
     /* A new response replaces the variant it was selected as (RFC 9111 4). */
@@ -398,7 +400,10 @@ static void index_insert(struct cache *c, struct cache_entry *e, const struct ht
     c->st.bytes += e->bytes;
     c->st.entries++;
     c->st.stores++;
-    cache_policy_insert(&c->policy, &e->node);
+    if (hot)
+        cache_policy_insert_hot(&c->policy, &e->node);
+    else
+        cache_policy_insert(&c->policy, &e->node);
     while (cache_policy_bytes(&c->policy) > c->o.max_bytes) {
         struct cache_pnode *v = cache_policy_victim(&c->policy);
         if (v == NULL)
@@ -941,7 +946,7 @@ static void disk_promote(struct cache *c, struct cache_entry *d, const struct ca
     if (d->linked) {
         index_unlink(c, d);
         if (m) {
-            index_insert(c, m, rq->headers, rq->nheaders);
+            index_insert(c, m, rq->headers, rq->nheaders, true);
             c->st.stores--; /* a move, not a new response */
             c->st.disk_hits++;
         } else {
@@ -1182,7 +1187,7 @@ static void fill_finish(struct cache_fill *f, struct cache_entry *store)
         *pp = f->next;
     }
     if (store && !f->doomed)
-        index_insert(c, store, f->hdrs, f->nhdrs);
+        index_insert(c, store, f->hdrs, f->nhdrs, false);
     else if (f->registered && !store && f->action == CACHE_FILL_PASS) {
         struct hfm *m = hfm_slot(c, f->hash);
         m->hash = f->hash;

@@ -13,6 +13,7 @@
 
 #include "core/timefmt.h"
 #include "gateway/cache.h"
+#include "gateway/gateway.h"
 
 static char dir[64];
 
@@ -380,4 +381,25 @@ Test(cache_disk, threads_storing_reading_and_purging_agree)
     cr_assert_leq(st.bytes, 24 * 1024);
     cr_assert_eq(files_in_dir(), st.disk_entries);
     cache_free(c);
+}
+
+Test(cache_disk, gateway_settings_name_the_directory_and_the_bound)
+{
+    struct gateway_config gc;
+    char err[256];
+    cr_assert_eq(gateway_config_parse(&gc, NULL,
+                                      SLICE_LIT("upstream api 127.0.0.1:8091\n"
+                                                "route / api\n"
+                                                "cache_max_bytes = 64m\n"
+                                                "cache_disk_dir = /var/cache/cruder\n"
+                                                "cache_disk_max_bytes = 2g\n"),
+                                      err, sizeof(err)),
+                 0, "%s", err);
+    cr_assert_str_eq(gc.cache_disk_dir, "/var/cache/cruder");
+    cr_assert_eq(gc.cache_disk_max_bytes, (size_t)2 << 30);
+    gateway_config_free(&gc);
+    cr_assert_eq(gateway_config_parse(&gc, NULL, SLICE_LIT("cache_disk_max_bytes = lots\n"), err,
+                                      sizeof(err)),
+                 -1);
+    cr_assert(strstr(err, "cache_disk_max_bytes"), "%s", err);
 }
