@@ -383,6 +383,8 @@ static void index_link(struct cache *c, struct cache_entry *e)
     c->count++;
 }
 
+static void evict_to_bound(struct cache *c);
+
 /* Stores e (the index takes a reference), replacing the variant it was
  * selected for; hot: read back from disk, so popular already. */
 static void index_insert(struct cache *c, struct cache_entry *e, const struct http_header *hdrs,
@@ -404,13 +406,21 @@ static void index_insert(struct cache *c, struct cache_entry *e, const struct ht
         cache_policy_insert_hot(&c->policy, &e->node);
     else
         cache_policy_insert(&c->policy, &e->node);
+    evict_to_bound(c);
+}
+
+/* Evicts from memory down to max_bytes; the disk tier takes what S3-FIFO's
+ * main queue lets go (what was read at least twice), or everything under
+ * LRU. */
+static void evict_to_bound(struct cache *c)
+{
     while (cache_policy_bytes(&c->policy) > c->o.max_bytes) {
         struct cache_pnode *v = cache_policy_victim(&c->policy);
         if (v == NULL)
             break;
         struct cache_entry *victim = (struct cache_entry *)(void *)v;
-        /* S3-FIFO's main queue holds what was read at least twice. */
-        bool to_disk = c->dirfd >= 0 && (c->policy.kind == CACHE_POLICY_LRU || v->queue == 1);
+        bool to_disk = c->dirfd >= 0 && c->o.disk_max_bytes > 0 &&
+                       (c->policy.kind == CACHE_POLICY_LRU || v->queue == 1);
         if (to_disk)
             entry_ref(victim);
         index_unlink(c, victim);
@@ -678,7 +688,8 @@ static struct cache_entry *entry_build(struct cache *c, struct cache_fill *f, in
     struct slice cl = header(h, n, "content-length", NULL);
     if (cl.ptr) {
         long long len = slice_to_uint(slice_trim(cl));
-        if (len < 0 || (unsigned long long)len > c->o.max_object_bytes)
+        if (len < 0 ||
+            (unsigned long long)len > __atomic_load_n(&c->o.max_object_bytes, __ATOMIC_RELAXED))
             return NULL;
     }
 
@@ -859,6 +870,8 @@ static struct cache_entry *disk_read(struct cache *c, const struct cache_entry *
     return m;
 }
 
+static void disk_evict_to_bound(struct cache *c);
+
 /* Links a written disk entry unless, since its response was evicted, the
  * key was purged or invalidated or a response for its variant was stored.
  * Takes d's reference. */
@@ -880,6 +893,11 @@ static void disk_insert(struct cache *c, struct cache_entry *d, uint64_t epoch)
     c->st.disk_bytes += d->bytes;
     c->st.demotions++;
     cache_policy_insert(&c->disk, &d->node);
+    disk_evict_to_bound(c);
+}
+
+static void disk_evict_to_bound(struct cache *c)
+{
     while (cache_policy_bytes(&c->disk) > c->o.disk_max_bytes) {
         struct cache_pnode *v = cache_policy_victim(&c->disk);
         if (v == NULL)
@@ -1319,7 +1337,7 @@ void cache_fill_body(struct cache_fill *f, struct slice chunk)
     struct cache_entry *e = f->building;
     if (e == NULL || chunk.len == 0)
         return;
-    if (e->body.len + chunk.len > f->c->o.max_object_bytes) {
+    if (e->body.len + chunk.len > __atomic_load_n(&f->c->o.max_object_bytes, __ATOMIC_RELAXED)) {
         cache_entry_release(e);
         f->building = NULL;
         return;
@@ -1525,6 +1543,24 @@ void cache_status_format(const struct cache *c, const struct cache_status *st, s
         buf_append_cstr(out, "; collapsed");
     if (st->detail)
         buf_appendf(out, "; detail=%s", st->detail);
+}
+
+void cache_resize(struct cache *c, size_t max_bytes, size_t max_object_bytes, size_t disk_max_bytes)
+{
+    pthread_mutex_lock(&c->mu);
+    c->o.max_bytes = max_bytes;
+    c->policy.max_bytes = max_bytes;
+    c->st.max_bytes = max_bytes;
+    __atomic_store_n(&c->o.max_object_bytes, max_object_bytes ? max_object_bytes : max_bytes / 8,
+                     __ATOMIC_RELAXED);
+    evict_to_bound(c);
+    if (c->dirfd >= 0) {
+        c->o.disk_max_bytes = disk_max_bytes;
+        c->disk.max_bytes = disk_max_bytes;
+        c->st.disk_max_bytes = disk_max_bytes;
+        disk_evict_to_bound(c);
+    }
+    cache_unlock(c);
 }
 
 void cache_stats(struct cache *c, struct cache_stats *out)

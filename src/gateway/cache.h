@@ -169,6 +169,13 @@ size_t cache_purge_url(struct cache *c, struct slice host, struct slice target);
 /* Purges every stored response whose tag field listed tag; returns the count. */
 size_t cache_purge_tag(struct cache *c, struct slice tag);
 
+/* Changes the bounds (on a reload): a smaller max_bytes evicts at once, to
+ * the disk tier as usual; max_object_bytes 0 means max_bytes / 8. A cache
+ * made without a disk tier ignores disk_max_bytes (the tier's directory is
+ * fixed at start; a bound of 0 then empties it). */
+void cache_resize(struct cache *c, size_t max_bytes, size_t max_object_bytes,
+                  size_t disk_max_bytes);
+
 /* ---- stored responses ---- */
 
 int cache_entry_status(const struct cache_entry *e);

@@ -17,10 +17,11 @@
  *     cache_max_bytes = 256m              the shared cache (gateway/cache.h); 0: off
  *     cache_disk_dir = /var/cache/cruder  its disk tier, with cache_disk_max_bytes
  *
- * The cache's sizes, policy and disk tier are read at start-up; a reload changes its
- * purge token only. With cache_purge_token set, `PURGE /target` (the
- * request's Host) and `POST /_gateway/purge?tag=a,b` or `?url=/t[&host=h]`
- * with `Authorization: Bearer TOKEN` drop stored responses and answer
+ * A reload applies the cache's sizes and purge token; turning the cache on
+ * or off, its policy and its disk tier's directory take a restart. With
+ * cache_purge_token set, `PURGE /target` (the request's Host) and
+ * `POST /_gateway/purge?tag=a,b` or `?url=/t[&host=h]` with
+ * `Authorization: Bearer TOKEN` drop stored responses and answer
  * {"purged":N}.
  *
  * Routes naming a host are tried before host-less ones. Upstream addresses

@@ -249,6 +249,11 @@ static void do_reload(struct gateway *gw)
                   gw->src.load ? err : "no source");
         return;
     }
+    if (gw->cache && gc.cache_max_bytes)
+        cache_resize(gw->cache, gc.cache_max_bytes, gc.cache_max_object_bytes,
+                     gc.cache_disk_max_bytes);
+    else if (!gw->cache != !gc.cache_max_bytes)
+        log_warn("gateway: turning the cache on or off takes a restart");
     pthread_mutex_lock(&gw->mu);
     struct gw_topo *old = gw->current;
     uint64_t gen = old->gen + 1;

@@ -35,19 +35,20 @@ describe('gateway cache disk tier', () => {
   let up;
   let gw;
   let diskDir;
+  const config = (mem, disk) => ({
+    upstreams: { o: [`127.0.0.1:${up.port}`] },
+    routes: [['/', 'o']],
+    settings: {
+      cache_max_bytes: mem,
+      cache_disk_dir: path.join(diskDir, 'tier'),
+      cache_disk_max_bytes: disk,
+      cache_purge_token: TOKEN,
+    },
+  });
   before(async () => {
     up = await origin();
     diskDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cruder-gw-disk-'));
-    gw = await startGateway({
-      upstreams: { o: [`127.0.0.1:${up.port}`] },
-      routes: [['/', 'o']],
-      settings: {
-        cache_max_bytes: '64k',
-        cache_disk_dir: path.join(diskDir, 'tier'),
-        cache_disk_max_bytes: '256k',
-        cache_purge_token: TOKEN,
-      },
-    });
+    gw = await startGateway(config('64k', '256k'));
   });
   after(async () => {
     await gw?.stop();
@@ -119,5 +120,19 @@ describe('gateway cache disk tier', () => {
     const before = up.hits.get('/again/0');
     await get('/again/0');
     assert.equal(up.hits.get('/again/0'), before + 1, 'a purged response is fetched again');
+  });
+
+  test('a reload applies smaller bounds at once', async () => {
+    gw.reload(config('32k', '64k'));
+    let m = '';
+    for (let i = 0; i < 50 && metric(m, 'max_bytes') !== 32 * 1024; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      m = await (await fetch(`${gw.url}/metrics`)).text();
+    }
+    assert.equal(metric(m, 'max_bytes'), 32 * 1024);
+    assert.equal(metric(m, 'disk_max_bytes'), 64 * 1024);
+    assert.ok(metric(m, 'bytes') <= 32 * 1024);
+    assert.ok(metric(m, 'disk_bytes') <= 64 * 1024);
+    assert.equal(fs.readdirSync(path.join(diskDir, 'tier')).length, metric(m, 'disk_entries'));
   });
 });

@@ -403,3 +403,35 @@ Test(cache_disk, gateway_settings_name_the_directory_and_the_bound)
                  -1);
     cr_assert(strstr(err, "cache_disk_max_bytes"), "%s", err);
 }
+
+Test(cache_disk, a_resize_evicts_down_to_the_new_bounds_at_once)
+{
+    struct cache *c = mk(CACHE_POLICY_LRU, 64 * 1024, 1 << 20);
+    char t[32];
+    for (int i = 0; i < 60; i++) {
+        snprintf(t, sizeof(t), "/z/%d", i);
+        store(c, t, 3000, NULL);
+    }
+    struct cache_stats st = stats(c);
+    cr_assert_gt(st.bytes, 48 * 1024);
+    cr_assert_gt(st.disk_bytes, 64 * 1024);
+    cache_resize(c, 16 * 1024, 0, 32 * 1024);
+    st = stats(c);
+    cr_assert_leq(st.bytes, 16 * 1024);
+    cr_assert_leq(st.disk_bytes, 32 * 1024);
+    cr_assert_eq(st.max_bytes, 16 * 1024);
+    cr_assert_eq(st.disk_max_bytes, 32 * 1024);
+    cr_assert_eq(files_in_dir(), st.disk_entries);
+    cr_assert_eq(get(c, "/z/59", 3000), CACHE_HIT, "the newest stays");
+    /* max_object_bytes followed max_bytes / 8: 3000 bytes no longer fit. */
+    struct cache_req rq = req("/big", NULL, 0);
+    struct cache_lookup lk;
+    cache_lookup(c, &rq, &lk, NULL, NULL);
+    struct http_header h[2] = {{SLICE_LIT("Cache-Control"), SLICE_LIT("max-age=600")},
+                               {SLICE_LIT("Content-Length"), SLICE_LIT("3000")}};
+    struct cache_resp resp = {200, h, 2};
+    struct cache_entry *e;
+    cr_assert_eq(cache_fill_response(lk.fill, &resp, &e), CACHE_FILL_PASS);
+    cache_fill_end(lk.fill, true);
+    cache_free(c);
+}
