@@ -12,12 +12,11 @@
  *
  * The disk tier keeps one file per response (head then body) and, in
  * memory, what a lookup or a purge needs to find it: key, Vary, validators,
- * tags, freshness. Its files are written and removed with no lock held:
- * under the lock, evictions and removals only queue the work, and the
- * thread that releases the lock (cache_unlock) does it, so a request pays
- * for the disk work its own store caused. A disk hit reads the file back
- * into memory on the requesting thread, as nginx reads its cache files on
- * its loops. */
+ * tags, freshness. No event loop touches the disk: under the lock,
+ * evictions, removals and disk hits only queue work for the cache's disk
+ * thread, which writes, reads and removes the files with no lock held. A
+ * request that finds its response on disk waits (CACHE_WAIT) until the
+ * thread has moved it back to memory. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -42,6 +41,12 @@ enum entry_flag {
     E_IMMUTABLE = 4,
 };
 
+struct waiter {
+    void (*fn)(void *arg);
+    void *arg;
+    struct waiter *next;
+};
+
 struct cache_entry {
     struct cache_pnode node; /* first: the policy hands back nodes */
     struct cache_entry *hnext;
@@ -62,13 +67,12 @@ struct cache_entry {
      * the head and body it holds; head and body are then empty here. */
     uint64_t disk_file;
     size_t disk_head_len, disk_body_len;
-    uint64_t demote_epoch; /* while queued for the disk: c->epoch at eviction */
-};
-
-struct waiter {
-    void (*fn)(void *arg);
-    void *arg;
-    struct waiter *next;
+    /* On its way to disk, it was purged or invalidated: the copy is dropped. */
+    bool doomed;
+    struct cache_entry *qnext; /* in the disk thread's queues */
+    bool reading;              /* a disk entry queued to be read back */
+    struct waiter *readers;    /* lookups waiting for that read */
+    struct cache_entry *moved; /* the disk thread's copy in the other tier, while it links it */
 };
 
 struct cache_fill {
@@ -103,16 +107,24 @@ struct cache {
     struct hfm hfm[HFM_SLOTS];
     struct cache_policy_state policy;
     struct cache_stats st;
-    /* The disk tier; dirfd < 0 when there is none. */
+    /* The disk tier; dirfd < 0 when there is none. Its thread's queues, each
+     * entry holding a reference, linked by qnext: */
     int dirfd;
     uint64_t next_file;
     struct cache_policy_state disk;
-    struct cache_entry *demote_q; /* evicted, to be written (a reference each, linked by hnext) */
+    struct cache_entry *demote_q; /* evicted from memory, to be written */
+    struct cache_entry *read_q;   /* on disk, to be read back */
     uint64_t *unlink_q;           /* file numbers to remove */
     size_t n_unlink, cap_unlink;
-    /* Bumped by each removal that is not an eviction (purge, invalidation,
-     * replacement): a response evicted before one cannot go to disk after. */
-    uint64_t epoch;
+    /* With a disk tier, a fifth of max_bytes is kept for responses on their
+     * way to disk (demote_bytes of them now), so that stored and in transit
+     * together stay within max_bytes. */
+    size_t transit_max, demote_bytes;
+    uint64_t disk_pending;
+    pthread_t disk_thread;
+    pthread_cond_t disk_cv;
+    bool disk_stop;
+    struct cache_entry *writing; /* the demotions the disk thread is writing */
 };
 
 static int64_t default_clock(void *arg)
@@ -176,6 +188,8 @@ static void disk_sweep(int dirfd)
     closedir(d);
 }
 
+static void *disk_main(void *arg);
+
 struct cache *cache_new(const struct cache_options *opts)
 {
     int dirfd = -1;
@@ -204,12 +218,16 @@ struct cache *cache_new(const struct cache_options *opts)
     pthread_mutex_init(&c->mu, NULL);
     c->nbuckets = 1024;
     c->buckets = xcalloc(c->nbuckets, sizeof(*c->buckets));
-    cache_policy_init(&c->policy, c->o.policy, c->o.max_bytes);
+    c->transit_max = dirfd >= 0 ? c->o.max_bytes / 5 : 0;
+    cache_policy_init(&c->policy, c->o.policy, c->o.max_bytes - c->transit_max);
     /* A disk hit moves the response back to memory, so disk order is
      * insertion order and LRU's list is the FIFO wanted. */
     cache_policy_init(&c->disk, CACHE_POLICY_LRU, c->o.disk_max_bytes);
     c->st.max_bytes = c->o.max_bytes;
     c->st.disk_max_bytes = dirfd >= 0 ? c->o.disk_max_bytes : 0;
+    pthread_cond_init(&c->disk_cv, NULL);
+    if (dirfd >= 0 && pthread_create(&c->disk_thread, NULL, disk_main, c) != 0)
+        core_assert(!"cannot start the cache's disk thread");
     return c;
 }
 
@@ -223,6 +241,10 @@ static void entry_free(struct cache_entry *e)
     buf_free(&e->tags);
     buf_free(&e->etag);
     buf_free(&e->last_modified);
+    for (struct waiter *w = e->readers, *next; w; w = next) {
+        next = w->next;
+        free(w);
+    }
     free(e);
 }
 
@@ -242,6 +264,21 @@ void cache_free(struct cache *c)
 {
     if (c == NULL)
         return;
+    if (c->dirfd >= 0) {
+        pthread_mutex_lock(&c->mu);
+        c->disk_stop = true;
+        pthread_cond_signal(&c->disk_cv);
+        pthread_mutex_unlock(&c->mu);
+        pthread_join(c->disk_thread, NULL);
+        /* Work the thread did not get to: no loop is left to wake. */
+        struct cache_entry *queues[] = {c->demote_q, c->read_q};
+        for (size_t i = 0; i < 2; i++) {
+            for (struct cache_entry *e = queues[i], *next; e; e = next) {
+                next = e->qnext;
+                cache_entry_release(e);
+            }
+        }
+    }
     for (size_t i = 0; i < c->nbuckets; i++) {
         for (struct cache_entry *e = c->buckets[i], *next; e; e = next) {
             next = e->hnext;
@@ -251,6 +288,7 @@ void cache_free(struct cache *c)
     free(c->buckets);
     cache_policy_free(&c->policy);
     cache_policy_free(&c->disk);
+    pthread_cond_destroy(&c->disk_cv);
     free(c->unlink_q);
     if (c->dirfd >= 0) {
         disk_sweep(c->dirfd);
@@ -275,6 +313,8 @@ static void queue_unlink(struct cache *c, uint64_t n)
         c->unlink_q = xrealloc(c->unlink_q, c->cap_unlink * sizeof(*c->unlink_q));
     }
     c->unlink_q[c->n_unlink++] = n;
+    c->disk_pending++;
+    pthread_cond_signal(&c->disk_cv);
 }
 
 static void index_unlink(struct cache *c, struct cache_entry *e)
@@ -327,7 +367,10 @@ static size_t remove_key(struct cache *c, uint64_t h, const char *k, size_t n)
         }
         e = next;
     }
-    c->epoch++;
+    for (int q = 0; q < 2; q++)
+        for (struct cache_entry *v = q ? c->writing : c->demote_q; v; v = v->qnext)
+            if (key_eq(v, h, k, n))
+                v->doomed = true;
     for (struct cache_fill *f = c->fills[h % FILL_BUCKETS]; f; f = f->next)
         if (f->hash == h && f->keylen == n && memcmp(f->key, k, n) == 0)
             f->doomed = true; /* its answer predates the change */
@@ -385,23 +428,14 @@ static void index_link(struct cache *c, struct cache_entry *e)
 
 static void evict_to_bound(struct cache *c);
 
-/* Stores e (the index takes a reference), replacing the variant it was
- * selected for; hot: read back from disk, so popular already. */
-static void index_insert(struct cache *c, struct cache_entry *e, const struct http_header *hdrs,
-                         size_t nh, bool hot)
+/* Links memory entry e (the index takes a reference); hot: read back from
+ * disk, so popular already. */
+static void index_store(struct cache *c, struct cache_entry *e, bool hot)
 {
-    uint64_t h = e->node.hash;
-    /* A new response replaces the variant it was selected as (RFC 9111 4). */
-    for (struct cache_entry *o = c->buckets[h & (c->nbuckets - 1)], *next; o; o = next) {
-        next = o->hnext;
-        if (key_eq(o, h, e->key, e->keylen) && vary_matches(o, hdrs, nh))
-            index_unlink(c, o);
-    }
     index_link(c, e);
     entry_ref(e);
     c->st.bytes += e->bytes;
     c->st.entries++;
-    c->st.stores++;
     if (hot)
         cache_policy_insert_hot(&c->policy, &e->node);
     else
@@ -409,25 +443,44 @@ static void index_insert(struct cache *c, struct cache_entry *e, const struct ht
     evict_to_bound(c);
 }
 
+/* Stores a new response, replacing the variant it was selected as (RFC 9111
+ * 4) for the request fields hdrs. */
+static void index_insert(struct cache *c, struct cache_entry *e, const struct http_header *hdrs,
+                         size_t nh)
+{
+    uint64_t h = e->node.hash;
+    for (struct cache_entry *o = c->buckets[h & (c->nbuckets - 1)], *next; o; o = next) {
+        next = o->hnext;
+        if (key_eq(o, h, e->key, e->keylen) && vary_matches(o, hdrs, nh))
+            index_unlink(c, o);
+    }
+    c->st.stores++;
+    index_store(c, e, false);
+}
+
 /* Evicts from memory down to max_bytes; the disk tier takes what S3-FIFO's
  * main queue lets go (what was read at least twice), or everything under
  * LRU. */
 static void evict_to_bound(struct cache *c)
 {
-    while (cache_policy_bytes(&c->policy) > c->o.max_bytes) {
+    while (cache_policy_bytes(&c->policy) > c->policy.max_bytes) {
         struct cache_pnode *v = cache_policy_victim(&c->policy);
         if (v == NULL)
             break;
         struct cache_entry *victim = (struct cache_entry *)(void *)v;
+        /* When the disk falls behind, victims beyond transit_max just go. */
         bool to_disk = c->dirfd >= 0 && c->o.disk_max_bytes > 0 &&
-                       (c->policy.kind == CACHE_POLICY_LRU || v->queue == 1);
+                       (c->policy.kind == CACHE_POLICY_LRU || v->queue == 1) &&
+                       c->demote_bytes + victim->bytes <= c->transit_max;
         if (to_disk)
             entry_ref(victim);
         index_unlink(c, victim);
         if (to_disk) {
-            victim->demote_epoch = c->epoch;
-            victim->hnext = c->demote_q;
+            victim->qnext = c->demote_q;
             c->demote_q = victim;
+            c->demote_bytes += victim->bytes;
+            c->disk_pending++;
+            pthread_cond_signal(&c->disk_cv);
         }
         c->st.evictions++;
     }
@@ -872,12 +925,12 @@ static struct cache_entry *disk_read(struct cache *c, const struct cache_entry *
 
 static void disk_evict_to_bound(struct cache *c);
 
-/* Links a written disk entry unless, since its response was evicted, the
- * key was purged or invalidated or a response for its variant was stored.
- * Takes d's reference. */
-static void disk_insert(struct cache *c, struct cache_entry *d, uint64_t epoch)
+/* Links the disk copy d of v unless, since v was evicted, v was purged or
+ * invalidated or a response for its variant was stored. Takes d's
+ * reference. */
+static void disk_insert(struct cache *c, const struct cache_entry *v, struct cache_entry *d)
 {
-    bool current = epoch == c->epoch;
+    bool current = !v->doomed;
     for (struct cache_entry *o = c->buckets[d->node.hash & (c->nbuckets - 1)]; o && current;
          o = o->hnext)
         if (key_eq(o, d->node.hash, d->key, d->keylen) && o->vary.len == d->vary.len &&
@@ -907,73 +960,107 @@ static void disk_evict_to_bound(struct cache *c)
     }
 }
 
-/* Releases c->mu after doing the disk work queued while it was held: files
- * written for the responses evicted to disk, files of removed disk entries
- * unlinked. Every holder of the lock releases it here. */
-static void cache_unlock(struct cache *c)
+/* A read back from disk is done: the response returns to memory (S3-FIFO's
+ * main queue) unless it was removed meanwhile. Returns the lookups waiting
+ * for it, to be woken once c->mu is released. */
+static struct waiter *disk_read_done(struct cache *c, struct cache_entry *d, struct cache_entry *m)
 {
-    while (c->demote_q || c->n_unlink) {
-        struct cache_entry *victims = c->demote_q;
+    if (d->linked) {
+        index_unlink(c, d);
+        if (m) {
+            index_store(c, m, true);
+            c->st.disk_hits++;
+        } else {
+            c->st.disk_errors++;
+        }
+    }
+    struct waiter *w = d->readers;
+    d->readers = NULL;
+    d->reading = false;
+    return w;
+}
+
+static void wake_all(struct waiter *w)
+{
+    while (w) {
+        struct waiter *next = w->next;
+        w->fn(w->arg);
+        free(w);
+        w = next;
+    }
+}
+
+/* The disk thread: takes the queues under the lock, does their I/O without
+ * it, and links the results under it again. */
+static void *disk_main(void *arg)
+{
+    struct cache *c = arg;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (!c->disk_stop && !c->demote_q && !c->read_q && !c->n_unlink)
+            pthread_cond_wait(&c->disk_cv, &c->mu);
+        if (c->disk_stop)
+            break;
+        struct cache_entry *victims = c->demote_q, *reads = c->read_q;
         uint64_t *files = c->unlink_q;
         size_t nfiles = c->n_unlink;
-        c->demote_q = NULL;
+        c->writing = victims;
+        c->demote_q = c->read_q = NULL;
         c->unlink_q = NULL;
         c->n_unlink = c->cap_unlink = 0;
         pthread_mutex_unlock(&c->mu);
+
         for (size_t i = 0; i < nfiles; i++) {
             char name[17];
             disk_name(files[i], name);
             unlinkat(c->dirfd, name, 0);
         }
         free(files);
-        struct cache_entry *written = NULL;
-        uint64_t failed = 0;
+        uint64_t ops = nfiles;
+        for (struct cache_entry *v = victims; v; v = v->qnext, ops++)
+            v->moved = disk_write(c, v);
+        for (struct cache_entry *d = reads; d; d = d->qnext, ops++)
+            d->moved = disk_read(c, d);
+
+        pthread_mutex_lock(&c->mu);
+        c->disk_pending -= ops;
+        c->writing = NULL;
+        for (struct cache_entry *v = victims; v; v = v->qnext) {
+            c->demote_bytes -= v->bytes;
+            if (v->moved)
+                disk_insert(c, v, v->moved);
+            else
+                c->st.disk_errors++;
+            v->moved = NULL;
+        }
+        struct waiter *wake = NULL;
+        for (struct cache_entry *d = reads; d; d = d->qnext) {
+            struct waiter *w = disk_read_done(c, d, d->moved);
+            while (w) {
+                struct waiter *next = w->next;
+                w->next = wake;
+                wake = w;
+                w = next;
+            }
+        }
+        pthread_mutex_unlock(&c->mu);
+        wake_all(wake);
         while (victims) {
             struct cache_entry *v = victims;
-            victims = v->hnext;
-            struct cache_entry *d = disk_write(c, v);
-            if (d) {
-                d->demote_epoch = v->demote_epoch;
-                d->hnext = written;
-                written = d;
-            } else {
-                failed++;
-            }
+            victims = v->qnext;
             cache_entry_release(v);
         }
-        pthread_mutex_lock(&c->mu);
-        c->st.disk_errors += failed;
-        while (written) {
-            struct cache_entry *d = written;
-            written = d->hnext;
-            d->hnext = NULL;
-            disk_insert(c, d, d->demote_epoch);
+        while (reads) {
+            struct cache_entry *d = reads;
+            reads = d->qnext;
+            cache_entry_release(d->moved);
+            d->moved = NULL;
+            cache_entry_release(d);
         }
+        pthread_mutex_lock(&c->mu);
     }
     pthread_mutex_unlock(&c->mu);
-}
-
-/* Moves a disk entry found by a lookup back to memory (c->mu held, and
- * released meanwhile for the read). The caller looks the key up again. */
-static void disk_promote(struct cache *c, struct cache_entry *d, const struct cache_req *rq)
-{
-    entry_ref(d);
-    pthread_mutex_unlock(&c->mu); /* nothing is queued: every unlock drains the queues */
-    struct cache_entry *m = disk_read(c, d);
-    pthread_mutex_lock(&c->mu);
-    if (d->linked) {
-        index_unlink(c, d);
-        if (m) {
-            index_insert(c, m, rq->headers, rq->nheaders, true);
-            c->st.stores--; /* a move, not a new response */
-            c->st.disk_hits++;
-        } else {
-            c->st.disk_errors++;
-        }
-    }
-    /* else another request moved it first, or it was removed. */
-    cache_entry_release(m);
-    cache_entry_release(d);
+    return NULL;
 }
 
 /* ---- lookup ---- */
@@ -1066,12 +1153,27 @@ void cache_lookup(struct cache *c, const struct cache_req *rq, struct cache_look
     pthread_mutex_lock(&c->mu);
     bool seen;
     struct cache_entry *e = find(c, h, key, keylen, rq->headers, rq->nheaders, &seen);
-    if (e && e->disk_file) {
-        disk_promote(c, e, rq);
-        e = find(c, h, key, keylen, rq->headers, rq->nheaders, &seen);
-        if (e && e->disk_file)
-            e = NULL; /* back on disk already: a miss, not another read */
+    if (e && e->disk_file && wake) {
+        struct waiter *w = xmalloc(sizeof(*w));
+        w->fn = wake;
+        w->arg = arg;
+        w->next = e->readers;
+        e->readers = w;
+        if (!e->reading) {
+            e->reading = true;
+            e->qnext = c->read_q;
+            c->read_q = entry_ref(e);
+            c->disk_pending++;
+            pthread_cond_signal(&c->disk_cv);
+        }
+        out->outcome = CACHE_WAIT;
+        out->status.fwd = NULL;
+        pthread_mutex_unlock(&c->mu);
+        free(key);
+        return;
     }
+    if (e && e->disk_file)
+        e = NULL; /* a caller that cannot wait: its fill will replace it */
     out->status.fwd = seen ? "vary-miss" : "uri-miss";
     bool want_refresh = false;
     if (e) {
@@ -1114,7 +1216,7 @@ void cache_lookup(struct cache *c, const struct cache_req *rq, struct cache_look
             out->entry = entry_ref(e);
             cache_policy_hit(&c->policy, &e->node);
             c->st.hits++;
-            cache_unlock(c);
+            pthread_mutex_unlock(&c->mu);
             free(key);
             return;
         }
@@ -1134,7 +1236,7 @@ void cache_lookup(struct cache *c, const struct cache_req *rq, struct cache_look
                 out->fill = f;
                 out->conditional = buf_slice(&f->cond);
             }
-            cache_unlock(c);
+            pthread_mutex_unlock(&c->mu);
             free(key);
             return;
         }
@@ -1144,7 +1246,7 @@ void cache_lookup(struct cache *c, const struct cache_req *rq, struct cache_look
         out->outcome = CACHE_GATEWAY_TIMEOUT;
         out->status.fwd = NULL;
         out->status.detail = "only-if-cached";
-        cache_unlock(c);
+        pthread_mutex_unlock(&c->mu);
         free(key);
         return;
     }
@@ -1154,7 +1256,7 @@ void cache_lookup(struct cache *c, const struct cache_req *rq, struct cache_look
          * be served from. */
         out->outcome = CACHE_PASS;
         out->status.fwd = "miss";
-        cache_unlock(c);
+        pthread_mutex_unlock(&c->mu);
         free(key);
         return;
     }
@@ -1170,7 +1272,7 @@ void cache_lookup(struct cache *c, const struct cache_req *rq, struct cache_look
         c->st.coalesced++;
         out->outcome = CACHE_WAIT;
         out->status.collapsed = true;
-        cache_unlock(c);
+        pthread_mutex_unlock(&c->mu);
         free(key);
         return;
     }
@@ -1184,7 +1286,7 @@ void cache_lookup(struct cache *c, const struct cache_req *rq, struct cache_look
     }
     if (!hit_for_miss && !leader)
         fill_register(c, f);
-    cache_unlock(c);
+    pthread_mutex_unlock(&c->mu);
     out->fill = f;
     out->conditional = buf_slice(&f->cond);
     out->outcome = f->cond.len ? CACHE_REVALIDATE : CACHE_MISS;
@@ -1205,14 +1307,14 @@ static void fill_finish(struct cache_fill *f, struct cache_entry *store)
         *pp = f->next;
     }
     if (store && !f->doomed)
-        index_insert(c, store, f->hdrs, f->nhdrs, false);
+        index_insert(c, store, f->hdrs, f->nhdrs);
     else if (f->registered && !store && f->action == CACHE_FILL_PASS) {
         struct hfm *m = hfm_slot(c, f->hash);
         m->hash = f->hash;
         m->until = now_s(c) + c->o.hit_for_miss_s;
     }
     struct waiter *w = f->waiters;
-    cache_unlock(c);
+    pthread_mutex_unlock(&c->mu);
     while (w) {
         struct waiter *next = w->next;
         w->fn(w->arg);
@@ -1314,7 +1416,7 @@ enum cache_fill_action cache_fill_response(struct cache_fill *f, const struct ca
         f->action = CACHE_FILL_STALE;
         pthread_mutex_lock(&c->mu);
         c->st.stale++;
-        cache_unlock(c);
+        pthread_mutex_unlock(&c->mu);
         fill_finish(f, NULL);
         return CACHE_FILL_STALE;
     }
@@ -1325,8 +1427,8 @@ enum cache_fill_action cache_fill_response(struct cache_fill *f, const struct ca
         pthread_mutex_lock(&c->mu);
         if (f->stale->linked)
             index_unlink(c, f->stale);
-        c->epoch++;
-        cache_unlock(c);
+        f->stale->doomed = true; /* in case it is on its way to disk */
+        pthread_mutex_unlock(&c->mu);
     }
     f->action = f->building ? CACHE_FILL_STORE : CACHE_FILL_PASS;
     return f->action;
@@ -1371,7 +1473,7 @@ struct cache_entry *cache_fill_error(struct cache_fill *f)
         e = entry_ref(f->stale);
         pthread_mutex_lock(&f->c->mu);
         f->c->st.stale++;
-        cache_unlock(f->c);
+        pthread_mutex_unlock(&f->c->mu);
     }
     /* No hit-for-miss mark: an unreachable upstream says nothing of the key. */
     f->action = CACHE_FILL_STALE;
@@ -1442,7 +1544,7 @@ void cache_invalidate(struct cache *c, const struct cache_req *rq, const struct 
             c->st.invalidations += purge_locked(c, rq->host, buf_slice(&t));
         buf_free(&t);
     }
-    cache_unlock(c);
+    pthread_mutex_unlock(&c->mu);
 }
 
 size_t cache_purge_url(struct cache *c, struct slice host, struct slice target)
@@ -1450,7 +1552,7 @@ size_t cache_purge_url(struct cache *c, struct slice host, struct slice target)
     pthread_mutex_lock(&c->mu);
     size_t n = purge_locked(c, host, target);
     c->st.purges += n;
-    cache_unlock(c);
+    pthread_mutex_unlock(&c->mu);
     return n;
 }
 
@@ -1469,9 +1571,12 @@ size_t cache_purge_tag(struct cache *c, struct slice tag)
             }
         }
     }
-    c->epoch++;
+    for (int q = 0; q < 2; q++)
+        for (struct cache_entry *v = q ? c->writing : c->demote_q; v; v = v->qnext)
+            if (lowered_has(&v->tags, tag))
+                v->doomed = true;
     c->st.purges += n;
-    cache_unlock(c);
+    pthread_mutex_unlock(&c->mu);
     return n;
 }
 
@@ -1549,7 +1654,8 @@ void cache_resize(struct cache *c, size_t max_bytes, size_t max_object_bytes, si
 {
     pthread_mutex_lock(&c->mu);
     c->o.max_bytes = max_bytes;
-    c->policy.max_bytes = max_bytes;
+    c->transit_max = c->dirfd >= 0 ? max_bytes / 5 : 0;
+    c->policy.max_bytes = max_bytes - c->transit_max;
     c->st.max_bytes = max_bytes;
     __atomic_store_n(&c->o.max_object_bytes, max_object_bytes ? max_object_bytes : max_bytes / 8,
                      __ATOMIC_RELAXED);
@@ -1560,14 +1666,16 @@ void cache_resize(struct cache *c, size_t max_bytes, size_t max_object_bytes, si
         c->st.disk_max_bytes = disk_max_bytes;
         disk_evict_to_bound(c);
     }
-    cache_unlock(c);
+    pthread_mutex_unlock(&c->mu);
 }
 
 void cache_stats(struct cache *c, struct cache_stats *out)
 {
     pthread_mutex_lock(&c->mu);
     *out = c->st;
-    cache_unlock(c);
+    out->bytes += c->demote_bytes;
+    out->disk_pending = c->disk_pending;
+    pthread_mutex_unlock(&c->mu);
 }
 
 void cache_metrics_render(struct cache *c, struct buf *out)
@@ -1589,7 +1697,8 @@ void cache_metrics_render(struct cache *c, struct buf *out)
         {"purges_total", "counter", "Responses removed by the purge API.", s.purges},
         {"invalidations_total", "counter", "Responses removed after unsafe requests.",
          s.invalidations},
-        {"bytes", "gauge", "Bytes held by stored responses.", s.bytes},
+        {"bytes", "gauge",
+         "Bytes held in memory by stored responses (and those on their way to disk).", s.bytes},
         {"max_bytes", "gauge", "The configured bound on stored bytes.", s.max_bytes},
         {"entries", "gauge", "Stored responses in memory.", s.entries},
         {"disk_demotions_total", "counter", "Responses moved from memory to the disk tier.",
@@ -1603,6 +1712,8 @@ void cache_metrics_render(struct cache *c, struct buf *out)
         {"disk_max_bytes", "gauge", "The configured bound on the disk tier; 0: none.",
          s.disk_max_bytes},
         {"disk_entries", "gauge", "Stored responses in the disk tier.", s.disk_entries},
+        {"disk_pending", "gauge", "Disk tier writes, reads and removals queued or running.",
+         s.disk_pending},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
         buf_appendf(out,

@@ -14,9 +14,11 @@
  *                               the conditional headers given), then
  *                               cache_fill_response() on the response head,
  *                               cache_fill_body() per piece, cache_fill_end()
- *                             WAIT: another request is filling this key; the
- *                               wake callback fires (on the filler's thread)
- *                               when it is done: look up again
+ *                             WAIT: another request is filling this key, or
+ *                               the response is being read back from disk;
+ *                               the wake callback fires (on the filler's or
+ *                               the disk thread) when it is done: look up
+ *                               again
  *                             PASS: forward, don't store; for unsafe methods
  *                               call cache_invalidate() on the response
  *                             GATEWAY_TIMEOUT: only-if-cached and nothing
@@ -24,8 +26,9 @@
  * Storage is bounded in bytes; the default eviction policy is S3-FIFO, which
  * beat LRU on a Zipf trace (bench/cache_policy.c). An optional disk tier
  * takes what memory evicts from its main queue (responses read at least
- * twice; one-hit wonders are not worth a write) up to its own bound, and a
- * lookup that finds a response there reads it back into memory. */
+ * twice; one-hit wonders are not worth a write) up to its own bound; a
+ * lookup that finds a response there waits while the cache's disk thread
+ * reads it back into memory. */
 #ifndef GATEWAY_CACHE_H
 #define GATEWAY_CACHE_H
 
@@ -127,9 +130,10 @@ struct cache *cache_new(const struct cache_options *opts);
 void cache_free(struct cache *c);
 
 /* Decides how to answer rq (see the file comment). For WAIT, wake(arg) is
- * called once, from the thread that finishes the fill, after which the
- * caller looks up again; for other outcomes wake is never called. out is
- * fully written. */
+ * called once, from the thread that finishes the fill or the disk read,
+ * after which the caller looks up again; for other outcomes wake is never
+ * called. With wake NULL a lookup never waits: a response on disk is then
+ * treated as absent. out is fully written. */
 void cache_lookup(struct cache *c, const struct cache_req *rq, struct cache_lookup *out,
                   void (*wake)(void *arg), void *arg);
 
@@ -201,6 +205,7 @@ struct cache_stats {
      * or reads that failed. */
     uint64_t demotions, disk_hits, disk_evictions, disk_errors;
     uint64_t disk_bytes, disk_entries, disk_max_bytes;
+    uint64_t disk_pending; /* disk tier writes, reads and removals queued or running */
 };
 void cache_stats(struct cache *c, struct cache_stats *out);
 /* Appends the stats in Prometheus text format (cruder_gateway_cache_*). */

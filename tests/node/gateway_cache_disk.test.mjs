@@ -59,6 +59,16 @@ describe('gateway cache disk tier', () => {
     }
   });
 
+  // The metrics once the disk thread has nothing queued or running.
+  const settled = async () => {
+    for (let i = 0; i < 200; i++) {
+      const m = await (await fetch(`${gw.url}/metrics`)).text();
+      if (metric(m, 'disk_pending') === 0) return m;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error('the disk tier never settled');
+  };
+
   const get = async (p) => {
     const r = await fetch(`${gw.url}${p}`);
     const text = await r.text();
@@ -75,7 +85,7 @@ describe('gateway cache disk tier', () => {
     }
     // Responses read once push everything out of 64 KiB of memory.
     for (let i = 0; i < 40; i++) await get(`/cold/${i}`);
-    let m = await (await fetch(`${gw.url}/metrics`)).text();
+    let m = await settled();
     assert.ok(metric(m, 'disk_demotions_total') >= 8, m);
     assert.ok(metric(m, 'disk_bytes') <= 256 * 1024);
     assert.ok(metric(m, 'bytes') <= 64 * 1024);
@@ -84,7 +94,7 @@ describe('gateway cache disk tier', () => {
     const before = hot.map((p) => up.hits.get(p));
     let hits = 0;
     for (const p of hot) hits += (await get(p)).includes('hit') ? 1 : 0;
-    m = await (await fetch(`${gw.url}/metrics`)).text();
+    m = await settled();
     assert.ok(metric(m, 'disk_hits_total') >= 8, m);
     assert.ok(hits >= 8, `${hits} of 16 hot responses came back from the cache\n${m}`);
     const reached = hot.filter((p, i) => up.hits.get(p) !== before[i]).length;
@@ -100,7 +110,7 @@ describe('gateway cache disk tier', () => {
     }
     for (let i = 40; i < 80; i++) await get(`/cold/${i}`);
     const tierFiles = () => fs.readdirSync(path.join(diskDir, 'tier')).length;
-    let m = await (await fetch(`${gw.url}/metrics`)).text();
+    let m = await settled();
     assert.equal(tierFiles(), metric(m, 'disk_entries'));
     assert.ok(metric(m, 'disk_bytes') <= 256 * 1024, 'the disk bound holds');
     assert.ok(metric(m, 'disk_evictions_total') > 0, m);
@@ -114,7 +124,7 @@ describe('gateway cache disk tier', () => {
       purged += (await r.json()).purged;
     }
     assert.ok(purged > 0);
-    m = await (await fetch(`${gw.url}/metrics`)).text();
+    m = await settled();
     assert.equal(tierFiles(), metric(m, 'disk_entries'));
     assert.ok(metric(m, 'disk_entries') < onDisk, 'purged responses left the disk');
     const before = up.hits.get('/again/0');
@@ -127,7 +137,7 @@ describe('gateway cache disk tier', () => {
     let m = '';
     for (let i = 0; i < 50 && metric(m, 'max_bytes') !== 32 * 1024; i++) {
       await new Promise((r) => setTimeout(r, 100));
-      m = await (await fetch(`${gw.url}/metrics`)).text();
+      m = await settled();
     }
     assert.equal(metric(m, 'max_bytes'), 32 * 1024);
     assert.equal(metric(m, 'disk_max_bytes'), 64 * 1024);
