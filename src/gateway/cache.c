@@ -1595,6 +1595,10 @@ struct slice cache_entry_body(const struct cache_entry *e)
 void cache_entry_head(struct cache *c, const struct cache_entry *e, struct buf *out)
 {
     const char *p = e->head.ptr, *end = e->head.ptr ? e->head.ptr + e->head.len : NULL;
+    if (e->no_cache_fields.len == 0 && p) {
+        buf_append(out, p, e->head.len);
+        p = end;
+    }
     while (p < end) {
         const char *colon = memchr(p, ':', (size_t)(end - p));
         const char *eol = memchr(colon, '\n', (size_t)(end - colon)) + 1;
