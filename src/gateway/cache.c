@@ -8,12 +8,26 @@
  * key share its hash chain. A fill in flight is registered under its key so
  * later misses wait for it instead of going upstream; a key whose last
  * answer could not be stored is marked for hit_for_miss_s so its requests
- * stop waiting on each other (Varnish's hit-for-miss). */
+ * stop waiting on each other (Varnish's hit-for-miss).
+ *
+ * The disk tier keeps one file per response (head then body) and, in
+ * memory, what a lookup or a purge needs to find it: key, Vary, validators,
+ * tags, freshness. No event loop touches the disk: under the lock,
+ * evictions, removals and disk hits only queue work for the cache's disk
+ * thread, which writes, reads and removes the files with no lock held. A
+ * request that finds its response on disk waits (CACHE_WAIT) until the
+ * thread has moved it back to memory. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <pthread.h>
+#include <unistd.h>
 
 #include "core/alloc.h"
 #include "gateway/cache.h"
@@ -25,6 +39,12 @@ enum entry_flag {
     E_MUST_REVALIDATE = 1, /* must-revalidate, proxy-revalidate or s-maxage */
     E_NO_CACHE = 2,        /* unqualified no-cache: validate every use */
     E_IMMUTABLE = 4,
+};
+
+struct waiter {
+    void (*fn)(void *arg);
+    void *arg;
+    struct waiter *next;
 };
 
 struct cache_entry {
@@ -43,12 +63,16 @@ struct cache_entry {
     int64_t lifetime, swr, sie;
     unsigned flags;
     size_t bytes;
-};
-
-struct waiter {
-    void (*fn)(void *arg);
-    void *arg;
-    struct waiter *next;
+    /* In the disk tier: the file's number (0: in memory) and the lengths of
+     * the head and body it holds; head and body are then empty here. */
+    uint64_t disk_file;
+    size_t disk_head_len, disk_body_len;
+    /* On its way to disk, it was purged or invalidated: the copy is dropped. */
+    bool doomed;
+    struct cache_entry *qnext; /* in the disk thread's queues */
+    bool reading;              /* a disk entry queued to be read back */
+    struct waiter *readers;    /* lookups waiting for that read */
+    struct cache_entry *moved; /* the disk thread's copy in the other tier, while it links it */
 };
 
 struct cache_fill {
@@ -83,6 +107,24 @@ struct cache {
     struct hfm hfm[HFM_SLOTS];
     struct cache_policy_state policy;
     struct cache_stats st;
+    /* The disk tier; dirfd < 0 when there is none. Its thread's queues, each
+     * entry holding a reference, linked by qnext: */
+    int dirfd;
+    uint64_t next_file;
+    struct cache_policy_state disk;
+    struct cache_entry *demote_q; /* evicted from memory, to be written */
+    struct cache_entry *read_q;   /* on disk, to be read back */
+    uint64_t *unlink_q;           /* file numbers to remove */
+    size_t n_unlink, cap_unlink;
+    /* With a disk tier, a fifth of max_bytes is kept for responses on their
+     * way to disk (demote_bytes of them now), so that stored and in transit
+     * together stay within max_bytes. */
+    size_t transit_max, demote_bytes;
+    uint64_t disk_pending;
+    pthread_t disk_thread;
+    pthread_cond_t disk_cv;
+    bool disk_stop;
+    struct cache_entry *writing; /* the demotions the disk thread is writing */
 };
 
 static int64_t default_clock(void *arg)
@@ -120,9 +162,48 @@ static char *make_key(struct slice host, struct slice target, size_t *len)
     return k;
 }
 
+/* A disk tier file's name: its number in hex, 16 digits. */
+static void disk_name(uint64_t n, char out[17])
+{
+    snprintf(out, 17, "%016" PRIx64, n);
+}
+
+/* Removes the tier's files (names of 16 hex digits) from a previous run or
+ * at the end of this one; anything else in the directory stays. */
+static void disk_sweep(int dirfd)
+{
+    int fd = dup(dirfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    rewinddir(d); /* the duplicate shares dirfd's offset, left at the end by a sweep */
+    for (struct dirent *de; (de = readdir(d)) != NULL;) {
+        size_t n = strlen(de->d_name);
+        if (n == 16 && strspn(de->d_name, "0123456789abcdef") == 16)
+            unlinkat(dirfd, de->d_name, 0);
+    }
+    closedir(d);
+}
+
+static void *disk_main(void *arg);
+
 struct cache *cache_new(const struct cache_options *opts)
 {
+    int dirfd = -1;
+    if (opts->disk_dir && opts->disk_max_bytes) {
+        if (mkdir(opts->disk_dir, 0700) != 0 && errno != EEXIST)
+            return NULL;
+        dirfd = open(opts->disk_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dirfd < 0)
+            return NULL;
+        disk_sweep(dirfd);
+    }
     struct cache *c = xcalloc(1, sizeof(*c));
+    c->dirfd = dirfd;
+    c->next_file = 1;
     c->o = *opts;
     if (c->o.max_object_bytes == 0)
         c->o.max_object_bytes = c->o.max_bytes / 8;
@@ -137,8 +218,16 @@ struct cache *cache_new(const struct cache_options *opts)
     pthread_mutex_init(&c->mu, NULL);
     c->nbuckets = 1024;
     c->buckets = xcalloc(c->nbuckets, sizeof(*c->buckets));
-    cache_policy_init(&c->policy, c->o.policy, c->o.max_bytes);
+    c->transit_max = dirfd >= 0 ? c->o.max_bytes / 5 : 0;
+    cache_policy_init(&c->policy, c->o.policy, c->o.max_bytes - c->transit_max);
+    /* A disk hit moves the response back to memory, so disk order is
+     * insertion order and LRU's list is the FIFO wanted. */
+    cache_policy_init(&c->disk, CACHE_POLICY_LRU, c->o.disk_max_bytes);
     c->st.max_bytes = c->o.max_bytes;
+    c->st.disk_max_bytes = dirfd >= 0 ? c->o.disk_max_bytes : 0;
+    pthread_cond_init(&c->disk_cv, NULL);
+    if (dirfd >= 0 && pthread_create(&c->disk_thread, NULL, disk_main, c) != 0)
+        core_assert(!"cannot start the cache's disk thread");
     return c;
 }
 
@@ -152,6 +241,10 @@ static void entry_free(struct cache_entry *e)
     buf_free(&e->tags);
     buf_free(&e->etag);
     buf_free(&e->last_modified);
+    for (struct waiter *w = e->readers, *next; w; w = next) {
+        next = w->next;
+        free(w);
+    }
     free(e);
 }
 
@@ -171,6 +264,21 @@ void cache_free(struct cache *c)
 {
     if (c == NULL)
         return;
+    if (c->dirfd >= 0) {
+        pthread_mutex_lock(&c->mu);
+        c->disk_stop = true;
+        pthread_cond_signal(&c->disk_cv);
+        pthread_mutex_unlock(&c->mu);
+        pthread_join(c->disk_thread, NULL);
+        /* Work the thread did not get to: no loop is left to wake. */
+        struct cache_entry *queues[] = {c->demote_q, c->read_q};
+        for (size_t i = 0; i < 2; i++) {
+            for (struct cache_entry *e = queues[i], *next; e; e = next) {
+                next = e->qnext;
+                cache_entry_release(e);
+            }
+        }
+    }
     for (size_t i = 0; i < c->nbuckets; i++) {
         for (struct cache_entry *e = c->buckets[i], *next; e; e = next) {
             next = e->hnext;
@@ -179,6 +287,13 @@ void cache_free(struct cache *c)
     }
     free(c->buckets);
     cache_policy_free(&c->policy);
+    cache_policy_free(&c->disk);
+    pthread_cond_destroy(&c->disk_cv);
+    free(c->unlink_q);
+    if (c->dirfd >= 0) {
+        disk_sweep(c->dirfd);
+        close(c->dirfd);
+    }
     pthread_mutex_destroy(&c->mu);
     free(c);
 }
@@ -190,6 +305,44 @@ static bool key_eq(const struct cache_entry *e, uint64_t h, const char *k, size_
     return e->node.hash == h && e->keylen == n && memcmp(e->key, k, n) == 0;
 }
 
+/* The disk tier file n is to be removed once the lock is released. */
+static void queue_unlink(struct cache *c, uint64_t n)
+{
+    if (c->n_unlink == c->cap_unlink) {
+        c->cap_unlink = c->cap_unlink ? c->cap_unlink * 2 : 16;
+        c->unlink_q = xrealloc(c->unlink_q, c->cap_unlink * sizeof(*c->unlink_q));
+    }
+    c->unlink_q[c->n_unlink++] = n;
+    c->disk_pending++;
+    pthread_cond_signal(&c->disk_cv);
+}
+
+/* Marks the responses on their way to disk that match(v, arg) so that their
+ * copies are dropped: a removal must reach them too. */
+static void doom_in_transit(struct cache *c,
+                            bool (*match)(const struct cache *c, const struct cache_entry *v,
+                                          const void *arg),
+                            const void *arg)
+{
+    for (int q = 0; q < 2; q++)
+        for (struct cache_entry *v = q ? c->writing : c->demote_q; v; v = v->qnext)
+            if (match(c, v, arg))
+                v->doomed = true;
+}
+
+struct key_ref {
+    uint64_t h;
+    const char *k;
+    size_t n;
+};
+
+static bool has_key(const struct cache *c, const struct cache_entry *v, const void *arg)
+{
+    (void)c;
+    const struct key_ref *r = arg;
+    return key_eq(v, r->h, r->k, r->n);
+}
+
 static void index_unlink(struct cache *c, struct cache_entry *e)
 {
     struct cache_entry **pp = &c->buckets[e->node.hash & (c->nbuckets - 1)];
@@ -197,11 +350,18 @@ static void index_unlink(struct cache *c, struct cache_entry *e)
         pp = &(*pp)->hnext;
     *pp = e->hnext;
     e->hnext = NULL;
-    cache_policy_remove(&c->policy, &e->node);
     e->linked = false;
     c->count--;
-    c->st.bytes -= e->bytes;
-    c->st.entries = c->count;
+    if (e->disk_file) {
+        cache_policy_remove(&c->disk, &e->node);
+        c->st.disk_bytes -= e->bytes;
+        c->st.disk_entries--;
+        queue_unlink(c, e->disk_file);
+    } else {
+        cache_policy_remove(&c->policy, &e->node);
+        c->st.bytes -= e->bytes;
+        c->st.entries--;
+    }
     cache_entry_release(e);
 }
 
@@ -233,6 +393,7 @@ static size_t remove_key(struct cache *c, uint64_t h, const char *k, size_t n)
         }
         e = next;
     }
+    doom_in_transit(c, has_key, &(struct key_ref){h, k, n});
     for (struct cache_fill *f = c->fills[h % FILL_BUCKETS]; f; f = f->next)
         if (f->hash == h && f->keylen == n && memcmp(f->key, k, n) == 0)
             f->doomed = true; /* its answer predates the change */
@@ -277,33 +438,73 @@ static struct cache_entry *find(struct cache *c, uint64_t h, const char *k, size
     return best;
 }
 
+static void index_link(struct cache *c, struct cache_entry *e)
+{
+    if (c->count >= c->nbuckets)
+        index_grow(c);
+    struct cache_entry **b = &c->buckets[e->node.hash & (c->nbuckets - 1)];
+    e->hnext = *b;
+    *b = e;
+    e->linked = true;
+    c->count++;
+}
+
+static void evict_to_bound(struct cache *c);
+
+/* Links memory entry e (the index takes a reference); hot: read back from
+ * disk, so popular already. */
+static void index_store(struct cache *c, struct cache_entry *e, bool hot)
+{
+    index_link(c, e);
+    entry_ref(e);
+    c->st.bytes += e->bytes;
+    c->st.entries++;
+    if (hot)
+        cache_policy_insert_hot(&c->policy, &e->node);
+    else
+        cache_policy_insert(&c->policy, &e->node);
+    evict_to_bound(c);
+}
+
+/* Stores a new response, replacing the variant it was selected as (RFC 9111
+ * 4) for the request fields hdrs. */
 static void index_insert(struct cache *c, struct cache_entry *e, const struct http_header *hdrs,
                          size_t nh)
 {
     uint64_t h = e->node.hash;
-    /* A new response replaces the variant it was selected as (RFC 9111 4). */
     for (struct cache_entry *o = c->buckets[h & (c->nbuckets - 1)], *next; o; o = next) {
         next = o->hnext;
         if (key_eq(o, h, e->key, e->keylen) && vary_matches(o, hdrs, nh))
             index_unlink(c, o);
     }
-    if (c->count >= c->nbuckets)
-        index_grow(c);
-    struct cache_entry **b = &c->buckets[h & (c->nbuckets - 1)];
-    e->hnext = *b;
-    *b = e;
-    e->linked = true;
-    entry_ref(e);
-    c->count++;
-    c->st.bytes += e->bytes;
-    c->st.entries = c->count;
     c->st.stores++;
-    cache_policy_insert(&c->policy, &e->node);
-    while (cache_policy_bytes(&c->policy) > c->o.max_bytes) {
+    index_store(c, e, false);
+}
+
+/* Evicts from memory down to max_bytes; the disk tier takes what S3-FIFO's
+ * main queue lets go (what was read at least twice), or everything under
+ * LRU. */
+static void evict_to_bound(struct cache *c)
+{
+    while (cache_policy_bytes(&c->policy) > c->policy.max_bytes) {
         struct cache_pnode *v = cache_policy_victim(&c->policy);
         if (v == NULL)
             break;
-        index_unlink(c, (struct cache_entry *)(void *)v);
+        struct cache_entry *victim = (struct cache_entry *)(void *)v;
+        /* When the disk falls behind, victims beyond transit_max just go. */
+        bool to_disk = c->dirfd >= 0 && c->o.disk_max_bytes > 0 &&
+                       (c->policy.kind == CACHE_POLICY_LRU || v->queue == 1) &&
+                       c->demote_bytes + victim->bytes <= c->transit_max;
+        if (to_disk)
+            entry_ref(victim);
+        index_unlink(c, victim);
+        if (to_disk) {
+            victim->qnext = c->demote_q;
+            c->demote_q = victim;
+            c->demote_bytes += victim->bytes;
+            c->disk_pending++;
+            pthread_cond_signal(&c->disk_cv);
+        }
         c->st.evictions++;
     }
 }
@@ -563,7 +764,8 @@ static struct cache_entry *entry_build(struct cache *c, struct cache_fill *f, in
     struct slice cl = header(h, n, "content-length", NULL);
     if (cl.ptr) {
         long long len = slice_to_uint(slice_trim(cl));
-        if (len < 0 || (unsigned long long)len > c->o.max_object_bytes)
+        if (len < 0 ||
+            (unsigned long long)len > __atomic_load_n(&c->o.max_object_bytes, __ATOMIC_RELAXED))
             return NULL;
     }
 
@@ -634,6 +836,254 @@ static void entry_account(struct cache_entry *e)
     e->bytes = sizeof(*e) + e->keylen + e->head.cap + e->body.cap + e->vary.cap +
                e->no_cache_fields.cap + e->tags.cap + e->etag.cap + e->last_modified.cap;
     e->node.bytes = e->bytes;
+}
+
+/* ---- the disk tier ---- */
+
+/* A new entry with e's key, validators, tags and freshness, and no head or
+ * body. */
+static struct cache_entry *entry_clone_meta(const struct cache_entry *e)
+{
+    struct cache_entry *d = xcalloc(1, sizeof(*d));
+    d->refs = 1;
+    d->node.hash = e->node.hash;
+    d->key = xstrndup(e->key, e->keylen);
+    d->keylen = e->keylen;
+    d->status = e->status;
+    const struct buf *from[] = {&e->vary, &e->no_cache_fields, &e->tags, &e->etag,
+                                &e->last_modified};
+    struct buf *to[] = {&d->vary, &d->no_cache_fields, &d->tags, &d->etag, &d->last_modified};
+    for (size_t i = 0; i < sizeof(from) / sizeof(from[0]); i++)
+        if (from[i]->len)
+            buf_append(to[i], from[i]->ptr, from[i]->len);
+    d->response_time = e->response_time;
+    d->date_value = e->date_value;
+    d->corrected_initial_age = e->corrected_initial_age;
+    d->lifetime = e->lifetime;
+    d->swr = e->swr;
+    d->sie = e->sie;
+    d->flags = e->flags;
+    return d;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Writes e's head and body to a new file (no lock held). Returns the disk
+ * entry describing it, or NULL if the write failed (nothing is left). No
+ * fsync: the tier does not outlive the process. */
+static struct cache_entry *disk_write(struct cache *c, const struct cache_entry *e)
+{
+    uint64_t n = __atomic_fetch_add(&c->next_file, 1, __ATOMIC_RELAXED);
+    char name[17];
+    disk_name(n, name);
+    int fd = openat(c->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return NULL;
+    int rc = write_all(fd, e->head.ptr, e->head.len);
+    if (rc == 0)
+        rc = write_all(fd, e->body.ptr, e->body.len);
+    if (close(fd) != 0)
+        rc = -1;
+    if (rc != 0) {
+        unlinkat(c->dirfd, name, 0);
+        return NULL;
+    }
+    struct cache_entry *d = entry_clone_meta(e);
+    d->disk_file = n;
+    d->disk_head_len = e->head.len;
+    d->disk_body_len = e->body.len;
+    d->bytes = sizeof(*d) + d->keylen + d->vary.cap + d->no_cache_fields.cap + d->tags.cap +
+               d->etag.cap + d->last_modified.cap + d->disk_head_len + d->disk_body_len;
+    d->node.bytes = d->bytes;
+    return d;
+}
+
+/* Reads a disk entry's file back into a new memory entry (no lock held);
+ * NULL if the file is gone (removed meanwhile) or short. */
+static struct cache_entry *disk_read(struct cache *c, const struct cache_entry *d)
+{
+    char name[17];
+    disk_name(d->disk_file, name);
+    int fd = openat(c->dirfd, name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    struct cache_entry *m = entry_clone_meta(d);
+    buf_reserve(&m->head, d->disk_head_len + 1);
+    buf_reserve(&m->body, d->disk_body_len + 1);
+    size_t want[2] = {d->disk_head_len, d->disk_body_len};
+    struct buf *into[2] = {&m->head, &m->body};
+    bool ok = true;
+    for (int i = 0; i < 2 && ok; i++) {
+        while (into[i]->len < want[i]) {
+            ssize_t r = read(fd, into[i]->ptr + into[i]->len, want[i] - into[i]->len);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0) {
+                ok = false;
+                break;
+            }
+            into[i]->len += (size_t)r;
+        }
+    }
+    close(fd);
+    if (!ok) {
+        entry_free(m);
+        return NULL;
+    }
+    entry_account(m);
+    return m;
+}
+
+static void disk_evict_to_bound(struct cache *c);
+
+/* Links the disk copy d of v unless, since v was evicted, v was purged or
+ * invalidated or a response for its variant was stored. Takes d's
+ * reference. */
+static void disk_insert(struct cache *c, const struct cache_entry *v, struct cache_entry *d)
+{
+    bool current = !v->doomed;
+    for (struct cache_entry *o = c->buckets[d->node.hash & (c->nbuckets - 1)]; o && current;
+         o = o->hnext)
+        if (key_eq(o, d->node.hash, d->key, d->keylen) && o->vary.len == d->vary.len &&
+            (d->vary.len == 0 || memcmp(o->vary.ptr, d->vary.ptr, d->vary.len) == 0))
+            current = false;
+    if (!current) {
+        queue_unlink(c, d->disk_file);
+        entry_free(d);
+        return;
+    }
+    index_link(c, d);
+    c->st.disk_entries++;
+    c->st.disk_bytes += d->bytes;
+    c->st.demotions++;
+    cache_policy_insert(&c->disk, &d->node);
+    disk_evict_to_bound(c);
+}
+
+static void disk_evict_to_bound(struct cache *c)
+{
+    while (cache_policy_bytes(&c->disk) > c->o.disk_max_bytes) {
+        struct cache_pnode *v = cache_policy_victim(&c->disk);
+        if (v == NULL)
+            break;
+        index_unlink(c, (struct cache_entry *)(void *)v);
+        c->st.disk_evictions++;
+    }
+}
+
+/* A read back from disk is done: the response returns to memory (S3-FIFO's
+ * main queue) unless it was removed meanwhile. Returns the lookups waiting
+ * for it, to be woken once c->mu is released. */
+static struct waiter *disk_read_done(struct cache *c, struct cache_entry *d, struct cache_entry *m)
+{
+    if (d->linked) {
+        index_unlink(c, d);
+        if (m) {
+            index_store(c, m, true);
+            c->st.disk_hits++;
+        } else {
+            c->st.disk_errors++;
+        }
+    }
+    struct waiter *w = d->readers;
+    d->readers = NULL;
+    d->reading = false;
+    return w;
+}
+
+static void wake_all(struct waiter *w)
+{
+    while (w) {
+        struct waiter *next = w->next;
+        w->fn(w->arg);
+        free(w);
+        w = next;
+    }
+}
+
+/* The disk thread: takes the queues under the lock, does their I/O without
+ * it, and links the results under it again. */
+static void *disk_main(void *arg)
+{
+    struct cache *c = arg;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (!c->disk_stop && !c->demote_q && !c->read_q && !c->n_unlink)
+            pthread_cond_wait(&c->disk_cv, &c->mu);
+        if (c->disk_stop)
+            break;
+        struct cache_entry *victims = c->demote_q, *reads = c->read_q;
+        uint64_t *files = c->unlink_q;
+        size_t nfiles = c->n_unlink;
+        c->writing = victims;
+        c->demote_q = c->read_q = NULL;
+        c->unlink_q = NULL;
+        c->n_unlink = c->cap_unlink = 0;
+        pthread_mutex_unlock(&c->mu);
+
+        for (size_t i = 0; i < nfiles; i++) {
+            char name[17];
+            disk_name(files[i], name);
+            unlinkat(c->dirfd, name, 0);
+        }
+        free(files);
+        uint64_t ops = nfiles;
+        for (struct cache_entry *v = victims; v; v = v->qnext, ops++)
+            v->moved = disk_write(c, v);
+        for (struct cache_entry *d = reads; d; d = d->qnext, ops++)
+            d->moved = disk_read(c, d);
+
+        pthread_mutex_lock(&c->mu);
+        c->disk_pending -= ops;
+        c->writing = NULL;
+        for (struct cache_entry *v = victims; v; v = v->qnext) {
+            c->demote_bytes -= v->bytes;
+            if (v->moved)
+                disk_insert(c, v, v->moved);
+            else
+                c->st.disk_errors++;
+            v->moved = NULL;
+        }
+        struct waiter *wake = NULL;
+        for (struct cache_entry *d = reads; d; d = d->qnext) {
+            struct waiter *w = disk_read_done(c, d, d->moved);
+            while (w) {
+                struct waiter *next = w->next;
+                w->next = wake;
+                wake = w;
+                w = next;
+            }
+        }
+        pthread_mutex_unlock(&c->mu);
+        wake_all(wake);
+        while (victims) {
+            struct cache_entry *v = victims;
+            victims = v->qnext;
+            cache_entry_release(v);
+        }
+        while (reads) {
+            struct cache_entry *d = reads;
+            reads = d->qnext;
+            cache_entry_release(d->moved);
+            d->moved = NULL;
+            cache_entry_release(d);
+        }
+        pthread_mutex_lock(&c->mu);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
 }
 
 /* ---- lookup ---- */
@@ -726,6 +1176,27 @@ void cache_lookup(struct cache *c, const struct cache_req *rq, struct cache_look
     pthread_mutex_lock(&c->mu);
     bool seen;
     struct cache_entry *e = find(c, h, key, keylen, rq->headers, rq->nheaders, &seen);
+    if (e && e->disk_file && wake) {
+        struct waiter *w = xmalloc(sizeof(*w));
+        w->fn = wake;
+        w->arg = arg;
+        w->next = e->readers;
+        e->readers = w;
+        if (!e->reading) {
+            e->reading = true;
+            e->qnext = c->read_q;
+            c->read_q = entry_ref(e);
+            c->disk_pending++;
+            pthread_cond_signal(&c->disk_cv);
+        }
+        out->outcome = CACHE_WAIT;
+        out->status.fwd = NULL;
+        pthread_mutex_unlock(&c->mu);
+        free(key);
+        return;
+    }
+    if (e && e->disk_file)
+        e = NULL; /* a caller that cannot wait: its fill will replace it */
     out->status.fwd = seen ? "vary-miss" : "uri-miss";
     bool want_refresh = false;
     if (e) {
@@ -979,6 +1450,7 @@ enum cache_fill_action cache_fill_response(struct cache_fill *f, const struct ca
         pthread_mutex_lock(&c->mu);
         if (f->stale->linked)
             index_unlink(c, f->stale);
+        f->stale->doomed = true; /* in case it is on its way to disk */
         pthread_mutex_unlock(&c->mu);
     }
     f->action = f->building ? CACHE_FILL_STORE : CACHE_FILL_PASS;
@@ -990,7 +1462,7 @@ void cache_fill_body(struct cache_fill *f, struct slice chunk)
     struct cache_entry *e = f->building;
     if (e == NULL || chunk.len == 0)
         return;
-    if (e->body.len + chunk.len > f->c->o.max_object_bytes) {
+    if (e->body.len + chunk.len > __atomic_load_n(&f->c->o.max_object_bytes, __ATOMIC_RELAXED)) {
         cache_entry_release(e);
         f->building = NULL;
         return;
@@ -1082,9 +1554,9 @@ static size_t purge_locked(struct cache *c, struct slice host, struct slice targ
 }
 
 /* Whether e was stored with one of the tags resp lists in the tag field. */
-static bool entry_tagged(const struct cache *c, const struct cache_entry *e,
-                         const struct cache_resp *resp)
+static bool entry_tagged(const struct cache *c, const struct cache_entry *e, const void *arg)
 {
+    const struct cache_resp *resp = arg;
     if (e->tags.len == 0)
         return false;
     for (size_t i = 0; i < resp->nheaders; i++) {
@@ -1116,6 +1588,7 @@ static size_t purge_tags_locked(struct cache *c, const struct cache_resp *resp)
             }
         }
     }
+    doom_in_transit(c, entry_tagged, resp);
     return n;
 }
 
@@ -1146,6 +1619,12 @@ size_t cache_purge_url(struct cache *c, struct slice host, struct slice target)
     return n;
 }
 
+static bool has_tag(const struct cache *c, const struct cache_entry *v, const void *arg)
+{
+    (void)c;
+    return lowered_has(&v->tags, *(const struct slice *)arg);
+}
+
 size_t cache_purge_tag(struct cache *c, struct slice tag)
 {
     size_t n = 0;
@@ -1161,6 +1640,7 @@ size_t cache_purge_tag(struct cache *c, struct slice tag)
             }
         }
     }
+    doom_in_transit(c, has_tag, &tag);
     c->st.purges += n;
     pthread_mutex_unlock(&c->mu);
     return n;
@@ -1181,6 +1661,10 @@ struct slice cache_entry_body(const struct cache_entry *e)
 void cache_entry_head(struct cache *c, const struct cache_entry *e, struct buf *out)
 {
     const char *p = e->head.ptr, *end = e->head.ptr ? e->head.ptr + e->head.len : NULL;
+    if (e->no_cache_fields.len == 0 && p) {
+        buf_append(out, p, e->head.len);
+        p = end;
+    }
     while (p < end) {
         const char *colon = memchr(p, ':', (size_t)(end - p));
         const char *eol = memchr(colon, '\n', (size_t)(end - colon)) + 1;
@@ -1236,10 +1720,31 @@ void cache_status_format(const struct cache *c, const struct cache_status *st, s
         buf_appendf(out, "; detail=%s", st->detail);
 }
 
+void cache_resize(struct cache *c, size_t max_bytes, size_t max_object_bytes, size_t disk_max_bytes)
+{
+    pthread_mutex_lock(&c->mu);
+    c->o.max_bytes = max_bytes;
+    c->transit_max = c->dirfd >= 0 ? max_bytes / 5 : 0;
+    c->policy.max_bytes = max_bytes - c->transit_max;
+    c->st.max_bytes = max_bytes;
+    __atomic_store_n(&c->o.max_object_bytes, max_object_bytes ? max_object_bytes : max_bytes / 8,
+                     __ATOMIC_RELAXED);
+    evict_to_bound(c);
+    if (c->dirfd >= 0) {
+        c->o.disk_max_bytes = disk_max_bytes;
+        c->disk.max_bytes = disk_max_bytes;
+        c->st.disk_max_bytes = disk_max_bytes;
+        disk_evict_to_bound(c);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
 void cache_stats(struct cache *c, struct cache_stats *out)
 {
     pthread_mutex_lock(&c->mu);
     *out = c->st;
+    out->bytes += c->demote_bytes;
+    out->disk_pending = c->disk_pending;
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -1262,9 +1767,23 @@ void cache_metrics_render(struct cache *c, struct buf *out)
         {"purges_total", "counter", "Responses removed by the purge API.", s.purges},
         {"invalidations_total", "counter", "Responses removed after unsafe requests.",
          s.invalidations},
-        {"bytes", "gauge", "Bytes held by stored responses.", s.bytes},
+        {"bytes", "gauge",
+         "Bytes held in memory by stored responses (and those on their way to disk).", s.bytes},
         {"max_bytes", "gauge", "The configured bound on stored bytes.", s.max_bytes},
-        {"entries", "gauge", "Stored responses.", s.entries},
+        {"entries", "gauge", "Stored responses in memory.", s.entries},
+        {"disk_demotions_total", "counter", "Responses moved from memory to the disk tier.",
+         s.demotions},
+        {"disk_hits_total", "counter", "Responses read back from the disk tier.", s.disk_hits},
+        {"disk_evictions_total", "counter", "Responses evicted from the disk tier.",
+         s.disk_evictions},
+        {"disk_errors_total", "counter", "Disk tier writes or reads that failed.", s.disk_errors},
+        {"disk_bytes", "gauge", "Bytes held by the disk tier (files and their index).",
+         s.disk_bytes},
+        {"disk_max_bytes", "gauge", "The configured bound on the disk tier; 0: none.",
+         s.disk_max_bytes},
+        {"disk_entries", "gauge", "Stored responses in the disk tier.", s.disk_entries},
+        {"disk_pending", "gauge", "Disk tier writes, reads and removals queued or running.",
+         s.disk_pending},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
         buf_appendf(out,

@@ -14,15 +14,21 @@
  *                               the conditional headers given), then
  *                               cache_fill_response() on the response head,
  *                               cache_fill_body() per piece, cache_fill_end()
- *                             WAIT: another request is filling this key; the
- *                               wake callback fires (on the filler's thread)
- *                               when it is done: look up again
+ *                             WAIT: another request is filling this key, or
+ *                               the response is being read back from disk;
+ *                               the wake callback fires (on the filler's or
+ *                               the disk thread) when it is done: look up
+ *                               again
  *                             PASS: forward, don't store; for unsafe methods
  *                               call cache_invalidate() on the response
  *                             GATEWAY_TIMEOUT: only-if-cached and nothing
  *                               usable: answer 504 without forwarding
  * Storage is bounded in bytes; the default eviction policy is S3-FIFO, which
- * beat LRU on a Zipf trace (bench/cache_policy.c). */
+ * beat LRU on a Zipf trace (bench/cache_policy.c). An optional disk tier
+ * takes what memory evicts from its main queue (responses read at least
+ * twice; one-hit wonders are not worth a write) up to its own bound; a
+ * lookup that finds a response there waits while the cache's disk thread
+ * reads it back into memory. */
 #ifndef GATEWAY_CACHE_H
 #define GATEWAY_CACHE_H
 
@@ -47,6 +53,11 @@ struct cache_options {
     const char *status_name; /* the cache's name in Cache-Status; NULL: "cruder" */
     int64_t heuristic_max_s; /* cap on heuristic freshness; 0: 86400 */
     int64_t hit_for_miss_s;  /* how long an unstorable answer stops coalescing; 0: 10 */
+    /* The disk tier: a directory the cache owns (its files are removed at
+     * start, as the tier does not outlive the process) and its bound in
+     * bytes. NULL or 0: memory only. */
+    const char *disk_dir;
+    size_t disk_max_bytes;
     /* Seconds of the wall clock; NULL: time(). Tests drive a fake clock. */
     int64_t (*clock)(void *arg);
     void *clock_arg;
@@ -111,16 +122,18 @@ struct cache_lookup {
     struct cache_status status;
 };
 
-/* Creates an empty cache; never NULL (aborts on OOM). */
+/* Creates an empty cache (aborts on OOM). Returns NULL, with errno set, only
+ * when the disk tier's directory can be neither created nor opened. */
 struct cache *cache_new(const struct cache_options *opts);
 /* Frees the cache. Entries still referenced stay valid until released; no
  * fill may be outstanding. Accepts NULL. */
 void cache_free(struct cache *c);
 
 /* Decides how to answer rq (see the file comment). For WAIT, wake(arg) is
- * called once, from the thread that finishes the fill, after which the
- * caller looks up again; for other outcomes wake is never called. out is
- * fully written. */
+ * called once, from the thread that finishes the fill or the disk read,
+ * after which the caller looks up again; for other outcomes wake is never
+ * called. With wake NULL a lookup never waits: a response on disk is then
+ * treated as absent. out is fully written. */
 void cache_lookup(struct cache *c, const struct cache_req *rq, struct cache_lookup *out,
                   void (*wake)(void *arg), void *arg);
 
@@ -162,6 +175,13 @@ size_t cache_purge_url(struct cache *c, struct slice host, struct slice target);
 /* Purges every stored response whose tag field listed tag; returns the count. */
 size_t cache_purge_tag(struct cache *c, struct slice tag);
 
+/* Changes the bounds (on a reload): a smaller max_bytes evicts at once, to
+ * the disk tier as usual; max_object_bytes 0 means max_bytes / 8. A cache
+ * made without a disk tier ignores disk_max_bytes (the tier's directory is
+ * fixed at start; a bound of 0 then empties it). */
+void cache_resize(struct cache *c, size_t max_bytes, size_t max_object_bytes,
+                  size_t disk_max_bytes);
+
 /* ---- stored responses ---- */
 
 int cache_entry_status(const struct cache_entry *e);
@@ -182,6 +202,12 @@ void cache_status_format(const struct cache *c, const struct cache_status *st, s
 struct cache_stats {
     uint64_t hits, misses, stale, coalesced, stores, evictions, purges, invalidations;
     uint64_t bytes, entries, max_bytes;
+    /* The disk tier: responses moved there from memory, read back (a disk
+     * hit moves the response back to memory), dropped from disk, and writes
+     * or reads that failed. */
+    uint64_t demotions, disk_hits, disk_evictions, disk_errors;
+    uint64_t disk_bytes, disk_entries, disk_max_bytes;
+    uint64_t disk_pending; /* disk tier writes, reads and removals queued or running */
 };
 void cache_stats(struct cache *c, struct cache_stats *out);
 /* Appends the stats in Prometheus text format (cruder_gateway_cache_*). */

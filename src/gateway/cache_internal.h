@@ -99,6 +99,9 @@ struct cache_policy_state {
 void cache_policy_init(struct cache_policy_state *p, int kind, size_t max_bytes);
 void cache_policy_free(struct cache_policy_state *p);
 void cache_policy_insert(struct cache_policy_state *p, struct cache_pnode *n);
+/* Inserts a node known to be popular (read back from the disk tier): S3-FIFO
+ * puts it straight in its main queue. */
+void cache_policy_insert_hot(struct cache_policy_state *p, struct cache_pnode *n);
 void cache_policy_hit(struct cache_policy_state *p, struct cache_pnode *n);
 void cache_policy_remove(struct cache_policy_state *p, struct cache_pnode *n);
 /* The node to evict next (still linked; the caller removes it), or NULL. */

@@ -110,6 +110,17 @@ void cache_policy_insert(struct cache_policy_state *p, struct cache_pnode *n)
     ghost_grow(p);
 }
 
+void cache_policy_insert_hot(struct cache_policy_state *p, struct cache_pnode *n)
+{
+    if (p->kind == CACHE_POLICY_LRU) {
+        cache_policy_insert(p, n);
+        return;
+    }
+    n->freq = 0;
+    n->queue = 1;
+    list_push(&p->b, n);
+}
+
 void cache_policy_hit(struct cache_policy_state *p, struct cache_pnode *n)
 {
     if (p->kind == CACHE_POLICY_LRU) {

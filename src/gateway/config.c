@@ -58,6 +58,7 @@ void gateway_config_free(struct gateway_config *gc)
     free(gc->cache_targeted_field);
     free(gc->cache_tag_field);
     free(gc->cache_purge_token);
+    free(gc->cache_disk_dir);
     for (size_t i = 0; i < gc->nroutes; i++) {
         free(gc->routes[i].host);
         free(gc->routes[i].prefix);
@@ -152,9 +153,11 @@ static bool valid_field(const char *v)
 static int cache_setting(struct gateway_config *gc, const char *k, const char *v, char *err,
                          size_t errlen)
 {
-    if (!strcmp(k, "cache_max_bytes") || !strcmp(k, "cache_max_object_bytes")) {
-        size_t *slot =
-            !strcmp(k, "cache_max_bytes") ? &gc->cache_max_bytes : &gc->cache_max_object_bytes;
+    if (!strcmp(k, "cache_max_bytes") || !strcmp(k, "cache_max_object_bytes") ||
+        !strcmp(k, "cache_disk_max_bytes")) {
+        size_t *slot = !strcmp(k, "cache_max_bytes")        ? &gc->cache_max_bytes
+                       : !strcmp(k, "cache_disk_max_bytes") ? &gc->cache_disk_max_bytes
+                                                            : &gc->cache_max_object_bytes;
         if (!parse_bytes(v, slot)) {
             snprintf(err, errlen, "%s: expected a byte count such as 1048576, 512k or 64m", k);
             return -1;
@@ -170,6 +173,11 @@ static int cache_setting(struct gateway_config *gc, const char *k, const char *v
             snprintf(err, errlen, "cache_policy: expected s3fifo or lru");
             return -1;
         }
+        return 1;
+    }
+    if (!strcmp(k, "cache_disk_dir")) {
+        free(gc->cache_disk_dir);
+        gc->cache_disk_dir = xstrdup(v);
         return 1;
     }
     char **slot = !strcmp(k, "cache_targeted_field") ? &gc->cache_targeted_field

@@ -16,11 +16,13 @@
  *     route / api
  *     connect_timeout_ms = 2000           gateway settings (see gateway_config_defaults)
  *     cache_max_bytes = 256m              the shared cache (gateway/cache.h); 0: off
+ *     cache_disk_dir = /var/cache/cruder  its disk tier, with cache_disk_max_bytes
  *
- * The cache's sizes and policy are read at start-up; a reload changes its
- * purge token only. With cache_purge_token set, `PURGE /target` (the
- * request's Host) and `POST /_gateway/purge?tag=a,b` or `?url=/t[&host=h]`
- * with `Authorization: Bearer TOKEN` drop stored responses and answer
+ * A reload applies the cache's sizes and purge token; turning the cache on
+ * or off, its policy and its disk tier's directory take a restart. With
+ * cache_purge_token set, `PURGE /target` (the request's Host) and
+ * `POST /_gateway/purge?tag=a,b` or `?url=/t[&host=h]` with
+ * `Authorization: Bearer TOKEN` drop stored responses and answer
  * {"purged":N}.
  *
  * Routes naming a host are tried before host-less ones. Upstream addresses
@@ -87,9 +89,11 @@ struct gateway_config {
     size_t cache_max_bytes;        /* 0: no cache */
     size_t cache_max_object_bytes; /* 0: cache_max_bytes / 8 */
     enum cache_policy cache_policy;
-    char *cache_targeted_field; /* e.g. "Cruder-Cache-Control"; NULL: none */
-    char *cache_tag_field;      /* e.g. "Cache-Tag"; NULL: none */
-    char *cache_purge_token;    /* bearer token of the purge API; NULL: purge off */
+    char *cache_targeted_field;  /* e.g. "Cruder-Cache-Control"; NULL: none */
+    char *cache_tag_field;       /* e.g. "Cache-Tag"; NULL: none */
+    char *cache_purge_token;     /* bearer token of the purge API; NULL: purge off */
+    char *cache_disk_dir;        /* the cache's disk tier; NULL: memory only */
+    size_t cache_disk_max_bytes; /* the disk tier's bound; 0: no disk tier */
 };
 
 /* Where the topology comes from: a file today, the control plane later.
@@ -106,7 +110,9 @@ struct gateway_source gateway_file_source(const char *path);
 struct gateway;
 
 /* Takes the first configuration (gc's contents now belong to the gateway; gc
- * is left empty) and the source later reloads read. Never fails. */
+ * is left empty) and the source later reloads read. Returns NULL, with errno
+ * set, only when the cache's disk tier directory can be neither created nor
+ * opened. */
 struct gateway *gateway_new(struct gateway_config *gc, struct gateway_source src);
 /* Starts the control thread: active health checks and reloads. */
 void gateway_start(struct gateway *gw);

@@ -221,8 +221,20 @@ struct gateway *gateway_new(struct gateway_config *gc, struct gateway_source src
             .policy = gc->cache_policy,
             .targeted_field = gw->cache_targeted_field,
             .tag_field = gw->cache_tag_field,
+            .disk_dir = gc->cache_disk_dir,
+            .disk_max_bytes = gc->cache_disk_max_bytes,
         };
         gw->cache = cache_new(&co);
+        if (gw->cache == NULL) {
+            int saved = errno;
+            free(gw->cache_targeted_field);
+            free(gw->cache_tag_field);
+            pthread_mutex_destroy(&gw->mu);
+            free(gw);
+            gateway_config_free(gc);
+            errno = saved;
+            return NULL;
+        }
     }
     gw->current = topo_new(gw, gc, 1);
     return gw;
@@ -237,6 +249,11 @@ static void do_reload(struct gateway *gw)
                   gw->src.load ? err : "no source");
         return;
     }
+    if (gw->cache && gc.cache_max_bytes)
+        cache_resize(gw->cache, gc.cache_max_bytes, gc.cache_max_object_bytes,
+                     gc.cache_disk_max_bytes);
+    else if (!gw->cache != !gc.cache_max_bytes)
+        log_warn("gateway: turning the cache on or off takes a restart");
     pthread_mutex_lock(&gw->mu);
     struct gw_topo *old = gw->current;
     uint64_t gen = old->gen + 1;

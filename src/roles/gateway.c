@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 
 #include "core/log.h"
@@ -32,6 +33,8 @@ static void usage(FILE *out)
                  "  cache_max_bytes = 0 (off; 64m)    cache_max_object_bytes = max/8\n"
                  "  cache_policy = s3fifo|lru         cache_tag_field = Cache-Tag\n"
                  "  cache_targeted_field = Cruder-Cache-Control\n"
+                 "  cache_disk_dir = PATH (a disk tier; its files are removed at start and exit)\n"
+                 "  cache_disk_max_bytes = 0 (no disk tier; 1g)\n"
                  "  cache_purge_token = SECRET: PURGE /path, POST /_gateway/purge?tag=T|url=U\n"
                  "  upstream options: balance=p2c|round_robin|least_outstanding|hash,\n"
                  "  hash=header:NAME|query:NAME|path:N\n"
@@ -99,9 +102,17 @@ int role_gateway(int argc, char **argv)
     }
     free(rest);
 
-    /* gateway_new takes gc's contents: count them first, for the log. */
+    /* gateway_new takes gc's contents: keep what the messages need. */
     size_t nupstreams = gc.nupstreams, nroutes = gc.nroutes;
+    char *disk_dir = gc.cache_disk_dir ? strdup(gc.cache_disk_dir) : NULL;
     struct gateway *gw = gateway_new(&gc, gateway_file_source(file));
+    if (gw == NULL) {
+        fprintf(stderr, "cruder gateway: cache_disk_dir %s: %s\n", disk_dir ? disk_dir : "",
+                strerror(errno));
+        free(disk_dir);
+        return 1;
+    }
+    free(disk_dir);
     struct http_router *router = http_router_new();
     gateway_register(router, gw);
     struct sigaction sa;
