@@ -28,6 +28,10 @@ http = 127.0.0.1:$gw_port
 upstream api$targets
 route / api
 health_interval_ms = 1000
+# The shared cache, with the fields cruder serve's public answers carry.
+cache_max_bytes = 64m
+cache_targeted_field = Cruder-Cache-Control
+cache_tag_field = Cache-Tag
 CONF
     "$bin" gateway --config "$dir/gateway.conf" >"$dir/gateway.log" 2>&1 &
     echo $! >"$dir/gateway.pid"
