@@ -53,7 +53,7 @@ static int by_name(const void *a, const void *b)
     return strcasecmp(x->name, y->name);
 }
 
-void schema_publish(struct collection *const *list, size_t n)
+static bool publish(bool check, uint64_t expect, struct collection *const *list, size_t n)
 {
     struct schema *s = xcalloc(1, sizeof(*s));
     s->collections = xcalloc(n ? n : 1, sizeof(*s->collections));
@@ -67,12 +67,28 @@ void schema_publish(struct collection *const *list, size_t n)
 
     pthread_mutex_lock(&schema_lock);
     struct schema *old = schema_now;
+    if (check && (old ? old->version : 0) != expect) {
+        pthread_mutex_unlock(&schema_lock);
+        schema_free(s);
+        return false;
+    }
     s->version = ++schema_version;
     schema_now = s;
     bool last = old && --old->refcount == 0;
     pthread_mutex_unlock(&schema_lock);
     if (last)
         schema_free(old);
+    return true;
+}
+
+void schema_publish(struct collection *const *list, size_t n)
+{
+    publish(false, 0, list, n);
+}
+
+bool schema_publish_if(uint64_t expect, struct collection *const *list, size_t n)
+{
+    return publish(true, expect, list, n);
 }
 
 struct collection *schema_find(const struct schema *s, struct slice id_or_name)

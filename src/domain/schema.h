@@ -23,6 +23,9 @@ void schema_release(struct schema *s);
 /* Publishes a new snapshot made of `list` (each collection retained by the
  * snapshot); the previous one lives until its last reader releases it. */
 void schema_publish(struct collection *const *list, size_t n);
+/* schema_publish, unless the current snapshot is no longer version
+ * `expect` (someone published meanwhile); returns whether it published. */
+bool schema_publish_if(uint64_t expect, struct collection *const *list, size_t n);
 /* Finds by id or by name (names case-insensitively, as PocketBase); NULL if absent. */
 struct collection *schema_find(const struct schema *s, struct slice id_or_name);
 

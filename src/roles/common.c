@@ -1,9 +1,12 @@
 /* Start-up steps shared by the roles: settings and the store with its system
  * collections. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "core/alloc.h"
 #include "core/log.h"
 #include "domain/auth.h"
 #include "domain/schema.h"
@@ -42,7 +45,8 @@ static const char superusers_json[] =
     "\"listRule\":null,\"viewRule\":null,\"createRule\":null,\"updateRule\":null,"
     "\"deleteRule\":null,\"authRule\":\"\",\"manageRule\":null}";
 
-static int create_superusers(struct store *store, struct collection **out)
+/* Saves the _superusers collection; -1 with the store's reason in why. */
+static int create_superusers(struct store *store, struct collection **out, char *why, size_t whylen)
 {
     json_t *def = json_loads(superusers_json, 0, NULL);
     json_t *errors = NULL;
@@ -69,7 +73,7 @@ static int create_superusers(struct store *store, struct collection **out)
     struct store_result *res = store_sync_wait(sync);
     int rc = res->status == STORE_OK ? 0 : -1;
     if (rc)
-        log_error("cannot create _superusers: %s", res->message);
+        snprintf(why, whylen, "%s", res->message[0] ? res->message : "refused by the store");
     store_sync_free(sync);
     if (rc) {
         collection_release(c);
@@ -77,6 +81,89 @@ static int create_superusers(struct store *store, struct collection **out)
     }
     *out = c;
     return 0;
+}
+
+struct collections_watch {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop;
+    struct store *store;
+    int interval_ms;
+};
+
+/* One look at the stored collections; version is what was last published. */
+static void watch_once(struct collections_watch *w, int64_t *version, bool *warned)
+{
+    struct schema *s = schema_current();
+    uint64_t seen = s->version;
+    schema_release(s);
+    int64_t was = *version;
+    struct collection **list = NULL;
+    size_t n = 0;
+    char err[512];
+    int rc = w->store->ops->collections_reload(w->store, version, &list, &n, err, sizeof(err));
+    if (rc < 0 && !*warned)
+        log_warn("collections watch: %s", err);
+    *warned = rc < 0;
+    if (rc <= 0)
+        return;
+    /* A save of this process published meanwhile: its snapshot may be newer
+     * than what was read, so look again next time. */
+    if (!schema_publish_if(seen, list, n))
+        *version = was;
+    for (size_t i = 0; i < n; i++)
+        collection_release(list[i]);
+    free(list);
+}
+
+static void *watch_main(void *arg)
+{
+    struct collections_watch *w = arg;
+    int64_t version = 0;
+    bool warned = false;
+    pthread_mutex_lock(&w->mu);
+    while (!w->stop) {
+        pthread_mutex_unlock(&w->mu);
+        watch_once(w, &version, &warned);
+        pthread_mutex_lock(&w->mu);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += w->interval_ms / 1000;
+        until.tv_nsec += (long)(w->interval_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        while (!w->stop && pthread_cond_timedwait(&w->cv, &w->mu, &until) == 0)
+            ;
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+struct collections_watch *roles_watch_collections(struct store *store, int interval_ms)
+{
+    struct collections_watch *w = xcalloc(1, sizeof(*w));
+    w->store = store;
+    w->interval_ms = interval_ms;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    if (pthread_create(&w->thread, NULL, watch_main, w) != 0)
+        core_assert(!"cannot start the collections watch");
+    return w;
+}
+
+void roles_watch_stop(struct collections_watch *w)
+{
+    pthread_mutex_lock(&w->mu);
+    w->stop = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    free(w);
 }
 
 int roles_open_store(const struct config *cfg, store_post_fn post, struct store **out)
@@ -103,13 +190,30 @@ int roles_open_store(const struct config *cfg, store_post_fn post, struct store 
     for (size_t i = 0; i < n; i++)
         have_superusers |= strcmp(list[i]->name, "_superusers") == 0;
     if (!have_superusers) {
-        list = realloc(list, (n + 1) * sizeof(*list));
-        if (!list || create_superusers(store, &list[n])) {
-            fprintf(stderr, "cruder: cannot create the _superusers collection\n");
-            store->ops->close(store);
-            return -1;
+        list = xrealloc(list, (n + 1) * sizeof(*list));
+        char why[256];
+        if (create_superusers(store, &list[n], why, sizeof(why)) == 0) {
+            n++;
+        } else {
+            /* Processes started together on new data race to create it:
+             * the one that lost finds the winner's. */
+            for (size_t i = 0; i < n; i++)
+                collection_release(list[i]);
+            free(list);
+            list = NULL;
+            n = 0;
+            if (store->ops->load_collections(store, &list, &n, err, sizeof(err)) == 0)
+                for (size_t i = 0; i < n; i++)
+                    have_superusers |= strcmp(list[i]->name, "_superusers") == 0;
+            if (!have_superusers) {
+                fprintf(stderr, "cruder: cannot create the _superusers collection: %s\n", why);
+                for (size_t i = 0; i < n; i++)
+                    collection_release(list[i]);
+                free(list);
+                store->ops->close(store);
+                return -1;
+            }
         }
-        n++;
     }
     schema_publish(list, n);
     for (size_t i = 0; i < n; i++)

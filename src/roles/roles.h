@@ -27,6 +27,14 @@ int roles_load_config(struct config *cfg, int role, int argc, char **argv, int *
  * on failure. */
 int roles_open_store(const struct config *cfg, store_post_fn post, struct store **out);
 
+/* Watches the stored collections from a thread of its own, every interval_ms,
+ * and publishes them when another process (or this one) saved one: several
+ * `cruder serve` on one data directory see each other's collections and
+ * rules within about that long. Stop it before closing the store. */
+struct collections_watch;
+struct collections_watch *roles_watch_collections(struct store *store, int interval_ms);
+void roles_watch_stop(struct collections_watch *w);
+
 /* Blocking use of the asynchronous store, for admin commands and start-up:
  * pass store_sync_post as the store's post function and a store_sync as the
  * callback argument, then wait. */

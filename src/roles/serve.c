@@ -116,6 +116,9 @@ int role_serve(int argc, char **argv)
         log_info("file storage sweep removed %zu orphaned files", swept);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     workpool_start(ncpu > 0 ? (int)ncpu : 2, 4096);
+    /* Other processes on the same data (scripts/cluster.sh) change
+     * collections too; a second is what the cluster promises. */
+    struct collections_watch *watch = roles_watch_collections(store, 1000);
 
     struct http_router *router = http_router_new();
     api_register(router, store, &cfg);
@@ -129,6 +132,8 @@ int role_serve(int argc, char **argv)
         if (!has_superuser(store))
             print_install_link(cfg.http);
         http_server_wait(srv);
+        roles_watch_stop(watch);
+        watch = NULL;
         /* The work pool and the store drain into loops that still run. */
         workpool_stop();
         store->ops->close(store);
@@ -136,6 +141,8 @@ int role_serve(int argc, char **argv)
         log_info("stopped");
         store = NULL;
     }
+    if (watch)
+        roles_watch_stop(watch);
     if (store) {
         workpool_stop();
         store->ops->close(store);

@@ -147,6 +147,7 @@ static void entry_free(struct sq_entry *e)
     free(e->hidden);
     buf_free(&e->head);
     buf_free(&e->select);
+    collection_release((struct collection *)e->c);
     free(e);
 }
 
@@ -160,6 +161,9 @@ static void conn_flush(struct sq_conn *conn)
 static struct sq_entry *entry_new(const struct collection *c)
 {
     struct sq_entry *e = xcalloc(1, sizeof(*e));
+    /* Held while cached: entries are found by the collection's address,
+     * which a freed collection could otherwise pass on to a new one. */
+    collection_retain((struct collection *)c);
     e->c = c;
     e->fields = xcalloc(c->nfields ? c->nfields : 1, sizeof(*e->fields));
     e->kinds = xcalloc(c->nfields ? c->nfields : 1, 1);
@@ -1109,6 +1113,23 @@ static int sq_load(struct store *s, struct collection ***out, size_t *n, char *e
     return sq_load_collections((struct sqlite_store *)s, out, n, err, errlen);
 }
 
+static int sq_reload(struct store *s, int64_t *version, struct collection ***out, size_t *n,
+                     char *err, size_t errlen)
+{
+    struct sqlite_store *st = (struct sqlite_store *)s;
+    int64_t now;
+    if (sq_collections_version(st, &now, err, errlen) != 0)
+        return -1;
+    if (now == *version)
+        return 0;
+    if (sq_load_collections(st, out, n, err, errlen) != 0)
+        return -1;
+    *version = now;
+    /* Cached statements of the tables another process altered are rebuilt. */
+    atomic_fetch_add(&st->ddl_gen, 1);
+    return 1;
+}
+
 static void sq_save(struct store *s, const struct collection *prev, const struct collection *next,
                     void *target, store_cb cb, void *arg)
 {
@@ -1248,6 +1269,7 @@ static const struct store_ops sqlite_ops = {
     .name = "sqlite",
     .close = sq_close,
     .load_collections = sq_load,
+    .collections_reload = sq_reload,
     .collection_save = sq_save,
     .record_get = sq_get,
     .record_list = sq_list,

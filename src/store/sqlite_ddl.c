@@ -440,6 +440,12 @@ void sq_collection_save(struct sqlite_store *st, const struct collection *prev,
                       next->id, next->name, json, prev->id, res) != SQLITE_OK)
             goto rollback;
     }
+    /* Other processes on this database poll it (collections_reload). */
+    if (sq_exec(db,
+                "INSERT INTO _cruder_meta (key, value) VALUES ('collections_version', 1) "
+                "ON CONFLICT(key) DO UPDATE SET value = value + 1",
+                res) != SQLITE_OK)
+        goto rollback;
     if (sq_exec(db, "COMMIT", res) != SQLITE_OK)
         goto rollback;
     goto out;
@@ -450,6 +456,21 @@ rollback:
 out:
     buf_free(&sql);
     free(json);
+}
+
+int sq_collections_version(struct sqlite_store *st, int64_t *out, char *err, size_t errlen)
+{
+    sqlite3 *db = NULL;
+    int found = -1;
+    if (sqlite3_open_v2(st->path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) ==
+        SQLITE_OK)
+        found = meta_get(db, "collections_version", out);
+    if (found < 0)
+        snprintf(err, errlen, "collections version: %s", db ? sqlite3_errmsg(db) : "no memory");
+    else if (found == 0)
+        *out = 0;
+    sqlite3_close(db);
+    return found < 0 ? -1 : 0;
 }
 
 int sq_load_collections(struct sqlite_store *st, struct collection ***out, size_t *n, char *err,

@@ -156,6 +156,9 @@ int sq_schema_init(sqlite3 *db, uint32_t want_partitions, uint32_t *partitions, 
  * connection, filling res. */
 void sq_collection_save(struct sqlite_store *st, const struct collection *prev,
                         const struct collection *next, struct store_result *res);
+/* The counter every collection save bumps, read on a connection of its own;
+ * 0 before the first save. 0, or -1 with a reason in err. */
+int sq_collections_version(struct sqlite_store *st, int64_t *out, char *err, size_t errlen);
 /* Reads every stored collection through a private read-only connection. */
 int sq_load_collections(struct sqlite_store *st, struct collection ***out, size_t *n, char *err,
                         size_t errlen);

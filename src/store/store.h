@@ -95,6 +95,12 @@ struct store_ops {
      * the caller. Blocks. 0, or -1 with a reason in err. */
     int (*load_collections)(struct store *s, struct collection ***out, size_t *n, char *err,
                             size_t errlen);
+    /* Blocks; for one watcher thread. When the stored collections changed
+     * since *version (a save by any process on the same data; *version 0
+     * before the first call), loads them all as load_collections does, sets
+     * *version and returns 1; 0 when unchanged; -1 with a reason in err. */
+    int (*collections_reload)(struct store *s, int64_t *version, struct collection ***out,
+                              size_t *n, char *err, size_t errlen);
     /* Creates (prev NULL), alters (both set) or drops (next NULL) a collection's
      * table in one write transaction: fields added, renamed (matched by field
      * id) and dropped without losing other columns' data, indexes replaced. */

@@ -1096,3 +1096,39 @@ Test(store_json, numbers)
     expect_double(1e300, "1e+300");
     expect_double(0.0 / 0.0, "0");
 }
+
+/* Another process on the same data (a second store here) sees a saved
+ * collection through collections_reload; nothing changed means 0. */
+Test(store, collections_reload_sees_saves_of_another_store)
+{
+    struct store *other;
+    char err[256] = "";
+    cr_assert_eq(store_sqlite_open(&cfg, test_post, &other, err, sizeof(err)), 0, "%s", err);
+    int64_t version = 0;
+    struct collection **list = NULL;
+    size_t n = 99;
+    cr_assert_eq(other->ops->collections_reload(other, &version, &list, &n, err, sizeof(err)), 0,
+                 "no save yet: %s", err);
+    cr_assert_eq(version, 0);
+
+    struct collection *c = posts_v1();
+    cr_assert_eq(save(NULL, c), STORE_OK);
+    cr_assert_eq(other->ops->collections_reload(other, &version, &list, &n, err, sizeof(err)), 1,
+                 "%s", err);
+    cr_assert_eq(version, 1);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(list[0]->name, c->name);
+    collection_release(list[0]);
+    free(list);
+    list = NULL;
+    cr_assert_eq(other->ops->collections_reload(other, &version, &list, &n, err, sizeof(err)), 0);
+    cr_assert_null(list);
+
+    cr_assert_eq(save(c, NULL), STORE_OK);
+    cr_assert_eq(other->ops->collections_reload(other, &version, &list, &n, err, sizeof(err)), 1);
+    cr_assert_eq(version, 2);
+    cr_assert_eq(n, 0);
+    free(list);
+    other->ops->close(other);
+    collection_release(c);
+}
