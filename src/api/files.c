@@ -1271,7 +1271,6 @@ static void dl_open(struct download *d)
     job->d = d;
     if (workpool_submit(dl_open_work, dl_work_done, job, http_loop_post_any, d->req->loop) != 0) {
         free(job);
-        http_response_header(d->req, SLICE_LIT("Retry-After"), SLICE_LIT("1"));
         api_error(d->req, 503, "The server is busy, try again later.", NULL);
         dl_end(d);
     }
