@@ -33,7 +33,7 @@
 #include "gateway/cache.h"
 #include "gateway/cache_internal.h"
 
-enum { HFM_SLOTS = 1024, FILL_BUCKETS = 256 };
+enum { HFM_SLOTS = 1024, FILL_BUCKETS = 256, TAG_SLOTS = 16384 };
 
 enum entry_flag {
     E_MUST_REVALIDATE = 1, /* must-revalidate, proxy-revalidate or s-maxage */
@@ -69,6 +69,11 @@ struct cache_entry {
     size_t disk_head_len, disk_body_len;
     /* On its way to disk, it was purged or invalidated: the copy is dropped. */
     bool doomed;
+    /* Its tags' slots in c->tag_bumped, and the tag clock when its request
+     * was forwarded: a tag bumped since makes it stale (tags_stale). */
+    uint16_t *tag_slots;
+    size_t ntag_slots;
+    uint64_t tag_since;
     struct cache_entry *qnext; /* in the disk thread's queues */
     bool reading;              /* a disk entry queued to be read back */
     struct waiter *readers;    /* lookups waiting for that read */
@@ -91,6 +96,7 @@ struct cache_fill {
     size_t nhdrs;
     char *hdr_mem;
     int64_t request_time, req_sie;
+    uint64_t tag_since; /* c->tag_clock when the request was forwarded */
 };
 
 struct hfm {
@@ -101,6 +107,12 @@ struct hfm {
 struct cache {
     struct cache_options o;
     pthread_mutex_t mu;
+    /* Tag invalidation without a scan: an unsafe request's answer stamps
+     * the slot of each of its tags with the next tick of tag_clock, and a
+     * lookup drops an entry whose tags were stamped after its request. Two
+     * tags sharing a slot only cost an extra miss. */
+    uint64_t tag_clock;
+    uint64_t tag_bumped[TAG_SLOTS];
     struct cache_entry **buckets;
     size_t nbuckets, count;
     struct cache_fill *fills[FILL_BUCKETS];
@@ -241,6 +253,7 @@ static void entry_free(struct cache_entry *e)
     buf_free(&e->tags);
     buf_free(&e->etag);
     buf_free(&e->last_modified);
+    free(e->tag_slots);
     for (struct waiter *w = e->readers, *next; w; w = next) {
         next = w->next;
         free(w);
@@ -722,6 +735,38 @@ static bool lowered_has(const struct buf *list, struct slice name)
     return false;
 }
 
+static size_t tag_slot(struct slice lowered_tag)
+{
+    return (size_t)(hash_key(lowered_tag.ptr, lowered_tag.len) % TAG_SLOTS);
+}
+
+/* Fills e->tag_slots from e->tags (",a,b,"). */
+static void tag_slots_of(struct cache_entry *e)
+{
+    for (size_t i = 0; i < e->tags.len; i++)
+        e->ntag_slots += e->tags.ptr[i] == ',';
+    if (e->ntag_slots == 0)
+        return;
+    e->tag_slots = xmalloc(e->ntag_slots * sizeof(*e->tag_slots));
+    size_t n = 0;
+    for (const char *p = e->tags.ptr + 1; p < e->tags.ptr + e->tags.len;) {
+        const char *comma = memchr(p, ',', (size_t)(e->tags.ptr + e->tags.len - p));
+        if (comma > p)
+            e->tag_slots[n++] = (uint16_t)tag_slot(slice_make(p, (size_t)(comma - p)));
+        p = comma + 1;
+    }
+    e->ntag_slots = n;
+}
+
+/* Whether one of e's tags was invalidated after e's request was forwarded. */
+static bool tags_stale(const struct cache *c, const struct cache_entry *e)
+{
+    for (size_t i = 0; i < e->ntag_slots; i++)
+        if (c->tag_bumped[e->tag_slots[i]] > e->tag_since)
+            return true;
+    return false;
+}
+
 /* Decides whether the response to f's request may be stored (RFC 9111 3)
  * and if so returns a new entry (one reference, no body yet). */
 static struct cache_entry *entry_build(struct cache *c, struct cache_fill *f, int status,
@@ -823,6 +868,8 @@ static struct cache_entry *entry_build(struct cache *c, struct cache_fill *f, in
         }
     }
     buf_free(&private_fields);
+    tag_slots_of(e);
+    e->tag_since = f->tag_since;
     /* Nothing fresh and nothing to validate with: storing it is useless. */
     if (e->lifetime == 0 && e->etag.len == 0 && e->last_modified.len == 0) {
         entry_free(e);
@@ -863,6 +910,12 @@ static struct cache_entry *entry_clone_meta(const struct cache_entry *e)
     d->swr = e->swr;
     d->sie = e->sie;
     d->flags = e->flags;
+    d->tag_since = e->tag_since;
+    d->ntag_slots = e->ntag_slots;
+    if (e->ntag_slots) {
+        d->tag_slots = xmalloc(e->ntag_slots * sizeof(*d->tag_slots));
+        memcpy(d->tag_slots, e->tag_slots, e->ntag_slots * sizeof(*d->tag_slots));
+    }
     return d;
 }
 
@@ -1103,6 +1156,7 @@ static struct cache_fill *fill_new(struct cache *c, const struct cache_req *rq, 
     f->keylen = keylen;
     f->hash = h;
     f->request_time = now;
+    f->tag_since = c->tag_clock;
     f->req_sie = -1;
     f->action = CACHE_FILL_PASS;
     size_t mem = 0;
@@ -1176,6 +1230,11 @@ void cache_lookup(struct cache *c, const struct cache_req *rq, struct cache_look
     pthread_mutex_lock(&c->mu);
     bool seen;
     struct cache_entry *e = find(c, h, key, keylen, rq->headers, rq->nheaders, &seen);
+    while (e && tags_stale(c, e)) {
+        index_unlink(c, e);
+        c->st.invalidations++;
+        e = find(c, h, key, keylen, rq->headers, rq->nheaders, &seen);
+    }
     if (e && e->disk_file && wake) {
         struct waiter *w = xmalloc(sizeof(*w));
         w->fn = wake;
@@ -1553,43 +1612,28 @@ static size_t purge_locked(struct cache *c, struct slice host, struct slice targ
     return removed;
 }
 
-/* Whether e was stored with one of the tags resp lists in the tag field. */
-static bool entry_tagged(const struct cache *c, const struct cache_entry *e, const void *arg)
+/* Stamps every tag an unsafe request's answer lists: the upstream names
+ * there what the change made stale beyond the target URI (a record's
+ * collection lists, say). The stored responses with those tags, in memory,
+ * on disk or on their way there, are dropped when a lookup finds them. */
+static void invalidate_tags_locked(struct cache *c, const struct cache_resp *resp)
 {
-    const struct cache_resp *resp = arg;
-    if (e->tags.len == 0)
-        return false;
-    for (size_t i = 0; i < resp->nheaders; i++) {
-        if (!slice_case_eq(resp->headers[i].name, slice_cstr(c->o.tag_field)))
-            continue;
-        struct slice rest = resp->headers[i].value, t = SLICE_NULL;
-        while (cache_list_next(&rest, &t))
-            if (t.len && lowered_has(&e->tags, t))
-                return true;
+    if (!c->o.tag_field)
+        return;
+    struct buf lowered = BUF_INIT;
+    for (size_t i = 0; i < resp->nheaders; i++)
+        if (slice_case_eq(resp->headers[i].name, slice_cstr(c->o.tag_field)))
+            fields_lower(&lowered, resp->headers[i].value);
+    if (lowered.len == 0)
+        return;
+    c->tag_clock++;
+    for (const char *p = lowered.ptr + 1; p < lowered.ptr + lowered.len;) {
+        const char *comma = memchr(p, ',', (size_t)(lowered.ptr + lowered.len - p));
+        if (comma > p)
+            c->tag_bumped[tag_slot(slice_make(p, (size_t)(comma - p)))] = c->tag_clock;
+        p = comma + 1;
     }
-    return false;
-}
-
-/* Drops every stored response sharing a tag with an unsafe request's
- * answer: the upstream names there what the change made stale beyond the
- * target URI (a record's collection lists, say). One scan for all of the
- * answer's tags, as cache_purge_tag does. */
-static size_t purge_tags_locked(struct cache *c, const struct cache_resp *resp)
-{
-    if (!c->o.tag_field || !header(resp->headers, resp->nheaders, c->o.tag_field, NULL).ptr)
-        return 0;
-    size_t n = 0;
-    for (size_t i = 0; i < c->nbuckets; i++) {
-        for (struct cache_entry *e = c->buckets[i], *next; e; e = next) {
-            next = e->hnext;
-            if (entry_tagged(c, e, resp)) {
-                index_unlink(c, e);
-                n++;
-            }
-        }
-    }
-    doom_in_transit(c, entry_tagged, resp);
-    return n;
+    buf_free(&lowered);
 }
 
 void cache_invalidate(struct cache *c, const struct cache_req *rq, const struct cache_resp *resp)
@@ -1598,7 +1642,7 @@ void cache_invalidate(struct cache *c, const struct cache_req *rq, const struct 
         return;
     pthread_mutex_lock(&c->mu);
     c->st.invalidations += purge_locked(c, rq->host, rq->target);
-    c->st.invalidations += purge_tags_locked(c, resp);
+    invalidate_tags_locked(c, resp);
     const char *names[] = {"location", "content-location"};
     for (size_t i = 0; i < 2; i++) {
         struct slice v = header(resp->headers, resp->nheaders, names[i], NULL);

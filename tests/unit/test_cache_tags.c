@@ -144,3 +144,33 @@ Test(cache_tags, without_a_tag_field_tags_are_ignored)
     cr_assert(!cached(c, "/api/collections/posts/records/a"));
     cache_free(c);
 }
+
+/* A list fetched while a write was committing may predate the write: once
+ * stored it is already stale, and the next lookup goes upstream (the write's
+ * target URI is another key: only its tag reaches this one). */
+Test(cache_tags, a_response_forwarded_before_the_write_is_stale_once_stored)
+{
+    struct cache *c = mk("Cache-Tag");
+    char date[TIMEFMT_HTTP_LEN + 1];
+    time_format_http((time_t)clk(NULL), date);
+    struct cache_req rq = req("GET", "/api/collections/posts/records?page=2");
+    struct cache_lookup lk;
+    cache_lookup(c, &rq, &lk, NULL, NULL);
+    cr_assert_eq(lk.outcome, CACHE_MISS);
+    answer(c, "POST", "/api/collections/posts/records", 200, "pbc_1, pbc_1/new", NULL);
+    struct http_header h[3] = {
+        {SLICE_LIT("Date"), slice_cstr(date)},
+        {SLICE_LIT("Cruder-Cache-Control"), SLICE_LIT("max-age=60")},
+        {SLICE_LIT("Cache-Tag"), SLICE_LIT("pbc_1")},
+    };
+    struct cache_resp resp = {200, h, 3};
+    struct cache_entry *e = NULL;
+    cr_assert_eq(cache_fill_response(lk.fill, &resp, &e), CACHE_FILL_STORE);
+    cache_fill_body(lk.fill, SLICE_LIT("[]"));
+    cache_fill_end(lk.fill, true);
+    cr_assert(!cached(c, "/api/collections/posts/records?page=2"));
+    store(c, "/api/collections/posts/records?page=2", "pbc_1", NULL);
+    cr_assert(cached(c, "/api/collections/posts/records?page=2"),
+              "a response fetched after it is kept");
+    cache_free(c);
+}
