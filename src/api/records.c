@@ -1487,21 +1487,10 @@ static void write_password(struct rec_call *rc)
 
 /* The records a delete's cascade removed, as the store lists them after the
  * commit: their files go too, like the deleted record's own. */
-static void remove_cascaded_files(const struct store_result *res)
+static void remove_cascaded(const char *cid, const char *rid, void *arg)
 {
-    if (!res->json.len)
-        return;
-    json_t *gone = json_loadb(res->json.ptr, res->json.len, 0, NULL);
-    size_t i;
-    json_t *pair;
-    json_array_foreach(gone, i, pair)
-    {
-        const char *cid = json_string_value(json_array_get(pair, 0));
-        const char *rid = json_string_value(json_array_get(pair, 1));
-        if (cid && rid)
-            files_remove_later(cid, rid, NULL);
-    }
-    json_decref(gone);
+    (void)arg;
+    files_remove_later(cid, rid, NULL);
 }
 
 static void delete_done(void *arg, struct store_result *res)
@@ -1520,7 +1509,7 @@ static void delete_done(void *arg, struct store_result *res)
                 files_remove_later(rc->collection->id, rc->record_id, NULL);
                 break;
             }
-        remove_cascaded_files(res);
+        store_cascaded_foreach(res, remove_cascaded, NULL);
         cache_fields(rc, 204);
         http_respond(rc->req, 204, SLICE_NULL, SLICE_NULL);
     } else if (res->status == STORE_FORBIDDEN)

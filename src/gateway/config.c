@@ -44,15 +44,19 @@ const char *gateway_metrics_path(const struct gateway_config *gc)
     return gc->metrics_path[0] ? gc->metrics_path : NULL;
 }
 
+static void upstream_free(struct gateway_upstream *u)
+{
+    for (size_t k = 0; k < u->ntargets; k++)
+        free(u->targets[k]);
+    free(u->targets);
+    free(u->name);
+    free(u->hash_name);
+}
+
 void gateway_config_free(struct gateway_config *gc)
 {
-    for (size_t i = 0; i < gc->nupstreams; i++) {
-        for (size_t k = 0; k < gc->upstreams[i].ntargets; k++)
-            free(gc->upstreams[i].targets[k]);
-        free(gc->upstreams[i].targets);
-        free(gc->upstreams[i].name);
-        free(gc->upstreams[i].hash_name);
-    }
+    for (size_t i = 0; i < gc->nupstreams; i++)
+        upstream_free(&gc->upstreams[i]);
     free(gc->health_path);
     free(gc->metrics_path);
     free(gc->cache_targeted_field);
@@ -366,11 +370,7 @@ int gateway_config_parse(struct gateway_config *gc, struct config *shared, struc
                              "line %d: '%.*s': want balance=p2c|round_robin|least_outstanding|hash "
                              "or hash=header:NAME|query:NAME|path:N",
                              lineno, (int)(t.len > 60 ? 60 : t.len), t.ptr);
-                    for (size_t k = 0; k < u.ntargets; k++)
-                        free(u.targets[k]);
-                    free(u.targets);
-                    free(u.name);
-                    free(u.hash_name);
+                    upstream_free(&u);
                     goto fail;
                 }
                 if (memchr(t.ptr, '=', t.len))
@@ -378,11 +378,7 @@ int gateway_config_parse(struct gateway_config *gc, struct config *shared, struc
                 if (!valid_target(t) || u.ntargets >= 256) {
                     snprintf(err, errlen, "line %d: '%.*s' is not a numeric ADDR:PORT", lineno,
                              (int)(t.len > 60 ? 60 : t.len), t.ptr);
-                    for (size_t k = 0; k < u.ntargets; k++)
-                        free(u.targets[k]);
-                    free(u.targets);
-                    free(u.name);
-                    free(u.hash_name);
+                    upstream_free(&u);
                     goto fail;
                 }
                 u.targets = xrealloc(u.targets, (u.ntargets + 1) * sizeof(*u.targets));

@@ -108,37 +108,30 @@ static int upsert(struct store *store, struct collection *c, const char *email,
  * records its delete cascaded to (res->json: [collectionId, id] pairs), as
  * the records API does. Blocks on the disk, which a command may. What cannot
  * be deleted now is an orphan the server's startup sweep removes. */
+static void remove_record_files(const char *cid, const char *rid, void *arg)
+{
+    struct blob_store *bs = arg;
+    bs->ops->remove_record(bs, cid, rid);
+}
+
 static void remove_files(const struct config *cfg, const struct collection *c, const char *id,
                          const struct store_result *res)
 {
     bool own = false;
     for (size_t i = 0; i < c->nfields && !own; i++)
         own = c->fields[i].type == FIELD_FILE;
-    json_t *gone = res->json.len ? json_loadb(res->json.ptr, res->json.len, 0, NULL) : NULL;
-    if (!own && !json_array_size(gone)) {
-        json_decref(gone);
+    if (!own && !res->json.len)
         return;
-    }
     char err[512];
     struct blob_store *bs = blob_local_open(cfg->dir, err, sizeof(err));
     if (!bs) {
         fprintf(stderr, "cruder superuser: files left for the startup sweep: %s\n", err);
-        json_decref(gone);
         return;
     }
     if (own)
         bs->ops->remove_record(bs, c->id, id);
-    size_t i;
-    json_t *pair;
-    json_array_foreach(gone, i, pair)
-    {
-        const char *cid = json_string_value(json_array_get(pair, 0));
-        const char *rid = json_string_value(json_array_get(pair, 1));
-        if (cid && rid)
-            bs->ops->remove_record(bs, cid, rid);
-    }
+    store_cascaded_foreach(res, remove_record_files, bs);
     bs->ops->free(bs);
-    json_decref(gone);
 }
 
 static int delete (const struct config *cfg, struct store *store, struct collection *c,

@@ -87,6 +87,27 @@ struct store_guard {
 
 struct store;
 
+/* Calls fn for each [collectionId, recordId] of the JSON list a delete's
+ * result carries (the records its cascade removed). */
+static inline void store_cascaded_foreach(const struct store_result *res,
+                                          void (*fn)(const char *cid, const char *rid, void *arg),
+                                          void *arg)
+{
+    if (!res->json.len)
+        return;
+    json_t *gone = json_loadb(res->json.ptr, res->json.len, 0, NULL);
+    size_t i;
+    json_t *pair;
+    json_array_foreach(gone, i, pair)
+    {
+        const char *cid = json_string_value(json_array_get(pair, 0));
+        const char *rid = json_string_value(json_array_get(pair, 1));
+        if (cid && rid)
+            fn(cid, rid, arg);
+    }
+    json_decref(gone);
+}
+
 struct store_ops {
     const char *name;
     void (*close)(struct store *s);
