@@ -11,35 +11,17 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 duration=${BENCH_DURATION:-5s}
 connections=${BENCH_CONNECTIONS:-64}
 bin=build-release/cruder
 out=build-release/bench
 
-for tool in wrk nginx taskset curl; do
-    command -v "$tool" >/dev/null || { echo "bench: $tool missing (make deps)" >&2; exit 1; }
-done
+bench_need wrk nginx taskset curl
 make --no-print-directory -j2 BUILD=build-release OPT='-O2 -DNDEBUG' "$bin"
 mkdir -p "$out"
 
-tmp=$(mktemp -d /tmp/cruder-bench-static.XXXXXX)
-chmod 755 "$tmp"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-free_port() {
-    node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
-}
-wait_up() {
-    for _ in $(seq 200); do curl -fso /dev/null "$1" && return 0; sleep 0.05; done
-    echo "bench: no answer from $1" >&2
-    exit 1
-}
+bench_scratch static
 etag_of() { curl -sI "$1" | tr -d '\r' | awk 'tolower($1) == "etag:" {print $2}'; }
 
 cport=$(free_port)

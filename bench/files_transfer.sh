@@ -8,30 +8,13 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 mb=${BENCH_FILE_MB:-1024}
 bin=build-release/cruder
-for tool in nginx taskset curl dd node; do
-    command -v "$tool" >/dev/null || { echo "bench: $tool missing (make deps)" >&2; exit 1; }
-done
+bench_need nginx taskset curl dd node
 make --no-print-directory -j2 BUILD=build-release OPT='-O2 -DNDEBUG' "$bin"
 
-tmp=$(mktemp -d "${BENCH_TMP:-/tmp}/cruder-bench-files.XXXXXX")
-chmod 755 "$tmp"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-free_port() {
-    node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
-}
-wait_up() {
-    for _ in $(seq 200); do curl -fso /dev/null "$1" && return 0; sleep 0.05; done
-    echo "bench: no answer from $1" >&2
-    exit 1
-}
+bench_scratch files
 mbps() { awk -v b="$1" -v s="$2" 'BEGIN {printf "%.0f", b / s / 1048576}'; }
 
 head -c $((mb << 20)) /dev/urandom >"$tmp/src.bin"

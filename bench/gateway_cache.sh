@@ -22,14 +22,13 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 duration=${BENCH_DURATION:-10s}
 connections=${BENCH_CONNECTIONS:-64}
 bin=${GATEWAY_BIN:-build-release/cruder}
 out=build-release/bench/gateway
 
-for tool in wrk nginx haproxy varnishd taskset node; do
-    command -v "$tool" >/dev/null || { echo "bench: $tool missing (make deps)" >&2; exit 1; }
-done
+bench_need wrk nginx haproxy varnishd taskset node
 
 if [[ -z ${GATEWAY_BIN:-} ]]; then
     echo "== build (release)"
@@ -37,19 +36,7 @@ if [[ -z ${GATEWAY_BIN:-} ]]; then
 fi
 mkdir -p "$out"
 
-tmp=$(mktemp -d /tmp/cruder-gwbench.XXXXXX)
-chmod 755 "$tmp"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-free_port() {
-    node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
-}
+bench_scratch gateway
 
 wait_http() { # url header-to-expect
     node -e '

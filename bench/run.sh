@@ -16,6 +16,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 root=$PWD
 duration=${BENCH_DURATION:-10s}
 connections=${BENCH_CONNECTIONS:-64}
@@ -49,9 +50,7 @@ if (($(ulimit -n) < idle_conns + 1000)); then
     exit 1
 fi
 
-for tool in wrk nginx taskset node; do
-    command -v "$tool" >/dev/null || { echo "bench: $tool missing (make deps)" >&2; exit 1; }
-done
+bench_need wrk nginx taskset node
 
 if [[ -z ${BENCH_BIN:-} ]]; then
     echo "== build (release)"
@@ -59,20 +58,7 @@ if [[ -z ${BENCH_BIN:-} ]]; then
 fi
 mkdir -p "$out"
 
-tmp=$(mktemp -d /tmp/cruder-bench.XXXXXX)
-# nginx workers drop to an unprivileged user when started as root.
-chmod 755 "$tmp"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-free_port() {
-    node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
-}
+bench_scratch core
 
 # Waits for a 200 from url, then writes its body to file, byte for byte.
 wait_http() {
