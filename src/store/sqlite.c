@@ -1376,6 +1376,7 @@ static void store_free(struct sqlite_store *st)
     sqlite3_finalize(st->sp_rollback);
     for (size_t i = 0; i < st->nreaders; i++)
         conn_close(&st->readers[i]);
+    sqlite3_close(st->watch_db);
     /* Last, so that its close checkpoints the WAL into the database. */
     conn_close(&st->writer);
     queue_destroy(&st->wq);

@@ -460,16 +460,20 @@ out:
 
 int sq_collections_version(struct sqlite_store *st, int64_t *out, char *err, size_t errlen)
 {
-    sqlite3 *db = NULL;
-    int found = -1;
-    if (sqlite3_open_v2(st->path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) ==
-        SQLITE_OK)
-        found = meta_get(db, "collections_version", out);
+    if (!st->watch_db &&
+        sqlite3_open_v2(st->path, &st->watch_db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "collections version: %s",
+                 st->watch_db ? sqlite3_errmsg(st->watch_db) : "no memory");
+        sqlite3_close(st->watch_db);
+        st->watch_db = NULL;
+        return -1;
+    }
+    int found = meta_get(st->watch_db, "collections_version", out);
     if (found < 0)
-        snprintf(err, errlen, "collections version: %s", db ? sqlite3_errmsg(db) : "no memory");
+        snprintf(err, errlen, "collections version: %s", sqlite3_errmsg(st->watch_db));
     else if (found == 0)
         *out = 0;
-    sqlite3_close(db);
     return found < 0 ? -1 : 0;
 }
 

@@ -121,6 +121,7 @@ struct sqlite_store {
     /* Grows after every collection change so that each connection drops its
      * cached statements: a collection pointer may be reused after a free. */
     atomic_uint_fast64_t ddl_gen;
+    sqlite3 *watch_db; /* collections_reload's own read-only connection, opened on first use */
     atomic_uint_fast64_t commits, writes, reads, busy;
     atomic_uint_fast64_t hist[SQ_HIST_BUCKETS + 1], hist_sum;
 };
@@ -156,8 +157,8 @@ int sq_schema_init(sqlite3 *db, uint32_t want_partitions, uint32_t *partitions, 
  * connection, filling res. */
 void sq_collection_save(struct sqlite_store *st, const struct collection *prev,
                         const struct collection *next, struct store_result *res);
-/* The counter every collection save bumps, read on a connection of its own;
- * 0 before the first save. 0, or -1 with a reason in err. */
+/* The counter every collection save bumps, read on st->watch_db (one caller
+ * thread); 0 before the first save. 0, or -1 with a reason in err. */
 int sq_collections_version(struct sqlite_store *st, int64_t *out, char *err, size_t errlen);
 /* Reads every stored collection through a private read-only connection. */
 int sq_load_collections(struct sqlite_store *st, struct collection ***out, size_t *n, char *err,
