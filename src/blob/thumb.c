@@ -175,14 +175,13 @@ static int scale(VipsSource *src, const struct thumb_size *s, VipsImage **out)
 {
     switch (s->mode) {
     case THUMB_CENTER:
-        return vips_thumbnail_source(src, out, s->width, "height", s->height, "crop",
-                                     VIPS_INTERESTING_CENTRE, NULL);
     case THUMB_TOP:
-        return vips_thumbnail_source(src, out, s->width, "height", s->height, "crop",
-                                     VIPS_INTERESTING_LOW, NULL);
     case THUMB_BOTTOM:
         return vips_thumbnail_source(src, out, s->width, "height", s->height, "crop",
-                                     VIPS_INTERESTING_HIGH, NULL);
+                                     s->mode == THUMB_TOP      ? VIPS_INTERESTING_LOW
+                                     : s->mode == THUMB_BOTTOM ? VIPS_INTERESTING_HIGH
+                                                               : VIPS_INTERESTING_CENTRE,
+                                     NULL);
     case THUMB_FIT:
         return vips_thumbnail_source(src, out, s->width, "height", s->height, "size",
                                      VIPS_SIZE_DOWN, NULL);

@@ -71,8 +71,7 @@ static int digits(const char *s, int n)
     return v;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm). */
-static int64_t days_from_civil(int y, int m, int d)
+int64_t time_days_from_civil(int64_t y, int m, int d)
 {
     y -= m <= 2;
     int64_t era = (y >= 0 ? y : y - 399) / 400;
@@ -122,6 +121,6 @@ int time_parse_pb(const char *s, size_t n, int64_t *unix_ms)
     }
     if (i != n)
         return -1;
-    *unix_ms = ((days_from_civil(y, mo, d) * 86400) + h * 3600 + mi * 60 + se) * 1000 + ms;
+    *unix_ms = ((time_days_from_civil(y, mo, d) * 86400) + h * 3600 + mi * 60 + se) * 1000 + ms;
     return 0;
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/timefmt.h"
 #include "gateway/cache_internal.h"
 
 static bool is_tchar(unsigned char c)
@@ -499,18 +500,6 @@ static int hms(const char *p, int *h, int *m, int *s)
     return (*h > 23 || *m > 59 || *s > 60) ? -1 : 0;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
- * days_from_civil). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 static int finish_date(int y, int mon, int d, int h, int mi, int s, int64_t *out)
 {
     static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
@@ -519,7 +508,7 @@ static int finish_date(int y, int mon, int d, int h, int mi, int s, int64_t *out
     bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
     if (mon == 2 && d == 29 && !leap)
         return -1;
-    *out = days_from_civil(y, mon, d) * 86400 + h * 3600 + mi * 60 + (s > 59 ? 59 : s);
+    *out = time_days_from_civil(y, mon, d) * 86400 + h * 3600 + mi * 60 + (s > 59 ? 59 : s);
     return 0;
 }
 
