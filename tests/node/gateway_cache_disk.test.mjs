@@ -7,8 +7,10 @@ import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { startGateway } from './lib/gateway.mjs';
+import { cruderBin } from './lib/server.mjs';
 
 const BODY = 8 * 1024;
 const TOKEN = 'disk-tier-purge-token-0123';
@@ -149,4 +151,29 @@ describe('gateway cache disk tier', () => {
     assert.ok(metric(m, 'disk_bytes') <= 64 * 1024);
     assert.equal(fs.readdirSync(path.join(diskDir, 'tier')).length, metric(m, 'disk_entries'));
   });
+});
+
+test('a disk tier directory that cannot be made stops the gateway with the reason', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cruder-gw-disk-bad-'));
+  try {
+    fs.writeFileSync(path.join(dir, 'file'), 'not a directory');
+    const conf = path.join(dir, 'gateway.conf');
+    fs.writeFileSync(
+      conf,
+      [
+        'http = 127.0.0.1:0',
+        'upstream o 127.0.0.1:9',
+        'route / o',
+        'cache_max_bytes = 1m',
+        `cache_disk_dir = ${path.join(dir, 'file', 'tier')}`,
+        'cache_disk_max_bytes = 1m',
+        '',
+      ].join('\n'),
+    );
+    const r = spawnSync(cruderBin(), ['gateway', '--config', conf], { encoding: 'utf8', timeout: 10_000 });
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /cache_disk_dir .*file\/tier: Not a directory/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
