@@ -110,6 +110,7 @@ int role_gateway(int argc, char **argv)
         fprintf(stderr, "cruder gateway: cache_disk_dir %s: %s\n", disk_dir ? disk_dir : "",
                 strerror(errno));
         free(disk_dir);
+        config_free(&cfg);
         return 1;
     }
     free(disk_dir);
