@@ -67,3 +67,22 @@ void arena_reset(struct arena *a)
     }
     *a = ARENA_INIT;
 }
+
+bool arena_clear(struct arena *a)
+{
+    struct arena_block *b = a->head;
+    while (b && b->next) {
+        struct arena_block *next = b->next;
+        free(b);
+        b = next;
+    }
+    if (!b || b->size != ARENA_FIRST_BLOCK) {
+        free(b);
+        *a = ARENA_INIT;
+        return false;
+    }
+    b->used = 0;
+    a->head = b;
+    a->next_block_size = 2 * ARENA_FIRST_BLOCK;
+    return true;
+}

@@ -3,6 +3,7 @@
 #ifndef CORE_ARENA_H
 #define CORE_ARENA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "core/slice.h"
@@ -23,5 +24,9 @@ char *arena_strndup(struct arena *a, const char *s, size_t n);
 struct slice arena_slice_dup(struct arena *a, struct slice s);
 /* Frees every block; the arena is empty and reusable. Accepts an empty arena. */
 void arena_reset(struct arena *a);
+/* Empties the arena but keeps its first block when that has the usual first
+ * size, so the arena's next user allocates nothing until it outgrows it.
+ * Returns whether a block was kept (false: the arena is as after reset). */
+bool arena_clear(struct arena *a);
 
 #endif

@@ -1,20 +1,9 @@
 #include "core/slice.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "core/alloc.h"
-
-bool slice_case_eq(struct slice a, struct slice b)
-{
-    if (a.len != b.len)
-        return false;
-    for (size_t i = 0; i < a.len; i++)
-        if (tolower((unsigned char)a.ptr[i]) != tolower((unsigned char)b.ptr[i]))
-            return false;
-    return true;
-}
 
 bool slice_starts_with(struct slice s, struct slice prefix)
 {
@@ -55,35 +44,13 @@ char *u64_to_dec(uint64_t v, char out[20])
     return p;
 }
 
-void buf_reserve(struct buf *b, size_t extra)
+void buf_grow(struct buf *b, size_t need)
 {
-    size_t need = b->len + extra + 1;
-    if (need <= b->cap)
-        return;
     size_t cap = b->cap ? b->cap : 64;
     while (cap < need)
         cap *= 2;
     b->ptr = xrealloc(b->ptr, cap);
     b->cap = cap;
-}
-
-void buf_append(struct buf *b, const void *p, size_t n)
-{
-    buf_reserve(b, n);
-    if (n)
-        memcpy(b->ptr + b->len, p, n);
-    b->len += n;
-    b->ptr[b->len] = '\0';
-}
-
-void buf_append_slice(struct buf *b, struct slice s)
-{
-    buf_append(b, s.ptr, s.len);
-}
-
-void buf_append_cstr(struct buf *b, const char *s)
-{
-    buf_append(b, s, strlen(s));
 }
 
 void buf_append_char(struct buf *b, char c)

@@ -42,7 +42,23 @@ static inline bool slice_eq_cstr(struct slice a, const char *s)
     return slice_eq(a, slice_cstr(s));
 }
 
-bool slice_case_eq(struct slice a, struct slice b);
+static inline char ascii_lower(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c + ('a' - 'A')) : c;
+}
+
+/* ASCII case-insensitive equality, as HTTP field names and tokens compare;
+ * inline, as header filtering calls it for every field of every request. */
+static inline bool slice_case_eq(struct slice a, struct slice b)
+{
+    if (a.len != b.len)
+        return false;
+    for (size_t i = 0; i < a.len; i++)
+        if (ascii_lower(a.ptr[i]) != ascii_lower(b.ptr[i]))
+            return false;
+    return true;
+}
+
 bool slice_starts_with(struct slice s, struct slice prefix);
 struct slice slice_trim(struct slice s);
 /* Parses a whole slice as a non-negative decimal; -1 on anything else or overflow. */
@@ -59,10 +75,37 @@ struct buf {
 
 #define BUF_INIT ((struct buf){NULL, 0, 0})
 
-void buf_reserve(struct buf *b, size_t extra);
-void buf_append(struct buf *b, const void *p, size_t n);
-void buf_append_slice(struct buf *b, struct slice s);
-void buf_append_cstr(struct buf *b, const char *s);
+/* Grows the buffer to hold at least need bytes (buf_reserve's slow path). */
+void buf_grow(struct buf *b, size_t need);
+
+/* The appends are inline: they run for every header of every proxied
+ * request, and a literal's strlen then folds to a constant. */
+static inline void buf_reserve(struct buf *b, size_t extra)
+{
+    size_t need = b->len + extra + 1;
+    if (need > b->cap)
+        buf_grow(b, need);
+}
+
+static inline void buf_append(struct buf *b, const void *p, size_t n)
+{
+    buf_reserve(b, n);
+    if (n)
+        memcpy(b->ptr + b->len, p, n);
+    b->len += n;
+    b->ptr[b->len] = '\0';
+}
+
+static inline void buf_append_slice(struct buf *b, struct slice s)
+{
+    buf_append(b, s.ptr, s.len);
+}
+
+static inline void buf_append_cstr(struct buf *b, const char *s)
+{
+    buf_append(b, s, strlen(s));
+}
+
 void buf_append_char(struct buf *b, char c);
 __attribute__((format(printf, 2, 3))) void buf_appendf(struct buf *b, const char *fmt, ...);
 __attribute__((format(printf, 2, 0))) void buf_vappendf(struct buf *b, const char *fmt, va_list ap);

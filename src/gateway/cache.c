@@ -106,6 +106,7 @@ struct hfm {
 
 struct cache {
     struct cache_options o;
+    struct buf status_key; /* o.status_name as Cache-Status' key: a token or quoted */
     pthread_mutex_t mu;
     /* Tag invalidation without a scan: an unsafe request's answer stamps
      * the slot of each of its tags with the next tick of tag_clock, and a
@@ -225,6 +226,10 @@ struct cache *cache_new(const struct cache_options *opts)
         c->o.hit_for_miss_s = 10;
     if (c->o.status_name == NULL)
         c->o.status_name = "cruder";
+    if (cache_is_token(slice_cstr(c->o.status_name)))
+        buf_append_cstr(&c->status_key, c->o.status_name);
+    else
+        buf_appendf(&c->status_key, "\"%s\"", c->o.status_name);
     if (c->o.clock == NULL)
         c->o.clock = default_clock;
     pthread_mutex_init(&c->mu, NULL);
@@ -308,6 +313,7 @@ void cache_free(struct cache *c)
         close(c->dirfd);
     }
     pthread_mutex_destroy(&c->mu);
+    buf_free(&c->status_key);
     free(c);
 }
 
@@ -1742,26 +1748,40 @@ bool cache_entry_not_modified(const struct cache_entry *e, const struct cache_re
     return lm <= since;
 }
 
+static void append_param(struct buf *out, struct slice name, const char *value)
+{
+    buf_append_slice(out, name);
+    buf_append(out, value, strlen(value));
+}
+
+static void append_int_param(struct buf *out, struct slice name, int64_t v)
+{
+    char t[20];
+    buf_append_slice(out, name);
+    if (v < 0)
+        buf_append_char(out, '-');
+    const char *digits = u64_to_dec(v < 0 ? 0 - (uint64_t)v : (uint64_t)v, t);
+    buf_append(out, digits, (size_t)(t + 20 - digits));
+}
+
+/* Without printf: it runs for every response the gateway sends. */
 void cache_status_format(const struct cache *c, const struct cache_status *st, struct buf *out)
 {
-    if (cache_is_token(slice_cstr(c->o.status_name)))
-        buf_append_cstr(out, c->o.status_name);
-    else
-        buf_appendf(out, "\"%s\"", c->o.status_name);
+    buf_append_slice(out, buf_slice(&c->status_key));
     if (st->hit)
-        buf_append_cstr(out, "; hit");
+        buf_append_slice(out, SLICE_LIT("; hit"));
     else if (st->fwd)
-        buf_appendf(out, "; fwd=%s", st->fwd);
+        append_param(out, SLICE_LIT("; fwd="), st->fwd);
     if (st->fwd_status)
-        buf_appendf(out, "; fwd-status=%d", st->fwd_status);
+        append_int_param(out, SLICE_LIT("; fwd-status="), st->fwd_status);
     if (st->has_ttl)
-        buf_appendf(out, "; ttl=%lld", (long long)st->ttl);
+        append_int_param(out, SLICE_LIT("; ttl="), st->ttl);
     if (st->stored)
-        buf_append_cstr(out, "; stored");
+        buf_append_slice(out, SLICE_LIT("; stored"));
     if (st->collapsed)
-        buf_append_cstr(out, "; collapsed");
+        buf_append_slice(out, SLICE_LIT("; collapsed"));
     if (st->detail)
-        buf_appendf(out, "; detail=%s", st->detail);
+        append_param(out, SLICE_LIT("; detail="), st->detail);
 }
 
 void cache_resize(struct cache *c, size_t max_bytes, size_t max_object_bytes, size_t disk_max_bytes)

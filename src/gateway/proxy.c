@@ -81,6 +81,7 @@ struct loop_state {
     struct lview *view;
     uint32_t id_prefix;
     uint64_t id_seq;
+    struct buf scratch; /* a Cache-Status value being formatted */
     /* URLs (hash of host and target) whose last answer here could not be
      * stored: until `until_ms` their GETs go upstream without a cache
      * lookup and fill (a lock, a key and a fill's allocations each). */
@@ -133,9 +134,15 @@ struct proxy {
     struct http_tunnel *tun;
 };
 
-static uint64_t now_ms(void)
+/* The loop's time (one clock read per loop iteration, http_loop_now_ns). */
+static uint64_t now_ns(const struct proxy *p)
 {
-    return time_mono_ns() / 1000000u;
+    return http_loop_now_ns(p->ls->loop);
+}
+
+static uint64_t now_ms(const struct proxy *p)
+{
+    return now_ns(p) / 1000000u;
 }
 
 /* ---- per-loop state ---- */
@@ -249,6 +256,7 @@ static void loop_state_free(void *arg)
 {
     struct loop_state *ls = arg;
     view_release(ls->view);
+    buf_free(&ls->scratch);
     free(ls);
 }
 
@@ -451,7 +459,7 @@ static void respond_error(struct http_request *req, int status, const char *msg)
 
 static void proxy_free(struct proxy *p)
 {
-    buf_free(&p->head);
+    http_loop_buf_give(p->ls->loop, &p->head);
     buf_free(&p->body);
     if (p->fill) {
         /* Not complete: nothing is stored, and the waiters look up again. */
@@ -503,11 +511,11 @@ static void add_cache_status(struct proxy *p)
 {
     if (!p->cst_on)
         return;
-    struct buf b = BUF_INIT;
+    struct buf *b = &p->ls->scratch;
+    buf_reset(b);
     p->cst.collapsed |= p->collapsed;
-    cache_status_format(p->cache, &p->cst, &b);
-    http_response_header(p->req, SLICE_LIT("Cache-Status"), buf_slice(&b));
-    buf_free(&b);
+    cache_status_format(p->cache, &p->cst, b);
+    http_response_header(p->req, SLICE_LIT("Cache-Status"), buf_slice(b));
 }
 
 /* Answers req from a stored response: its stored head, Age, Cache-Status;
@@ -553,11 +561,11 @@ static void attempt_end(struct proxy *p, enum lb_outcome outcome)
         return;
     p->in_attempt = false;
     struct ltarget *t = p->view->ups[p->upstream].t[p->target];
-    double ms = (double)(time_mono_ns() - p->attempt_ns) / 1e6;
+    double ms = (double)(now_ns(p) - p->attempt_ns) / 1e6;
     atomic_fetch_sub_explicit(&t->stat->in_flight, 1, memory_order_relaxed);
     gw_stat_record(t->stat, outcome == LB_OK || outcome == LB_5XX ? p->up_status : 0, ms);
     if (lb_end(&t->lb, &p->view->ups[p->upstream].set.params, outcome,
-               p->up_status ? p->head_ms : ms, now_ms())) {
+               p->up_status ? p->head_ms : ms, now_ms(p))) {
         atomic_fetch_add_explicit(&t->stat->ejections, 1, memory_order_relaxed);
         log_warn("gateway: ejecting %s for %d ms (%s)", t->key, t->lb.backoff_ms,
                  class_of[outcome]);
@@ -579,7 +587,7 @@ static void finish(struct proxy *p, int status, const char *msg, bool complete)
                    p->started ? p->up_status
                    : serve    ? cache_entry_status(serve)
                               : status,
-                   (double)(time_mono_ns() - req->start_ns) / 1e6);
+                   (double)(now_ns(p) - req->start_ns) / 1e6);
     view_release(p->view);
     proxy_free(p);
     p->serve = serve;
@@ -625,14 +633,14 @@ static bool pass_memo_hit(struct proxy *p)
 {
     const struct loop_state *ls = p->ls;
     size_t slot = (size_t)(p->memo_hash % PASS_MEMO_SLOTS);
-    return ls->pass_memo[slot].hash == p->memo_hash && ls->pass_memo[slot].until_ms > now_ms();
+    return ls->pass_memo[slot].hash == p->memo_hash && ls->pass_memo[slot].until_ms > now_ms(p);
 }
 
 static void pass_memo_set(struct proxy *p)
 {
     size_t slot = (size_t)(p->memo_hash % PASS_MEMO_SLOTS);
     p->ls->pass_memo[slot].hash = p->memo_hash;
-    p->ls->pass_memo[slot].until_ms = now_ms() + PASS_MEMO_MS;
+    p->ls->pass_memo[slot].until_ms = now_ms(p) + PASS_MEMO_MS;
 }
 
 /* ---- upgraded connections ---- */
@@ -741,7 +749,7 @@ static int tunnel_start(struct proxy *p, const struct http_client_response *res)
         http_response_header(req, SLICE_LIT("X-Request-Id"), p->request_id);
     http_response_header(req, SLICE_LIT("Upgrade"), upgrade);
     attempt_end(p, LB_OK);
-    gw_stat_record(p->route_stat, 101, (double)(time_mono_ns() - req->start_ns) / 1e6);
+    gw_stat_record(p->route_stat, 101, (double)(now_ns(p) - req->start_ns) / 1e6);
     req->on_body = NULL;
     req->on_body_end = NULL;
     req->on_drain = NULL;
@@ -759,7 +767,7 @@ static int tunnel_start(struct proxy *p, const struct http_client_response *res)
     if (early.len && p->x)
         tunnel_data(p, buf_slice(&early));
     buf_free(&early);
-    buf_free(&p->head);
+    http_loop_buf_give(p->ls->loop, &p->head);
     buf_free(&p->body);
     p->busy--;
     bool dead = p->dead;
@@ -839,7 +847,7 @@ static int up_head(void *ud, const struct http_client_response *res)
     struct proxy *p = ud;
     struct http_request *req = p->req;
     p->up_status = res->status;
-    p->head_ms = (double)(time_mono_ns() - p->attempt_ns) / 1e6;
+    p->head_ms = (double)(now_ns(p) - p->attempt_ns) / 1e6;
     if (res->status == 101)
         return tunnel_start(p, res);
     if (p->cache && !cache_on_head(p, res))
@@ -919,7 +927,7 @@ static void send_upstream(struct proxy *p, size_t avoid)
 {
     struct lupstream *lu = &p->view->ups[p->upstream];
     bool panic;
-    uint64_t now = now_ms();
+    uint64_t now = now_ms(p);
     p->target = lb_pick(&lu->set, now, p->key_hash, p->has_key, avoid, &panic);
     struct ltarget *t = lu->t[p->target];
     if (panic)
@@ -929,7 +937,7 @@ static void send_upstream(struct proxy *p, size_t avoid)
     atomic_fetch_add_explicit(&t->stat->in_flight, 1, memory_order_relaxed);
     p->in_attempt = true;
     p->up_status = 0;
-    p->attempt_ns = time_mono_ns();
+    p->attempt_ns = now_ns(p);
     p->attempts++;
     unsigned flags = (p->req->content_length < 0 ? HTTP_CLIENT_CHUNKED : 0) |
                      (p->req->method == HTTP_M_HEAD ? HTTP_CLIENT_HEAD : 0) |
@@ -1160,7 +1168,7 @@ static void refresh_start(struct proxy *p, struct cache_fill *fill, struct slice
     head_set_conditional(&head, cond);
     struct lupstream *lu = &p->view->ups[p->upstream];
     bool panic;
-    size_t k = lb_pick(&lu->set, now_ms(), p->key_hash, p->has_key, SIZE_MAX, &panic);
+    size_t k = lb_pick(&lu->set, now_ms(p), p->key_hash, p->has_key, SIZE_MAX, &panic);
     struct http_client *x = http_client_send(lu->t[k]->pool, buf_slice(&head), 0, &refresh_cbs, r);
     http_client_finish(x);
     buf_free(&head);
@@ -1347,6 +1355,7 @@ static void handle(struct http_request *req)
             gen[8 + i] = hex[(seq >> (60 - 4 * i)) & 15];
         p->request_id = slice_make(gen, 24);
     }
+    p->head = http_loop_buf_take(req->loop);
     gateway_upstream_head(&p->head, req, p->request_id);
     req->user = p;
     req->on_body = req_body;

@@ -52,23 +52,53 @@ struct http_xreq {
 
 enum { PAUSE_HEAD = 1, PAUSE_DONE = 2, PAUSE_BODY = 3 };
 
+struct buf http_loop_buf_take(struct http_loop *l)
+{
+    return l->nspare_bufs ? l->spare_bufs[--l->nspare_bufs] : BUF_INIT;
+}
+
+void http_loop_buf_give(struct http_loop *l, struct buf *b)
+{
+    if (b->cap && b->cap <= HTTP_SPARE_BUF_MAX && l->nspare_bufs < HTTP_SPARES) {
+        buf_reset(b);
+        l->spare_bufs[l->nspare_bufs++] = *b;
+    } else {
+        buf_free(b);
+    }
+    *b = BUF_INIT;
+}
+
+void http_loop_spares_free(struct http_loop *l)
+{
+    while (l->nspare_pools)
+        arena_reset(&l->spare_pools[--l->nspare_pools]);
+    while (l->nspare_bufs)
+        buf_free(&l->spare_bufs[--l->nspare_bufs]);
+}
+
 static struct http_xreq *xreq_new(struct http_conn *c)
 {
-    struct arena a = ARENA_INIT;
+    struct http_loop *l = c->loop;
+    struct arena a = l->nspare_pools ? l->spare_pools[--l->nspare_pools] : ARENA_INIT;
     struct http_xreq *r = arena_zalloc(&a, sizeof(*r));
     r->pub.pool = a;
-    r->pub.loop = c->loop;
+    r->pub.loop = l;
     r->pub.conn = c;
-    r->pub.start_ns = time_mono_ns();
+    r->pub.start_ns = http_loop_now_ns(l);
+    r->pub.resp_headers = http_loop_buf_take(l);
     return r;
 }
 
 static void xreq_free(struct http_xreq *r)
 {
-    buf_free(&r->pub.resp_headers);
-    /* The arena holds r itself, so it is reset from a copy. */
+    struct http_loop *l = r->pub.loop;
+    http_loop_buf_give(l, &r->pub.resp_headers);
+    /* The arena holds r itself, so it is emptied from a copy. */
     struct arena a = r->pub.pool;
-    arena_reset(&a);
+    if (l->nspare_pools < HTTP_SPARES && arena_clear(&a))
+        l->spare_pools[l->nspare_pools++] = a;
+    else
+        arena_reset(&a);
 }
 
 static uint64_t abs_of(const struct http_conn *c, const char *at)
@@ -303,7 +333,7 @@ static void write_response(struct http_conn *c, int status, bool keep, bool send
 static void log_request(struct http_loop *loop, const struct http_limits *lim,
                         const struct http_xreq *r, const char *remote, int status, size_t bytes)
 {
-    uint64_t dur = r ? time_mono_ns() - r->pub.start_ns : 0;
+    uint64_t dur = r ? http_loop_now_ns(loop) - r->pub.start_ns : 0;
     unsigned id = r && r->route        ? r->route->metric_id
                   : r && r->dispatched ? HTTP_ROUTE_ID_FALLBACK
                                        : HTTP_ROUTE_ID_ERROR;

@@ -92,8 +92,8 @@ struct http_request {
     void (*on_drain)(struct http_request *req);
     void (*on_gone)(struct http_request *req);
 
-    void *user; /* the handler's own state */
-    uint64_t start_ns;
+    void *user;              /* the handler's own state */
+    uint64_t start_ns;       /* http_loop_now_ns() when its first bytes were parsed */
     int status;              /* of the response, once answered */
     struct buf resp_headers; /* extra response header lines, "Name: value\r\n" */
 };
@@ -225,6 +225,19 @@ void http_tunnel_close(struct http_tunnel *t);
  * runs on that thread when the loop stops, after every connection is closed. */
 void *http_loop_user(struct http_loop *loop);
 void http_loop_set_user(struct http_loop *loop, void *user, void (*free_fn)(void *user));
+
+/* CLOCK_MONOTONIC in ns, read once per loop iteration (after the poll
+ * returns) and shared by every callback of that iteration, as HAProxy and
+ * nginx keep their time: the per-request timestamps of a hot path cost one
+ * clock read per batch of events, and are off by at most the time the
+ * iteration has run. Loop thread only. */
+uint64_t http_loop_now_ns(struct http_loop *loop);
+
+/* An empty buffer from the loop's spares (it may have room already), and
+ * its return when done: a handler's per-request buffers on a hot path then
+ * cost no malloc. give leaves *b as BUF_INIT. Loop thread only. */
+struct buf http_loop_buf_take(struct http_loop *loop);
+void http_loop_buf_give(struct http_loop *loop, struct buf *b);
 
 /* Runs fn(arg) on the loop's thread soon. Safe from any thread; never blocks.
  * Posts made after http_server_free() has begun are undefined (the loops are

@@ -86,6 +86,9 @@ struct http_post {
     void *arg;
 };
 
+/* Per loop: at most 64 x 4 KiB request arenas and 64 buffers of up to 8 KiB. */
+enum { HTTP_SPARES = 64, HTTP_SPARE_BUF_MAX = 8 * 1024 };
+
 struct http_loop {
     uv_loop_t uv;
     struct http_server *srv;
@@ -96,6 +99,18 @@ struct http_loop {
      * calls http_conn_file_done(); false (bare test loops): conn.c reads the
      * file into c->out. */
     bool sends_files;
+    /* true: now_ns is cleared by time_reset before each poll (a server
+     * loop); false (bare test loops): every http_loop_now_ns reads the clock. */
+    bool caches_time;
+    uint64_t now_ns; /* 0: not read since the last poll */
+    uv_prepare_t time_reset;
+    /* What finished requests leave for the next ones (HTTP_SPARES of each):
+     * emptied arenas with their first block and buffers with their room, so
+     * a keep-alive request allocates nothing on the common path. */
+    struct arena spare_pools[HTTP_SPARES];
+    size_t nspare_pools;
+    struct buf spare_bufs[HTTP_SPARES];
+    size_t nspare_bufs;
     struct buf logline;
     void *user;
     void (*user_free)(void *user);
@@ -119,6 +134,9 @@ struct http_loop {
     size_t qlen, qcap, spare_cap;
     bool closed; /* under qmu: posts are dropped */
 };
+
+/* Frees what the loop keeps for reuse (it is stopping). */
+void http_loop_spares_free(struct http_loop *l);
 
 /* ---- upstream connections (client.c) ---- */
 

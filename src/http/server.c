@@ -466,6 +466,20 @@ static void on_date(uv_timer_t *t)
     update_date(t->data);
 }
 
+static void on_time_reset(uv_prepare_t *h)
+{
+    ((struct http_loop *)h->data)->now_ns = 0;
+}
+
+uint64_t http_loop_now_ns(struct http_loop *l)
+{
+    if (!l->caches_time)
+        return time_mono_ns();
+    if (!l->now_ns)
+        l->now_ns = time_mono_ns();
+    return l->now_ns;
+}
+
 static void close_if_open(uv_handle_t *h)
 {
     if (!uv_is_closing(h))
@@ -526,6 +540,7 @@ static void on_async(uv_async_t *a)
         }
         close_if_open((uv_handle_t *)&l->date_timer);
         close_if_open((uv_handle_t *)&l->flush_check);
+        close_if_open((uv_handle_t *)&l->time_reset);
         uv_mutex_lock(&l->qmu);
         l->closed = true;
         uv_mutex_unlock(&l->qmu);
@@ -594,6 +609,12 @@ static int loop_init(struct http_loop *l, struct http_server *srv, int fd)
     uv_timer_start(&l->date_timer, on_date, 1000, 1000);
     uv_check_init(&l->uv, &l->flush_check);
     l->flush_check.data = l;
+    /* Unreferenced: it must not keep a stopping loop alive. */
+    uv_prepare_init(&l->uv, &l->time_reset);
+    l->time_reset.data = l;
+    uv_prepare_start(&l->time_reset, on_time_reset);
+    uv_unref((uv_handle_t *)&l->time_reset);
+    l->caches_time = true;
     if (uv_tcp_open(&l->listener, fd) != 0 ||
         uv_listen((uv_stream_t *)&l->listener, BACKLOG, on_connection) != 0)
         return -1;
@@ -688,6 +709,7 @@ static void server_free(struct http_server *srv, int nstarted)
         free(l->rdbuf);
         free(l->queue);
         free(l->spare);
+        http_loop_spares_free(l);
         buf_free(&l->logline);
     }
     free(srv->loops);

@@ -59,6 +59,7 @@ static inline void fake_setup(void)
 static inline void fake_teardown(void)
 {
     http_router_free(router);
+    http_loop_spares_free(&floop);
     buf_free(&floop.logline);
 }
 

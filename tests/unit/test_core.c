@@ -180,6 +180,25 @@ Test(arena, alignment_large_and_reset)
     cr_assert_null(a.head);
 }
 
+Test(arena, clear_keeps_the_first_block_for_the_next_user)
+{
+    struct arena a = ARENA_INIT;
+    char *first = arena_alloc(&a, 100);
+    for (int i = 0; i < 100; i++)
+        arena_alloc(&a, 1000); /* grows past the first block */
+    cr_assert(arena_clear(&a));
+    /* The next small allocation reuses the kept block from its start. */
+    cr_assert_eq(arena_alloc(&a, 16), first);
+    cr_assert_eq(arena_alloc(&a, 3000), first + 16);
+    /* An arena whose first block was an outsized allocation keeps nothing. */
+    struct arena big = ARENA_INIT;
+    arena_alloc(&big, 1 << 20);
+    cr_assert_not(arena_clear(&big));
+    cr_assert_null(big.head);
+    cr_assert_not(arena_clear(&big));
+    arena_reset(&a);
+}
+
 Test(slice, parsing_helpers)
 {
     cr_assert_eq(slice_to_uint(SLICE_LIT("123")), 123);
@@ -187,6 +206,9 @@ Test(slice, parsing_helpers)
     cr_assert_eq(slice_to_uint(SLICE_LIT("12a")), -1);
     cr_assert_eq(slice_to_uint(SLICE_LIT("9999999999999999999")), -1);
     cr_assert(slice_case_eq(SLICE_LIT("Content-Type"), SLICE_LIT("content-type")));
+    /* ASCII only, as HTTP compares: no locale folds other bytes together. */
+    cr_assert_not(slice_case_eq(SLICE_LIT("\xc9"), SLICE_LIT("\xe9")));
+    cr_assert_not(slice_case_eq(SLICE_LIT("["), SLICE_LIT("{")));
     struct slice t = slice_trim(SLICE_LIT(" \t x y \t"));
     cr_assert(slice_eq_cstr(t, "x y"));
 }
