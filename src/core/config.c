@@ -31,7 +31,7 @@ static const struct setting settings[] = {
     {"config", SET_STRING, (size_t)-1, 0, 0, NULL, NULL, ALL,
      "read settings from this file (name = value lines)"},
     {"http", SET_STRING, OFF(http), 0, 0, "127.0.0.1:8090", NULL, SERVE,
-     "address and port to listen on"},
+     "addresses to listen on: ADDR:PORT or [V6]:PORT, several comma-separated"},
     {"dir", SET_STRING, OFF(dir), 0, 0, "./cruder_data", NULL, ALL, "data directory"},
     {"loops", SET_INT, OFF(loops), 0, 256, "0", NULL, SERVE,
      "event loops, each with its own listener; 0 = one per core"},

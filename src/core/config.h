@@ -11,7 +11,7 @@
 enum config_durability { DURABILITY_FULL, DURABILITY_NORMAL, DURABILITY_OFF };
 
 struct config {
-    char *http;                     /* ADDR:PORT to listen on */
+    char *http;                     /* ADDR:PORT[,ADDR:PORT...] to listen on */
     char *dir;                      /* data directory */
     int loops;                      /* event loops; 0 = one per core */
     int max_connections;            /* across all loops */

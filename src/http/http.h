@@ -250,7 +250,8 @@ void http_loop_post_any(void *loop, void (*fn)(void *arg), void *arg);
 
 struct http_server;
 
-/* Binds the listeners (one SO_REUSEPORT socket per loop), starts the loops
+/* Binds the listeners (one SO_REUSEPORT socket per loop and address in
+ * cfg->http, "ADDR:PORT[,ADDR:PORT...]"), starts the loops
  * and returns at once. On failure returns -1 with a one-line reason in err. */
 int http_server_start(const struct config *cfg, struct http_router *router,
                       struct http_server **out, char *err, size_t errlen);
@@ -261,7 +262,7 @@ int http_server_start(const struct config *cfg, struct http_router *router,
 void http_server_wait(struct http_server *srv);
 /* Stops the loops, closes every connection left and frees the server. */
 void http_server_free(struct http_server *srv);
-/* The port actually bound (useful with port 0). */
+/* The port actually bound for the first listen address (useful with port 0). */
 int http_server_port(const struct http_server *srv);
 
 /* ---- counters for /metrics ---- */

@@ -88,6 +88,8 @@ struct http_post {
 
 /* Per loop: at most 64 x 4 KiB request arenas and 64 buffers of up to 8 KiB. */
 enum { HTTP_SPARES = 64, HTTP_SPARE_BUF_MAX = 8 * 1024 };
+/* Addresses one server listens on (the `http` setting's list). */
+enum { HTTP_MAX_LISTENERS = 8 };
 
 struct http_loop {
     uv_loop_t uv;
@@ -116,8 +118,8 @@ struct http_loop {
     void (*user_free)(void *user);
     struct http_cconn *cconns; /* upstream connections (client.c) */
 
-    uv_tcp_t listener;
-    int listen_fd;
+    uv_tcp_t listeners[HTTP_MAX_LISTENERS]; /* one per listening address */
+    int nlisteners;
     uv_async_t async;
     uv_timer_t date_timer;
     uv_thread_t thread;

@@ -1,8 +1,8 @@
 /* The HTTP server's sockets and threads: one libuv loop per thread, each with
- * its own SO_REUSEPORT listener so the kernel spreads connections, the
- * connection io table (internal.h) on libuv streams, cross-thread posts,
- * timers, the flush_soon queue (a uv_check run after each poll), and the
- * drain on SIGTERM/SIGINT.
+ * its own SO_REUSEPORT listener on every listen address so the kernel spreads
+ * connections, the connection io table (internal.h) on libuv streams,
+ * cross-thread posts, timers, the flush_soon queue (a uv_check run after each
+ * poll), and the drain on SIGTERM/SIGINT.
  *
  * Memory per idle keep-alive connection: struct http_conn (about 1 KiB with
  * its libuv handles) plus its small output buffers; reads go into the loop's
@@ -505,16 +505,22 @@ static void run_posts(struct http_loop *l)
     }
 }
 
+static void close_listeners(struct http_loop *l)
+{
+    if (l->listener_closed)
+        return;
+    l->listener_closed = true;
+    for (int i = 0; i < l->nlisteners; i++)
+        uv_close((uv_handle_t *)&l->listeners[i], NULL);
+}
+
 static void on_async(uv_async_t *a)
 {
     struct http_loop *l = a->data;
     run_posts(l);
     if (atomic_load(&l->want_drain) && !l->draining) {
         l->draining = true;
-        if (!l->listener_closed) {
-            l->listener_closed = true;
-            uv_close((uv_handle_t *)&l->listener, NULL);
-        }
+        close_listeners(l);
         for (struct http_conn *c = l->conns, *next; c; c = next) {
             next = c->next;
             http_conn_drain(c);
@@ -534,10 +540,7 @@ static void on_async(uv_async_t *a)
             l->user_free(l->user);
         l->user = NULL;
         l->user_free = NULL;
-        if (!l->listener_closed) {
-            l->listener_closed = true;
-            uv_close((uv_handle_t *)&l->listener, NULL);
-        }
+        close_listeners(l);
         close_if_open((uv_handle_t *)&l->date_timer);
         close_if_open((uv_handle_t *)&l->flush_check);
         close_if_open((uv_handle_t *)&l->time_reset);
@@ -590,18 +593,21 @@ static void loop_main(void *arg)
     uv_loop_close(&l->uv);
 }
 
-static int loop_init(struct http_loop *l, struct http_server *srv, int fd)
+/* Takes the listening sockets fds[0..nfds). */
+static int loop_init(struct http_loop *l, struct http_server *srv, const int *fds, int nfds)
 {
     uv_loop_init(&l->uv);
     l->srv = srv;
-    l->listen_fd = fd;
     l->sends_files = true;
     l->metrics = http_metrics_slot_claim();
     l->rdbuf = xmalloc(HTTP_READ_CHUNK);
     uv_mutex_init(&l->qmu);
     update_date(l);
-    uv_tcp_init(&l->uv, &l->listener);
-    l->listener.data = l;
+    l->nlisteners = nfds;
+    for (int i = 0; i < nfds; i++) {
+        uv_tcp_init(&l->uv, &l->listeners[i]);
+        l->listeners[i].data = l;
+    }
     uv_async_init(&l->uv, &l->async, on_async);
     l->async.data = l;
     uv_timer_init(&l->uv, &l->date_timer);
@@ -615,10 +621,17 @@ static int loop_init(struct http_loop *l, struct http_server *srv, int fd)
     uv_prepare_start(&l->time_reset, on_time_reset);
     uv_unref((uv_handle_t *)&l->time_reset);
     l->caches_time = true;
-    if (uv_tcp_open(&l->listener, fd) != 0 ||
-        uv_listen((uv_stream_t *)&l->listener, BACKLOG, on_connection) != 0)
-        return -1;
-    return 0;
+    int rc = 0;
+    for (int i = 0; i < nfds; i++) {
+        /* A socket no handle took is closed here: closing the handle would not. */
+        if (rc != 0 || uv_tcp_open(&l->listeners[i], fds[i]) != 0) {
+            close(fds[i]);
+            rc = -1;
+        } else {
+            rc = uv_listen((uv_stream_t *)&l->listeners[i], BACKLOG, on_connection);
+        }
+    }
+    return rc;
 }
 
 /* ---- the server ---- */
@@ -722,12 +735,50 @@ static void server_free(struct http_server *srv, int nstarted)
     free(srv);
 }
 
+/* Splits the `http` setting, "ADDR:PORT[,ADDR:PORT...]", into addresses. */
+static int parse_addrs(const char *spec, struct sockaddr_storage *ss, int *n, char *err,
+                       size_t errlen)
+{
+    *n = 0;
+    const char *p = spec;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        struct slice item = slice_trim(slice_make(p, comma ? (size_t)(comma - p) : strlen(p)));
+        char one[96];
+        if (*n == HTTP_MAX_LISTENERS) {
+            snprintf(err, errlen, "http: at most %d listen addresses", HTTP_MAX_LISTENERS);
+            return -1;
+        }
+        if (item.len >= sizeof(one)) {
+            snprintf(err, errlen, "http: listen address too long in \"%s\"", spec);
+            return -1;
+        }
+        memcpy(one, item.ptr, item.len);
+        one[item.len] = '\0';
+        memset(&ss[*n], 0, sizeof(ss[*n]));
+        if (parse_addr(one, &ss[*n], err, errlen) != 0)
+            return -1;
+        ++*n;
+        if (!comma)
+            return 0;
+        p = comma + 1;
+    }
+}
+
+static void set_port(struct sockaddr_storage *ss, uint16_t port_be)
+{
+    if (ss->ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)ss)->sin6_port = port_be;
+    else
+        ((struct sockaddr_in *)ss)->sin_port = port_be;
+}
+
 int http_server_start(const struct config *cfg, struct http_router *router,
                       struct http_server **out, char *err, size_t errlen)
 {
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof(ss));
-    if (parse_addr(cfg->http, &ss, err, errlen) != 0)
+    struct sockaddr_storage ss[HTTP_MAX_LISTENERS];
+    int naddrs;
+    if (parse_addrs(cfg->http, ss, &naddrs, err, errlen) != 0)
         return -1;
     /* libuv writes with write(2): a peer that has gone must not kill us. */
     signal(SIGPIPE, SIG_IGN);
@@ -751,23 +802,28 @@ int http_server_start(const struct config *cfg, struct http_router *router,
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
 
     for (int i = 0; i < srv->nloops; i++) {
-        int fd = open_listener(&ss, err, errlen);
-        if (fd < 0)
-            goto fail;
-        if (i == 0) {
-            struct sockaddr_storage bound;
-            socklen_t len = sizeof(bound);
-            getsockname(fd, (struct sockaddr *)&bound, &len);
-            /* With port 0 every other loop must bind the port the first got. */
-            uint16_t port = bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                                        : ((struct sockaddr_in *)&bound)->sin_port;
-            if (ss.ss_family == AF_INET6)
-                ((struct sockaddr_in6 *)&ss)->sin6_port = port;
-            else
-                ((struct sockaddr_in *)&ss)->sin_port = port;
-            srv->port = ntohs(port);
+        int fds[HTTP_MAX_LISTENERS];
+        for (int a = 0; a < naddrs; a++) {
+            fds[a] = open_listener(&ss[a], err, errlen);
+            if (fds[a] < 0) {
+                while (a > 0)
+                    close(fds[--a]);
+                goto fail;
+            }
+            if (i == 0) {
+                /* With port 0 every other loop must bind the port the first got. */
+                struct sockaddr_storage bound;
+                socklen_t len = sizeof(bound);
+                getsockname(fds[a], (struct sockaddr *)&bound, &len);
+                uint16_t port = bound.ss_family == AF_INET6
+                                    ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                    : ((struct sockaddr_in *)&bound)->sin_port;
+                set_port(&ss[a], port);
+                if (a == 0)
+                    srv->port = ntohs(port);
+            }
         }
-        if (loop_init(&srv->loops[i], srv, fd) != 0) {
+        if (loop_init(&srv->loops[i], srv, fds, naddrs) != 0) {
             snprintf(err, errlen, "http: cannot listen on %s", cfg->http);
             goto fail;
         }

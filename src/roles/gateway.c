@@ -129,8 +129,8 @@ int role_gateway(int argc, char **argv)
         fprintf(stderr, "cruder: cannot listen on %s: %s\n", cfg.http, err);
         status = 1;
     } else {
-        log_info("cruder %s gateway on http://%s (%zu upstreams, %zu routes)", CRUDER_VERSION,
-                 cfg.http, nupstreams, nroutes);
+        log_info("cruder %s gateway on %s (%zu upstreams, %zu routes)", CRUDER_VERSION, cfg.http,
+                 nupstreams, nroutes);
         http_server_wait(srv);
         http_server_free(srv);
         log_info("stopped");

@@ -54,8 +54,11 @@ static void print_install_link(const char *http)
 {
     char token[AUTH_INSTALL_TOKEN_LEN + 1];
     auth_install_token_new(time_now_ms(), token);
-    const char *host = http, *port = strrchr(http, ':');
-    int hlen = port ? (int)(port - http) : (int)strlen(http);
+    /* The first listen address, when there are several. */
+    size_t len = strcspn(http, ",");
+    const char *host = http, *port = memrchr(http, ':', len);
+    int hlen = port ? (int)(port - http) : (int)len;
+    int plen = port ? (int)(http + len - port) : 0;
     if (strncmp(http, "0.0.0.0:", 8) == 0 || strncmp(http, ":", 1) == 0) {
         host = "127.0.0.1";
         hlen = 9;
@@ -65,8 +68,8 @@ static void print_install_link(const char *http)
     }
     fprintf(stderr,
             "\n(!) There is no superuser yet. Open this link within %d minutes to create the "
-            "first one (it works once):\n\n    http://%.*s%s/_/#/install?token=%s\n\n",
-            AUTH_INSTALL_TTL_MS / 60000, hlen, host, port ? port : "", token);
+            "first one (it works once):\n\n    http://%.*s%.*s/_/#/install?token=%s\n\n",
+            AUTH_INSTALL_TTL_MS / 60000, hlen, host, plen, port ? port : "", token);
     sodium_memzero(token, sizeof token);
 }
 
@@ -128,7 +131,7 @@ int role_serve(int argc, char **argv)
         fprintf(stderr, "cruder: cannot listen on %s: %s\n", cfg.http, err);
         status = 1;
     } else {
-        log_info("cruder %s serving http://%s (data in %s)", CRUDER_VERSION, cfg.http, cfg.dir);
+        log_info("cruder %s serving on %s (data in %s)", CRUDER_VERSION, cfg.http, cfg.dir);
         if (!has_superuser(store))
             print_install_link(cfg.http);
         http_server_wait(srv);

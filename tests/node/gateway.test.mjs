@@ -4,9 +4,13 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { rssKiB, startGateway } from './lib/gateway.mjs';
-import { freePort, rawRequest, startServer } from './lib/server.mjs';
+import { cruderBin, freePort, rawRequest, startServer } from './lib/server.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -412,5 +416,57 @@ describe('gateway failures', () => {
     assert.equal(res.status, 404);
     await res.text();
     assert.equal(await g.stop(), 0);
+  });
+});
+
+describe('listen addresses', () => {
+  test('the gateway answers on every address of its http list, IPv6 included, on every loop', async () => {
+    const up = await fakeUpstream('u');
+    const second = await freePort();
+    const v6 = await freePort();
+    const gw = await startGateway({
+      upstreams: { api: [up.addr] },
+      routes: [['/', 'api']],
+      alsoListen: [`127.0.0.1:${second}`, `[::1]:${v6}`],
+      settings: { loops: 2 },
+    });
+    try {
+      for (const base of [gw.url, `http://127.0.0.1:${second}`, `http://[::1]:${v6}`]) {
+        // Several connections, so that both loops' listeners take some.
+        const answers = await Promise.all(
+          Array.from({ length: 8 }, () =>
+            fetch(`${base}/where`, { headers: { connection: 'close' } }).then((r) => r.json()),
+          ),
+        );
+        for (const a of answers) assert.deepEqual(a, { upstream: 'u', url: '/where', bytes: 0 }, base);
+      }
+      const v6seen = up.seen.filter((s) => /\[::1\]/.test(s.headers.forwarded ?? ''));
+      assert.equal(v6seen.length, 8, 'the IPv6 clients are forwarded as for="[::1]"');
+    } finally {
+      assert.equal(await gw.stop(), 0);
+      await up.close();
+    }
+  });
+
+  test('a bad or excess address in the list stops the gateway with the reason', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cruder-gw-listen-'));
+    try {
+      const conf = path.join(dir, 'gateway.conf');
+      const run = (http) => {
+        fs.writeFileSync(conf, `http = ${http}\nupstream o 127.0.0.1:9\nroute / o\n`);
+        return spawnSync(cruderBin(), ['gateway', '--config', conf], { encoding: 'utf8', timeout: 10_000 });
+      };
+      let r = run('127.0.0.1:0, nonsense');
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(r.stderr, /cannot parse listen address "nonsense"/);
+      r = run('127.0.0.1:0,');
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(r.stderr, /cannot parse listen address ""/);
+      r = run(Array.from({ length: 9 }, () => '127.0.0.1:0').join(','));
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(r.stderr, /at most 8 listen addresses/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -41,11 +41,12 @@ function canConnect(port) {
 
 /**
  * upstreams: {name: ['ADDR:PORT', ...]}; routes: [['[host]/prefix', name], ...];
- * settings: extra 'name = value' lines (loops defaults to 1).
+ * settings: extra 'name = value' lines (loops defaults to 1); alsoListen:
+ * more 'ADDR:PORT' listen addresses after the generated one.
  * Resolves to {url, port, proc, pid, file, stderr(), stop(), kill9(), reload(opts)}.
  */
-function configText(port, { upstreams, routes, settings = {} }) {
-  const lines = [`http = 127.0.0.1:${port}`, 'access_log = false'];
+function configText(port, { upstreams, routes, settings = {}, alsoListen = [] }) {
+  const lines = [`http = ${[`127.0.0.1:${port}`, ...alsoListen].join(', ')}`, 'access_log = false'];
   const all = { loops: 1, ...settings };
   for (const [k, v] of Object.entries(all)) lines.push(`${k} = ${v}`);
   for (const [name, targets] of Object.entries(upstreams)) {
