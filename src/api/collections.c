@@ -268,6 +268,14 @@ static void change_saved(void *arg, struct store_result *res)
             (ch->next && ch->next->type == COLLECTION_AUTH))
             api_auth_changed();
         publish_replacing(ch->prev, ch->next);
+        if (ch->prev && api_ctx.cfg->records_shared_max_age > 0) {
+            /* A rule or a field changed: every public answer about the
+             * collection a shared cache keeps may be wrong now. */
+            struct buf tags = BUF_INIT;
+            api_collection_tags(ch->prev->id, &tags);
+            http_response_header(ch->req, SLICE_LIT("Cache-Tag"), buf_slice(&tags));
+            buf_free(&tags);
+        }
         if (ch->next)
             api_json(ch->req, 200, collection_to_json(ch->next));
         else

@@ -120,6 +120,14 @@ bool api_expand_public(struct arena *pool, const struct collection *c, struct sl
 
 /* ---- route groups ---- */
 
+/* ---- shared caches (docs/caching.md) ---- */
+
+/* Appends, comma-separated after what tags holds, the tags of every cached
+ * answer about collection cid: its lists and the answers expanding it
+ * ("<cid>") and its records' views (the tag "<cid>/" followed by a star).
+ * A change of the collection itself (a rule, a field) answers with them. */
+void api_collection_tags(const char *cid, struct buf *tags);
+
 void api_register_collections(struct http_router *r);
 void api_register_records(struct http_router *r);
 void api_register_auth(struct http_router *r);

@@ -184,18 +184,55 @@ static bool tag_safe(struct slice id)
     return true;
 }
 
-/* Appends the tags a write of record id of c invalidates: the collection's
- * lists and anything expanding it (tag "<collectionId>"), and the record's
- * own view ("<collectionId>/<id>"). */
-static void write_tags(const struct collection *c, struct slice id, struct buf *tags)
+static void append_tag(struct buf *tags, const char *cid, struct slice suffix)
 {
-    buf_append_cstr(tags, c->id);
-    if (tag_safe(id)) {
+    if (tags->len)
         buf_append_cstr(tags, ", ");
-        buf_append_cstr(tags, c->id);
-        buf_append_char(tags, '/');
+    buf_append_cstr(tags, cid);
+    buf_append_slice(tags, suffix);
+}
+
+void api_collection_tags(const char *cid, struct buf *tags)
+{
+    append_tag(tags, cid, SLICE_NULL);
+    append_tag(tags, cid, SLICE_LIT("/*"));
+}
+
+/* Appends the tags a write of record id of collection cid invalidates: the
+ * collection's lists and anything expanding it ("<cid>"), and the record's
+ * own view ("<cid>/<id>"). */
+static void write_tags(const char *cid, struct slice id, struct buf *tags)
+{
+    append_tag(tags, cid, SLICE_NULL);
+    if (tag_safe(id)) {
+        append_tag(tags, cid, SLICE_LIT("/"));
         buf_append_slice(tags, id);
     }
+}
+
+/* A delete's cascade: the records it deleted or updated, one collection
+ * after another as the store lists them. A collection with many is tagged
+ * whole. */
+struct cascade_tags {
+    struct buf *tags;
+    char cid[64];
+    size_t n;
+};
+
+enum { CASCADE_TAGS_PER_COLLECTION = 16 };
+
+static void add_cascaded(const char *cid, const char *rid, unsigned flags, void *arg)
+{
+    (void)flags;
+    struct cascade_tags *ct = arg;
+    if (strcmp(ct->cid, cid) != 0) {
+        snprintf(ct->cid, sizeof(ct->cid), "%s", cid);
+        ct->n = 0;
+    }
+    if (++ct->n < CASCADE_TAGS_PER_COLLECTION)
+        write_tags(cid, slice_cstr(rid), ct->tags);
+    else if (ct->n == CASCADE_TAGS_PER_COLLECTION)
+        append_tag(ct->tags, cid, SLICE_LIT("/*"));
 }
 
 /* The caching fields of an answer (docs/caching.md). A GET (or HEAD) view or list
@@ -208,8 +245,9 @@ static void write_tags(const struct collection *c, struct slice id, struct buf *
  * seconds (its targeted field, RFC 9213) under tags that writes through it
  * purge, and Vary: Authorization keeps a signed-in request from being served
  * the stored anonymous answer. Anything else is private. A successful write
- * names the tags it makes stale. */
-static void cache_fields(const struct rec_call *rc, int status)
+ * names the tags it makes stale, a delete's those of its cascade too
+ * (deleted: its result). */
+static void cache_fields(const struct rec_call *rc, int status, const struct store_result *deleted)
 {
     struct http_request *req = rc->req;
     const struct collection *c = rc->collection;
@@ -220,7 +258,11 @@ static void cache_fields(const struct rec_call *rc, int status)
     if (req->method != HTTP_M_GET && req->method != HTTP_M_HEAD) {
         http_response_header(req, SLICE_LIT("Cache-Control"), cache_private);
         if (max_age > 0 && status < 300) {
-            write_tags(c, rc->id, &tags);
+            write_tags(c->id, rc->id, &tags);
+            if (deleted) {
+                struct cascade_tags ct = {.tags = &tags};
+                store_cascaded_foreach(deleted, add_cascaded, &ct);
+            }
             http_response_header(req, SLICE_LIT("Cache-Tag"), buf_slice(&tags));
         }
         buf_free(&tags);
@@ -229,10 +271,12 @@ static void cache_fields(const struct rec_call *rc, int status)
     bool shared = max_age > 0 && !http_request_header(req, "Authorization").ptr &&
                   c->type != COLLECTION_AUTH && rule && !*rule && (list || tag_safe(rc->id));
     if (shared) {
-        buf_append_cstr(&tags, c->id);
-        if (!list) {
-            buf_append_char(&tags, '/');
+        if (list) {
+            append_tag(&tags, c->id, SLICE_NULL);
+        } else {
+            append_tag(&tags, c->id, SLICE_LIT("/"));
             buf_append_slice(&tags, rc->id);
+            append_tag(&tags, c->id, SLICE_LIT("/*"));
         }
         shared = !rc->expand.len || api_expand_public(&req->pool, c, rc->expand, &tags);
     }
@@ -257,7 +301,7 @@ static void answer_record(const struct rec_call *rc, int status, const struct st
     bool expanded = rc->expand.len && (req->method == HTTP_M_GET || req->method == HTTP_M_HEAD);
     etag_of(rc->id, res->version, expanded ? buf_slice(&res->json) : SLICE_NULL, etag);
     http_response_header(req, SLICE_LIT("ETag"), slice_cstr(etag));
-    cache_fields(rc, status);
+    cache_fields(rc, status, NULL);
     struct slice inm = http_request_header(req, "If-None-Match");
     if (status == 200 && req->method == HTTP_M_GET && inm.ptr && etag_listed(inm, etag)) {
         http_respond(req, 304, SLICE_NULL, SLICE_NULL);
@@ -572,7 +616,7 @@ static void list_answer(struct rec_call *rc, json_t *items, struct slice res_jso
     snprintf(etag, sizeof(etag), "W/\"%016" PRIx64 "\"",
              fnv1a(buf_slice(&body), 0xcbf29ce484222325ULL));
     http_response_header(req, SLICE_LIT("ETag"), slice_cstr(etag));
-    cache_fields(rc, 200);
+    cache_fields(rc, 200, NULL);
     struct slice inm = http_request_header(req, "If-None-Match");
     if (inm.ptr && etag_listed(inm, etag + 2))
         http_respond(req, 304, SLICE_NULL, SLICE_NULL);
@@ -1487,10 +1531,11 @@ static void write_password(struct rec_call *rc)
 
 /* The records a delete's cascade removed, as the store lists them after the
  * commit: their files go too, like the deleted record's own. */
-static void remove_cascaded(const char *cid, const char *rid, void *arg)
+static void remove_cascaded(const char *cid, const char *rid, unsigned flags, void *arg)
 {
     (void)arg;
-    files_remove_later(cid, rid, NULL);
+    if (flags & STORE_CASCADE_FILES)
+        files_remove_later(cid, rid, NULL);
 }
 
 static void delete_done(void *arg, struct store_result *res)
@@ -1510,7 +1555,7 @@ static void delete_done(void *arg, struct store_result *res)
                 break;
             }
         store_cascaded_foreach(res, remove_cascaded, NULL);
-        cache_fields(rc, 204);
+        cache_fields(rc, 204, res);
         http_respond(rc->req, 204, SLICE_NULL, SLICE_NULL);
     } else if (res->status == STORE_FORBIDDEN)
         api_error(rc->req, 404, "The requested resource wasn't found.", NULL);

@@ -120,8 +120,10 @@ int role_serve(int argc, char **argv)
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     workpool_start(ncpu > 0 ? (int)ncpu : 2, 4096);
     /* Other processes on the same data (scripts/cluster.sh) change
-     * collections too; a second is what the cluster promises. */
-    struct collections_watch *watch = roles_watch_collections(store, 1000);
+     * collections too. A look is one indexed row unless something changed,
+     * so it is cheap to look often: a collection another process has just
+     * created answers 404 here until the next look. */
+    struct collections_watch *watch = roles_watch_collections(store, 200);
 
     struct http_router *router = http_router_new();
     api_register(router, store, &cfg);

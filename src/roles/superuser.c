@@ -105,13 +105,14 @@ static int upsert(struct store *store, struct collection *c, const char *email,
 }
 
 /* Deletes, after the commit, the files of the deleted superuser and of the
- * records its delete cascaded to (res->json: [collectionId, id] pairs), as
- * the records API does. Blocks on the disk, which a command may. What cannot
- * be deleted now is an orphan the server's startup sweep removes. */
-static void remove_record_files(const char *cid, const char *rid, void *arg)
+ * records its delete cascaded to (store_cascaded_foreach), as the records
+ * API does. Blocks on the disk, which a command may. What cannot be deleted
+ * now is an orphan the server's startup sweep removes. */
+static void remove_record_files(const char *cid, const char *rid, unsigned flags, void *arg)
 {
     struct blob_store *bs = arg;
-    bs->ops->remove_record(bs, cid, rid);
+    if (flags & STORE_CASCADE_FILES)
+        bs->ops->remove_record(bs, cid, rid);
 }
 
 static void remove_files(const struct config *cfg, const struct collection *c, const char *id,

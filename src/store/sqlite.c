@@ -655,7 +655,7 @@ static void rel_refused(struct store_result *res)
 }
 
 static int delete_refs(sqlite3 *db, const struct schema *sc, const struct collection *c,
-                       struct slice id, int depth, json_t *gone, struct store_result *res);
+                       struct slice id, int depth, json_t *touched, struct store_result *res);
 
 static bool has_file_field(const struct collection *c)
 {
@@ -666,11 +666,12 @@ static bool has_file_field(const struct collection *c)
 }
 
 /* Deletes row id of c (already checked to exist or not: a missing row is no
- * error, a cascade may reach it twice), then what references it. A deleted
- * row of a collection with file fields is appended to gone as
- * [collectionId, id]: its files go once the transaction commits. */
+ * error, a cascade may reach it twice), then what references it. Each row
+ * deleted or updated is appended to touched as [collectionId, id, enum
+ * store_cascaded flags]: the files of deleted ones go once the transaction
+ * commits, and the answer names them all to shared caches. */
 static int delete_cascade(sqlite3 *db, const struct schema *sc, const struct collection *c,
-                          struct slice id, int depth, json_t *gone, struct store_result *res)
+                          struct slice id, int depth, json_t *touched, struct store_result *res)
 {
     if (depth > REL_MAX_DEPTH) {
         rel_refused(res);
@@ -692,9 +693,12 @@ static int delete_cascade(sqlite3 *db, const struct schema *sc, const struct col
         sq_set_io(res, db, "cascade delete");
         return STORE_IO;
     }
-    if (sqlite3_changes(db) > 0 && c->id && has_file_field(c))
-        json_array_append_new(gone, json_pack("[s,s%]", c->id, id.ptr, id.len));
-    return delete_refs(db, sc, c, id, depth, gone, res);
+    if (sqlite3_changes(db) > 0 && c->id)
+        json_array_append_new(
+            touched,
+            json_pack("[s,s%,i]", c->id, id.ptr, id.len,
+                      STORE_CASCADE_DELETED | (has_file_field(c) ? STORE_CASCADE_FILES : 0)));
+    return delete_refs(db, sc, c, id, depth, touched, res);
 }
 
 /* Updates or deletes every record whose relation fields hold id (a record of c
@@ -703,7 +707,7 @@ static int delete_cascade(sqlite3 *db, const struct schema *sc, const struct col
  * and refused (STORE_INVALID with res->message) when the field is required or
  * left under its minSelect. */
 static int delete_refs(sqlite3 *db, const struct schema *sc, const struct collection *c,
-                       struct slice id, int depth, json_t *gone, struct store_result *res)
+                       struct slice id, int depth, json_t *touched, struct store_result *res)
 {
     for (size_t k = 0; k < sc->ncollections; k++) {
         const struct collection *r = sc->collections[k];
@@ -757,7 +761,7 @@ static int delete_refs(sqlite3 *db, const struct schema *sc, const struct collec
                 json_decref(ids);
                 int ret = STORE_OK;
                 if (nleft == 0 && f->opt.relation.cascade_delete) {
-                    ret = delete_cascade(db, sc, r, slice_cstr(rid), depth + 1, gone, res);
+                    ret = delete_cascade(db, sc, r, slice_cstr(rid), depth + 1, touched, res);
                 } else if ((nleft == 0 && f->required) ||
                            (nleft > 0 && (int64_t)nleft < f->opt.relation.min_select)) {
                     rel_refused(res);
@@ -783,6 +787,8 @@ static int delete_refs(sqlite3 *db, const struct schema *sc, const struct collec
                     if (rc != SQLITE_DONE) {
                         sq_set_io(res, db, "relation update");
                         ret = STORE_IO;
+                    } else if (r->id) {
+                        json_array_append_new(touched, json_pack("[s,s,i]", r->id, rid, 0));
                     }
                 }
                 if (ret != STORE_OK) {
@@ -961,20 +967,20 @@ static void run_delete(struct sqlite_store *st, struct sq_job *j)
         return;
     }
     struct schema *sc = schema_current();
-    json_t *gone = json_array();
-    rc = delete_refs(db, sc, j->c, j->id, 0, gone, &j->res);
+    json_t *touched = json_array();
+    rc = delete_refs(db, sc, j->c, j->id, 0, touched, &j->res);
     schema_release(sc);
     if (rc != STORE_OK) {
-        json_decref(gone);
+        json_decref(touched);
         j->res.status = rc;
         return;
     }
-    if (json_array_size(gone)) {
-        char *text = json_dumps(gone, JSON_COMPACT);
+    if (json_array_size(touched)) {
+        char *text = json_dumps(touched, JSON_COMPACT);
         buf_append_cstr(&j->res.json, text);
         free(text);
     }
-    json_decref(gone);
+    json_decref(touched);
     j->res.status = STORE_OK;
     j->res.version = version;
 }

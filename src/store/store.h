@@ -87,25 +87,34 @@ struct store_guard {
 
 struct store;
 
-/* Calls fn for each [collectionId, recordId] of the JSON list a delete's
- * result carries (the records its cascade removed). */
+/* What a delete's cascade did to one record (record_delete). */
+enum store_cascaded {
+    STORE_CASCADE_DELETED = 1, /* deleted; else its relation field lost the id */
+    STORE_CASCADE_FILES = 2,   /* deleted, and its collection has file fields */
+};
+
+/* Calls fn for each [collectionId, recordId, enum store_cascaded flags] of
+ * the JSON list a delete's result carries: the records its cascade deleted
+ * or updated, collection after collection as the cascade reached them. */
 static inline void store_cascaded_foreach(const struct store_result *res,
-                                          void (*fn)(const char *cid, const char *rid, void *arg),
+                                          void (*fn)(const char *cid, const char *rid,
+                                                     unsigned flags, void *arg),
                                           void *arg)
 {
     if (!res->json.len)
         return;
-    json_t *gone = json_loadb(res->json.ptr, res->json.len, 0, NULL);
+    json_t *touched = json_loadb(res->json.ptr, res->json.len, 0, NULL);
     size_t i;
-    json_t *pair;
-    json_array_foreach(gone, i, pair)
+    json_t *entry;
+    json_array_foreach(touched, i, entry)
     {
-        const char *cid = json_string_value(json_array_get(pair, 0));
-        const char *rid = json_string_value(json_array_get(pair, 1));
+        const char *cid = json_string_value(json_array_get(entry, 0));
+        const char *rid = json_string_value(json_array_get(entry, 1));
+        json_int_t flags = json_integer_value(json_array_get(entry, 2));
         if (cid && rid)
-            fn(cid, rid, arg);
+            fn(cid, rid, (unsigned)flags, arg);
     }
-    json_decref(gone);
+    json_decref(touched);
 }
 
 struct store_ops {
@@ -150,9 +159,10 @@ struct store_ops {
      * STORE_INVALID when a required field (or minSelect) would be left short.
      * Writes check that every id their relation fields hold exists in the
      * related collection (STORE_INVALID on that field otherwise). On
-     * STORE_OK, res->json is empty or a JSON array of [collectionId, id]
-     * pairs: the records the cascade deleted from collections with file
-     * fields, whose files the caller removes. */
+     * STORE_OK, res->json is empty or a JSON array of [collectionId, id,
+     * flags] (store_cascaded_foreach): every record the cascade deleted or
+     * updated; the caller removes the files of those deleted with
+     * STORE_CASCADE_FILES, and tells shared caches of them all. */
     void (*record_delete)(struct store *s, const struct collection *c, struct slice id,
                           int64_t if_match, const struct store_guard *guard, void *target,
                           store_cb cb, void *arg);

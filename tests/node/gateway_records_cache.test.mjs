@@ -97,7 +97,7 @@ describe('answers of cruder serve', () => {
     assert.equal(v.status, 200);
     assert.equal(v.headers.get('cache-control'), 'public, no-cache');
     assert.equal(v.headers.get('cruder-cache-control'), `max-age=${MAX_AGE}`);
-    assert.equal(v.headers.get('cache-tag'), `${ids.posts}/${ids.p1}`);
+    assert.equal(v.headers.get('cache-tag'), `${ids.posts}/${ids.p1}, ${ids.posts}/*`);
     assert.equal(v.headers.get('vary'), 'Authorization');
     const etag = v.headers.get('etag');
     assert.match(etag, /^"[a-z0-9]+\.\d+"$/);
@@ -119,7 +119,7 @@ describe('answers of cruder serve', () => {
     // expanding public collections adds their tags
     const e = await fetch(`${srv.url}/api/collections/posts/records/${ids.p1}?expand=tag`);
     assert.equal(e.headers.get('cache-control'), 'public, no-cache');
-    assert.equal(e.headers.get('cache-tag'), `${ids.posts}/${ids.p1}, ${ids.tags}`);
+    assert.equal(e.headers.get('cache-tag'), `${ids.posts}/${ids.p1}, ${ids.posts}/*, ${ids.tags}`);
     // an expanded answer's ETag follows the expanded records too, and still
     // names the record's version for If-Match
     const eEtag = e.headers.get('etag');
@@ -174,6 +174,56 @@ describe('answers of cruder serve', () => {
     const bad = await fetch(`${srv.url}/api/collections/posts/records/${made.id}`, { method: 'DELETE' });
     assert.equal(bad.status, 404);
     assert.equal(bad.headers.get('cache-tag'), null);
+  });
+
+  test("a collection's update and delete name every tag of its answers", async () => {
+    const made = await su.post('/api/collections', { name: 'scratch', listRule: '', viewRule: '' });
+    assert.equal(made.status, 200);
+    assert.equal(made.headers.get('cache-tag'), null, 'a new collection has nothing stored');
+    const cid = made.body.id;
+    const up = await fetch(`${srv.url}/api/collections/scratch`, {
+      method: 'PATCH',
+      headers: { authorization: suToken, 'content-type': 'application/json' },
+      body: JSON.stringify({ viewRule: null }),
+    });
+    assert.equal(up.status, 200);
+    assert.equal(up.headers.get('cache-tag'), `${cid}, ${cid}/*`);
+    const bad = await fetch(`${srv.url}/api/collections/scratch`, {
+      method: 'PATCH',
+      headers: { authorization: suToken, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: '' }),
+    });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.headers.get('cache-tag'), null);
+    const del = await fetch(`${srv.url}/api/collections/scratch`, { method: 'DELETE', headers: { authorization: suToken } });
+    assert.equal(del.status, 204);
+    assert.equal(del.headers.get('cache-tag'), `${cid}, ${cid}/*`);
+  });
+
+  test("a delete names the tags of the records its cascade removed, a collection's whole past 15", async () => {
+    const parents = (await su.post('/api/collections', { name: 'parents', listRule: '', viewRule: '' })).body.id;
+    const kids = (
+      await su.post('/api/collections', {
+        name: 'kids', listRule: '', viewRule: '',
+        fields: [{ name: 'parent', type: 'relation', collectionId: parents, maxSelect: 1, cascadeDelete: true }],
+      })
+    ).body.id;
+    const mom = (await su.post('/api/collections/parents/records', {})).body.id;
+    const kid = (await su.post('/api/collections/kids/records', { parent: mom })).body.id;
+    let d = await fetch(`${srv.url}/api/collections/parents/records/${mom}`, { method: 'DELETE', headers: { authorization: suToken } });
+    assert.equal(d.status, 204);
+    assert.equal(d.headers.get('cache-tag'), `${parents}, ${parents}/${mom}, ${kids}, ${kids}/${kid}`);
+    const dad = (await su.post('/api/collections/parents/records', {})).body.id;
+    const many = [];
+    for (let i = 0; i < 20; i++) many.push((await su.post('/api/collections/kids/records', { parent: dad })).body.id);
+    d = await fetch(`${srv.url}/api/collections/parents/records/${dad}`, { method: 'DELETE', headers: { authorization: suToken } });
+    assert.equal(d.status, 204);
+    const tags = d.headers.get('cache-tag').split(', ');
+    assert.deepEqual(tags.slice(0, 3), [parents, `${parents}/${dad}`, kids]);
+    assert.equal(tags.filter((t) => t.startsWith(`${kids}/`) && t !== `${kids}/*`).length, 15);
+    assert.equal(tags.at(-1), `${kids}/*`);
+    for (const id of many) assert.equal((await su.get(`/api/collections/kids/records/${id}`)).status, 404);
+    for (const name of ['kids', 'parents']) assert.equal((await su.del(`/api/collections/${name}`)).status, 204);
   });
 });
 
@@ -248,6 +298,53 @@ describe('through the gateway', () => {
     const r = await via(path);
     assert.ok(!isHit(r), r.cs);
     assert.equal(r.body.expand.tag.name, 'blue');
+  });
+
+  test("a collection's rule tightened through the gateway drops its stored answers at once", async () => {
+    const made = await su.post('/api/collections', {
+      name: 'notes', listRule: '', viewRule: '', fields: [{ name: 'text', type: 'text' }],
+    });
+    assert.equal(made.status, 200);
+    const id = (await su.post('/api/collections/notes/records', { text: 'open' })).body.id;
+    const view = `/api/collections/notes/records/${id}`;
+    const list = '/api/collections/notes/records';
+    for (const path of [view, list]) {
+      await via(path);
+      assert.ok(isHit(await via(path)), path);
+    }
+    const closed = await via('/api/collections/notes', {
+      method: 'PATCH', body: { listRule: null, viewRule: null }, token: suToken,
+    });
+    assert.equal(closed.status, 200, JSON.stringify(closed.body));
+    for (const path of [view, list]) {
+      const r = await via(path);
+      assert.ok(!isHit(r), `${path}: ${r.cs}`);
+      assert.equal(r.status, 403, path);
+    }
+    assert.equal((await su.del('/api/collections/notes')).status, 204);
+  });
+
+  test("a delete through the gateway drops the stored answers of the records its cascade removed", async () => {
+    const parents = (await su.post('/api/collections', { name: 'folders', listRule: '', viewRule: '' })).body.id;
+    await su.post('/api/collections', {
+      name: 'docs', listRule: '', viewRule: '', deleteRule: '',
+      fields: [{ name: 'folder', type: 'relation', collectionId: parents, maxSelect: 1, cascadeDelete: true }],
+    });
+    const folder = (await su.post('/api/collections/folders/records', {})).body.id;
+    const doc = (await su.post('/api/collections/docs/records', { folder })).body.id;
+    const view = `/api/collections/docs/records/${doc}`;
+    const list = '/api/collections/docs/records';
+    for (const path of [view, list]) {
+      await via(path);
+      assert.ok(isHit(await via(path)), path);
+    }
+    const d = await via(`/api/collections/folders/records/${folder}`, { method: 'DELETE', token: suToken });
+    assert.equal(d.status, 204);
+    assert.equal((await via(view)).status, 404);
+    const l = await via(list);
+    assert.ok(!isHit(l), l.cs);
+    assert.equal(l.body.totalItems, 0);
+    for (const name of ['docs', 'folders']) assert.equal((await su.del(`/api/collections/${name}`)).status, 204);
   });
 
   test('ruled and auth collections are never stored', async () => {

@@ -1013,6 +1013,8 @@ Test(store, relations_checked_and_deletes_cascade_or_refuse)
     st->ops->record_delete(st, users, slice_cstr("u1"), -1, NULL, NULL, on_result, &d);
     got_wait(&d);
     cr_assert_eq(d.status, STORE_OK);
+    /* every record the cascade changed, for shared caches: one entry a field */
+    cr_assert_str_eq(d.json, "[[\"pbc_p\",\"p1\",0],[\"pbc_p\",\"p1\",0]]");
     got_free(&d);
     expect_record(posts, "p1", "author", "\"\"");
     expect_record(posts, "p1", "editors", "[\"u2\"]");
@@ -1024,6 +1026,8 @@ Test(store, relations_checked_and_deletes_cascade_or_refuse)
     st->ops->record_delete(st, posts, slice_cstr("p1"), -1, NULL, NULL, on_result, &d);
     got_wait(&d);
     cr_assert_eq(d.status, STORE_OK);
+    cr_assert_str_eq(d.json, "[[\"pbc_c\",\"c1\",1],[\"pbc_t\",\"t1\",1],"
+                             "[\"pbc_t\",\"t2\",0]]");
     got_free(&d);
     expect_gone(posts, "p1");
     expect_gone(comments, "c1");
