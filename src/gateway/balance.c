@@ -256,11 +256,13 @@ size_t lb_pick(struct lb_set *s, uint64_t now_ms, uint64_t key_hash, bool has_ke
     return t;
 }
 
-void lb_begin(struct lb_target *t, uint64_t now_ms)
+struct lb_attempt lb_begin(struct lb_target *t, uint64_t now_ms)
 {
     t->outstanding++;
-    if (t->backoff_ms && t->down_until_ms <= now_ms)
-        t->trial = true;
+    struct lb_attempt a = {t->ejections, false};
+    if (t->backoff_ms && t->down_until_ms <= now_ms && !t->trial)
+        a.trial = t->trial = true;
+    return a;
 }
 
 static void eject(struct lb_target *t, const struct lb_params *p, uint64_t now)
@@ -270,20 +272,26 @@ static void eject(struct lb_target *t, const struct lb_params *p, uint64_t now)
         t->backoff_ms = p->eject_max_ms;
     t->down_until_ms = now + (uint64_t)t->backoff_ms;
     t->fails_5xx = 0;
+    t->ejections++;
 }
 
-bool lb_end(struct lb_target *t, const struct lb_params *p, enum lb_outcome outcome,
-            double latency_ms, uint64_t now_ms)
+bool lb_end(struct lb_target *t, const struct lb_params *p, struct lb_attempt a,
+            enum lb_outcome outcome, double latency_ms, uint64_t now_ms)
 {
     core_assert(t->outstanding > 0);
     t->outstanding--;
-    bool was_trial = t->trial;
-    t->trial = false;
+    if (a.trial)
+        t->trial = false;
     if (outcome == LB_OK || outcome == LB_5XX) {
         t->ewma_ms =
             t->ewma_ms > 0 ? t->ewma_ms + p->ewma_decay * (latency_ms - t->ewma_ms) : latency_ms;
         t->sampled_ms = now_ms;
     }
+    /* Requests in flight when the target was ejected end late: they say
+     * nothing of it since. While it is ejected only the trial counts (others
+     * reach it in panic only). */
+    if (a.ejections != t->ejections || (t->backoff_ms && !a.trial))
+        return false;
     switch (outcome) {
     case LB_OK:
         t->fails_5xx = 0;
@@ -291,17 +299,13 @@ bool lb_end(struct lb_target *t, const struct lb_params *p, enum lb_outcome outc
         t->down_until_ms = 0;
         return false;
     case LB_5XX:
-        if (p->eject_5xx && (++t->fails_5xx >= p->eject_5xx || was_trial)) {
+        if (p->eject_5xx && (++t->fails_5xx >= p->eject_5xx || a.trial)) {
             eject(t, p, now_ms);
             return true;
         }
         return false;
     case LB_CONNECT_FAIL:
     case LB_TIMEOUT:
-        /* Requests already in flight when a target was ejected end late;
-         * only a fresh failure (or the trial's) extends the back-off. */
-        if (t->backoff_ms && t->down_until_ms > now_ms && !was_trial)
-            return false;
         eject(t, p, now_ms);
         return true;
     case LB_ABORTED:

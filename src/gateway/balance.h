@@ -49,9 +49,18 @@ struct lb_target {
     double ewma_ms;      /* 0 until the first response */
     uint64_t sampled_ms; /* when ewma_ms last took a response's latency */
     uint64_t down_until_ms;
-    int backoff_ms; /* 0: not ejected */
-    int fails_5xx;  /* consecutive */
-    bool trial;     /* the one request let through after a back-off is running */
+    int backoff_ms;     /* 0: not ejected */
+    int fails_5xx;      /* consecutive */
+    bool trial;         /* the one request let through after a back-off is running */
+    unsigned ejections; /* bumped by each ejection: tells attempts older than it */
+};
+
+/* One attempt on a target, from lb_begin to lb_end: its outcome counts for
+ * the passive checks only if it began after the target's last ejection,
+ * and only the trial's outcome decides an ejected target's fate. */
+struct lb_attempt {
+    unsigned ejections; /* the target's count when the attempt began */
+    bool trial;
 };
 
 struct lb_params {
@@ -95,12 +104,16 @@ void lb_set_free(struct lb_set *set);
 size_t lb_pick(struct lb_set *set, uint64_t now_ms, uint64_t key_hash, bool has_key, size_t avoid,
                bool *panic);
 
-/* An attempt starts on t (after lb_pick chose it). */
-void lb_begin(struct lb_target *t, uint64_t now_ms);
-/* The attempt ended: updates the EWMA (for LB_OK and LB_5XX) and the passive
- * state. Returns true when this outcome ejected the target. */
-bool lb_end(struct lb_target *t, const struct lb_params *params, enum lb_outcome outcome,
-            double latency_ms, uint64_t now_ms);
+/* An attempt starts on t (after lb_pick chose it); the caller keeps what
+ * this returns for lb_end. */
+struct lb_attempt lb_begin(struct lb_target *t, uint64_t now_ms);
+/* The attempt a ended: updates the EWMA (for LB_OK and LB_5XX) and the
+ * passive state. Only an attempt begun after the target's last ejection
+ * counts, and while the target is ejected only its trial: the trial's
+ * answer ends the ejection, its failure doubles the back-off. Returns true
+ * when this outcome ejected the target. */
+bool lb_end(struct lb_target *t, const struct lb_params *params, struct lb_attempt a,
+            enum lb_outcome outcome, double latency_ms, uint64_t now_ms);
 /* True if t may take a new request now, health and ejection considered. */
 bool lb_usable(const struct lb_target *t, uint64_t now_ms);
 

@@ -103,6 +103,7 @@ struct proxy {
     bool body_kept_whole;
     bool body_done, started, client_paused;
     bool in_attempt; /* lb_begin called, lb_end not yet */
+    struct lb_attempt lb_attempt;
     int up_status;
     uint64_t attempt_ns;
     double head_ms;
@@ -564,7 +565,7 @@ static void attempt_end(struct proxy *p, enum lb_outcome outcome)
     double ms = (double)(now_ns(p) - p->attempt_ns) / 1e6;
     atomic_fetch_sub_explicit(&t->stat->in_flight, 1, memory_order_relaxed);
     gw_stat_record(t->stat, outcome == LB_OK || outcome == LB_5XX ? p->up_status : 0, ms);
-    if (lb_end(&t->lb, &p->view->ups[p->upstream].set.params, outcome,
+    if (lb_end(&t->lb, &p->view->ups[p->upstream].set.params, p->lb_attempt, outcome,
                p->up_status ? p->head_ms : ms, now_ms(p))) {
         atomic_fetch_add_explicit(&t->stat->ejections, 1, memory_order_relaxed);
         log_warn("gateway: ejecting %s for %d ms (%s)", t->key, t->lb.backoff_ms,
@@ -793,12 +794,12 @@ static bool is_event_stream(const struct http_client_response *res)
 static bool cache_on_head(struct proxy *p, const struct http_client_response *res)
 {
     struct cache_resp r = {res->status, res->headers, res->nheaders};
+    p->cst.fwd_status = res->status;
     if (!p->fill) {
         struct cache_req rq = cache_req_of(p->req);
         cache_invalidate(p->cache, &rq, &r);
         return true;
     }
-    p->cst.fwd_status = res->status;
     if (is_event_stream(res)) {
         /* An event stream may last for ever: it is never stored, and the
          * requests collapsed behind it go on at once. */
@@ -933,7 +934,7 @@ static void send_upstream(struct proxy *p, size_t avoid)
     if (panic)
         log_debug("gateway: too few healthy targets for %s: panic mode",
                   p->view->topo->gc.upstreams[p->upstream].name);
-    lb_begin(&t->lb, now);
+    p->lb_attempt = lb_begin(&t->lb, now);
     atomic_fetch_add_explicit(&t->stat->in_flight, 1, memory_order_relaxed);
     p->in_attempt = true;
     p->up_status = 0;
@@ -1004,6 +1005,7 @@ static void up_end(void *ud, int status, bool connected)
             return;
         }
     }
+    bool revalidating = false;
     if (p->fill && !p->started) {
         p->serve = cache_fill_error(p->fill);
         p->fill = NULL;
@@ -1011,8 +1013,13 @@ static void up_end(void *ud, int status, bool connected)
             p->cst.hit = true;
             p->cst.detail = "stale-if-error";
         }
+        revalidating = p->cond_added;
     }
-    if (status == -ETIMEDOUT)
+    if (revalidating)
+        /* A stored response that must be revalidated before reuse, and
+         * could not be: RFC 9111 5.2.2.2 asks for a 504. */
+        finish(p, 504, "The stored response could not be revalidated.", false);
+    else if (status == -ETIMEDOUT)
         finish(p, 504, "The upstream did not answer in time.", false);
     else
         finish(p, 502, "The upstream failed to answer.", false);

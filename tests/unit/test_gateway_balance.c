@@ -113,14 +113,12 @@ Test(gateway_balance, p2c_tries_a_once_slow_target_again_as_its_latency_fades)
     struct fixture f;
     setup(&f, GATEWAY_BALANCE_P2C, 2);
     f.set.params.ewma_fade_ms = 1000;
-    lb_begin(&f.t[0], 0);
-    lb_end(&f.t[0], &f.set.params, LB_OK, 300, 0);
-    lb_begin(&f.t[1], 0);
-    lb_end(&f.t[1], &f.set.params, LB_OK, 2, 0);
+    lb_end(&f.t[0], &f.set.params, lb_begin(&f.t[0], 0), LB_OK, 300, 0);
+    lb_end(&f.t[1], &f.set.params, lb_begin(&f.t[1], 0), LB_OK, 2, 0);
     for (int i = 0; i < 20; i++)
         cr_expect_eq(pick(&f, 100), 1, "still slow after 100 ms");
-    lb_begin(&f.t[1], 10000); /* the fast one keeps answering */
-    lb_end(&f.t[1], &f.set.params, LB_OK, 2, 10000);
+    /* the fast one keeps answering */
+    lb_end(&f.t[1], &f.set.params, lb_begin(&f.t[1], 10000), LB_OK, 2, 10000);
     int hits = 0;
     for (int i = 0; i < 20; i++)
         hits += pick(&f, 10000) == 0;
@@ -164,23 +162,20 @@ Test(gateway_balance, ejection_backs_off_exponentially_with_one_trial)
     struct fixture f;
     setup(&f, GATEWAY_BALANCE_ROUND_ROBIN, 2);
     struct lb_target *t = &f.t[0];
-    lb_begin(t, 0);
-    cr_expect(lb_end(t, &base, LB_CONNECT_FAIL, 0, 0));
+    cr_expect(lb_end(t, &base, lb_begin(t, 0), LB_CONNECT_FAIL, 0, 0));
     cr_expect_eq(t->backoff_ms, 1000);
     cr_expect_not(lb_usable(t, 999));
     cr_expect(lb_usable(t, 1000));
-    lb_begin(t, 1000); /* the trial */
+    struct lb_attempt trial = lb_begin(t, 1000);
+    cr_expect(trial.trial);
     cr_expect_not(lb_usable(t, 1001), "only one trial at a time");
-    cr_expect(lb_end(t, &base, LB_TIMEOUT, 0, 1500));
+    cr_expect(lb_end(t, &base, trial, LB_TIMEOUT, 0, 1500));
     cr_expect_eq(t->backoff_ms, 2000);
     cr_expect_eq(t->down_until_ms, 3500);
-    for (int i = 0; i < 5; i++) {
-        lb_begin(t, t->down_until_ms);
-        lb_end(t, &base, LB_CONNECT_FAIL, 0, t->down_until_ms);
-    }
+    for (int i = 0; i < 5; i++)
+        lb_end(t, &base, lb_begin(t, t->down_until_ms), LB_CONNECT_FAIL, 0, t->down_until_ms);
     cr_expect_eq(t->backoff_ms, 8000, "capped at eject_max_ms");
-    lb_begin(t, t->down_until_ms);
-    cr_expect_not(lb_end(t, &base, LB_OK, 3, t->down_until_ms));
+    cr_expect_not(lb_end(t, &base, lb_begin(t, t->down_until_ms), LB_OK, 3, t->down_until_ms));
     cr_expect_eq(t->backoff_ms, 0);
     cr_expect(lb_usable(t, 0));
     lb_set_free(&f.set);
@@ -191,16 +186,46 @@ Test(gateway_balance, consecutive_5xx_eject_and_late_failures_do_not_extend)
     struct fixture f;
     setup(&f, GATEWAY_BALANCE_ROUND_ROBIN, 2);
     struct lb_target *t = &f.t[0];
-    for (int i = 0; i < 2; i++) {
-        lb_begin(t, 0);
-        cr_expect_not(lb_end(t, &base, LB_5XX, 1, 0));
-    }
-    lb_begin(t, 0);
-    lb_begin(t, 0);
-    cr_expect(lb_end(t, &base, LB_5XX, 1, 10));
+    for (int i = 0; i < 2; i++)
+        cr_expect_not(lb_end(t, &base, lb_begin(t, 0), LB_5XX, 1, 0));
+    struct lb_attempt third = lb_begin(t, 0), late = lb_begin(t, 0);
+    cr_expect(lb_end(t, &base, third, LB_5XX, 1, 10));
     cr_expect_eq(t->down_until_ms, 1010);
-    cr_expect_not(lb_end(t, &base, LB_TIMEOUT, 1, 20), "in flight before the ejection");
+    cr_expect_not(lb_end(t, &base, late, LB_TIMEOUT, 1, 20), "in flight before the ejection");
     cr_expect_eq(t->down_until_ms, 1010);
+    lb_set_free(&f.set);
+}
+
+/* Regression: the trial was the target's, not an attempt's, so any request
+ * ending during a back-off passed for it. */
+Test(gateway_balance, only_the_trial_decides_an_ejected_target)
+{
+    struct fixture f;
+    setup(&f, GATEWAY_BALANCE_ROUND_ROBIN, 2);
+    struct lb_target *t = &f.t[0];
+    struct lb_attempt old_ok = lb_begin(t, 0), old_5xx = lb_begin(t, 0);
+    cr_expect(lb_end(t, &base, lb_begin(t, 0), LB_CONNECT_FAIL, 0, 0));
+    /* Answers of requests sent before the ejection neither lift it nor,
+     * as 5xx, eject it again with a doubled back-off. */
+    cr_expect_not(lb_end(t, &base, old_ok, LB_OK, 1, 10));
+    cr_expect_eq(t->backoff_ms, 1000);
+    cr_expect_not(lb_usable(t, 500));
+    struct lb_params eager = base;
+    eager.eject_5xx = 1;
+    cr_expect_not(lb_end(t, &eager, old_5xx, LB_5XX, 1, 20));
+    cr_expect_eq(t->backoff_ms, 1000);
+    cr_expect_eq(t->down_until_ms, 1000);
+    /* After the back-off one attempt is the trial; another one sent
+     * meanwhile (as in panic) is not, and its end leaves the trial running. */
+    struct lb_attempt trial = lb_begin(t, 1000), other = lb_begin(t, 1001);
+    cr_expect(trial.trial);
+    cr_expect_not(other.trial);
+    cr_expect_not(lb_end(t, &base, other, LB_TIMEOUT, 1, 1002), "not the trial");
+    cr_expect_eq(t->backoff_ms, 1000);
+    cr_expect_not(lb_usable(t, 1003), "the trial still runs");
+    cr_expect_not(lb_end(t, &base, trial, LB_OK, 1, 1004));
+    cr_expect_eq(t->backoff_ms, 0, "the trial's answer ends the ejection");
+    cr_expect(lb_usable(t, 1005));
     lb_set_free(&f.set);
 }
 
