@@ -7,6 +7,8 @@
 #
 #   gw_hit   a cache hit of a small response vs nginx serving the same bytes
 #            from a file (target >= 0.8x) and vs a Varnish hit (>= 2x)
+#   memory   the gateway's RSS per idle keep-alive client connection
+#            (BENCH_IDLE_CONNS of them, target <= 16 KiB), HAProxy's beside it
 #   gw_pass  a `Cache-Control: no-store` answer passed through vs HAProxy and
 #            nginx proxy_pass to the same origin (target >= 1x). The anchors
 #            are configured to do the gateway's job: X-Forwarded-For, -Proto,
@@ -34,10 +36,18 @@ source bench/lib.sh
 duration=${BENCH_DURATION:-10s}
 connections=${BENCH_CONNECTIONS:-64}
 rounds=${BENCH_ROUNDS:-3}
+idle_conns=${BENCH_IDLE_CONNS:-10000}
 bin=${GATEWAY_BIN:-build-release/cruder}
 out=build-release/bench/gateway
 
 bench_need wrk nginx haproxy varnishd taskset node
+
+# The idle connections need descriptors, in the servers and in the client.
+ulimit -n "$(ulimit -Hn)"
+if (($(ulimit -n) < idle_conns + 1000)); then
+    echo "bench: ulimit -n is $(ulimit -n), below the $idle_conns idle connections" >&2
+    exit 1
+fi
 
 if [[ -z ${GATEWAY_BIN:-} ]]; then
     echo "== build (release)"
@@ -102,7 +112,8 @@ echo "== origin: nginx on core 1"
 origin_port=$(free_port)
 nginx_conf "$tmp/origin" "$origin_port" "
         location = /cached { add_header Cache-Control max-age=3600; return 200 '$body'; }
-        location = /nostore { add_header Cache-Control no-store; return 200 '$body'; }"
+        location = /nostore { add_header Cache-Control no-store; return 200 '$body'; }
+        location = /api/health { add_header Cache-Control no-store; return 200 '$body'; }"
 start_nginx 1 "$tmp/origin"
 wait_http "http://127.0.0.1:$origin_port/cached"
 
@@ -146,10 +157,13 @@ pid_of[$varnish_port]=$!
 
 haproxy_port=$(free_port)
 haproxy_full_port=$(free_port)
+# HAProxy wants two descriptors a connection it admits, so the hard limit
+# (20000 here) bounds the idle connections it can be shown.
+haproxy_idle=$(((($(ulimit -Hn) - 1200) / 2) < idle_conns ? ($(ulimit -Hn) - 1200) / 2 : idle_conns))
 cat >"$tmp/haproxy.cfg" <<CONF
 global
     nbthread 1
-    maxconn 4000
+    maxconn $((haproxy_idle + 400))
 defaults
     mode http
     timeout connect 2s
@@ -273,6 +287,12 @@ rounds gw_pass "$gw_port" /nostore \
     nginx_proxy_pass "$proxy_full_port" /nostore 1 \
     haproxy_bare "$haproxy_port" /nostore info \
     nginx_proxy_bare "$proxy_port" /nostore info
+
+echo "== memory: $idle_conns idle keep-alive client connections (target <= 16 KiB each)"
+taskset -c 1 node bench/idle_conns.mjs "$gw_port" "${pid_of[$gw_port]}" "$idle_conns" |
+    sed 's/^/gateway: /'
+taskset -c 1 node bench/idle_conns.mjs "$haproxy_port" "${pid_of[$haproxy_port]}" "$haproxy_idle" |
+    sed 's/^/haproxy: /'
 
 node -e 'fetch(process.argv[1]).then((r) => r.text()).then((t) => process.stdout.write(t))' \
     "http://127.0.0.1:$gw_port/metrics" |
