@@ -39,7 +39,8 @@ struct http_cconn {
     bool writing, connected, reused, reading, paused, want_drain;
     bool chunked, head_method, body_done, resp_done, keep, in_head, got_bytes;
     bool upgrade, switching, tunnel; /* asked for a 101; got its head; raw bytes since */
-    bool kick;                       /* the timer is due now to flush from the loop */
+    bool flush_queued;               /* on the loop's cflushq */
+    struct http_cconn *flush_next;
     int deferred_err;
     uint64_t deadline;  /* loop ms */
     uint64_t timer_due; /* when the armed timer fires; it re-arms for a later deadline */
@@ -177,7 +178,7 @@ static void cc_close(struct http_cconn *cc)
 }
 
 static void on_timer(uv_timer_t *t);
-static void flush(struct http_cconn *cc, bool from_loop);
+static void flush(struct http_cconn *cc);
 
 static void idle_remove(struct http_cconn *cc)
 {
@@ -198,7 +199,7 @@ static void arm(struct http_cconn *cc, int ms)
     cc->deadline = due;
     /* A later deadline needs no heap operation: the armed timer fires first
      * and re-arms for the rest (on_timer). */
-    if (cc->kick || (uv_is_active((uv_handle_t *)&cc->timer) && cc->timer_due <= due))
+    if (uv_is_active((uv_handle_t *)&cc->timer) && cc->timer_due <= due)
         return;
     cc->timer_due = due;
     uv_timer_start(&cc->timer, on_timer, (uint64_t)ms, 0);
@@ -211,15 +212,6 @@ static void rearm(struct http_cconn *cc)
     const struct http_client_opts *o = &cc->pool->opts;
     bool waiting = cc->body_done && !cc->out.len && !cc->writing && !cc->got_bytes;
     arm(cc, waiting ? o->first_byte_timeout_ms : o->idle_timeout_ms);
-}
-
-/* Runs flush (or reports deferred_err) from the loop soon, so that calls
- * into this module never call back synchronously. */
-static void kick(struct http_cconn *cc)
-{
-    cc->kick = true;
-    cc->timer_due = uv_now(&cc->loop->uv);
-    uv_timer_start(&cc->timer, on_timer, 0, 0);
 }
 
 /* Ends the exchange with status and closes the connection. */
@@ -253,15 +245,6 @@ static void on_timer(uv_timer_t *t)
         cc_fail(cc, cc->deferred_err);
         return;
     }
-    if (cc->kick) {
-        cc->kick = false;
-        if (cc->deadline > now) {
-            cc->timer_due = cc->deadline;
-            uv_timer_start(&cc->timer, on_timer, cc->deadline - now, 0);
-        }
-        flush(cc, true);
-        return;
-    }
     if (cc->tunnel)
         return;
     if (cc->deadline > now) {
@@ -283,12 +266,12 @@ static void on_write(uv_write_t *w, int status)
         cc_fail(cc, -ECONNRESET);
         return;
     }
-    flush(cc, true);
+    flush(cc);
 }
 
-/* Writes what is queued. from_loop=false: called from the caller's API
- * call, so failures are deferred and on_drain is not called. */
-static void flush(struct http_cconn *cc, bool from_loop)
+/* Writes what is queued; from the loop only (never inside a caller's API
+ * call), as a failure calls back. */
+static void flush(struct http_cconn *cc)
 {
     if (cc->writing || !cc->connected || cc->state == CC_CLOSING)
         return;
@@ -296,11 +279,6 @@ static void flush(struct http_cconn *cc, bool from_loop)
         uv_buf_t b = uv_buf_init(cc->out.ptr, (unsigned)cc->out.len);
         int n = uv_try_write((uv_stream_t *)&cc->tcp, &b, 1);
         if (n < 0 && n != UV_EAGAIN) {
-            if (!from_loop) {
-                cc->deferred_err = -ECONNRESET;
-                kick(cc);
-                return;
-            }
             cc_fail(cc, -ECONNRESET);
             return;
         }
@@ -315,18 +293,45 @@ static void flush(struct http_cconn *cc, bool from_loop)
             cc->writing = true;
             if (uv_write(&cc->wreq, (uv_stream_t *)&cc->tcp, &b, 1, on_write) != 0) {
                 cc->writing = false;
-                cc->deferred_err = -ECONNRESET;
-                kick(cc);
+                cc_fail(cc, -ECONNRESET);
             }
             return;
         }
         if (cc->body_done && !cc->got_bytes)
             rearm(cc);
     }
-    if (from_loop && cc->want_drain && cc->has_ud) {
+    if (cc->want_drain && cc->has_ud) {
         cc->want_drain = false;
         if (cc->cbs.on_drain)
             cc->cbs.on_drain(cc->ud);
+    }
+}
+
+/* What the caller queued goes out once the loop has run this batch's
+ * callbacks: a request whose body the same read shows to be broken is
+ * aborted before any byte of it reaches the upstream, and a head leaves with
+ * the body's first piece in one write. */
+static void flush_soon(struct http_cconn *cc)
+{
+    if (cc->flush_queued || cc->state == CC_CLOSING)
+        return;
+    struct http_loop *l = cc->loop;
+    cc->flush_queued = true;
+    cc->flush_next = l->cflushq;
+    l->cflushq = cc;
+    http_loop_want_flush(l);
+}
+
+/* A connection closed while queued is still allocated here: its handles'
+ * close callbacks run after the loop's check phase. */
+void http_client_flush_queued(struct http_loop *l)
+{
+    while (l->cflushq) {
+        struct http_cconn *cc = l->cflushq;
+        l->cflushq = cc->flush_next;
+        cc->flush_next = NULL;
+        cc->flush_queued = false;
+        flush(cc);
     }
 }
 
@@ -590,7 +595,7 @@ static void on_connect(uv_connect_t *req, int status)
     uv_tcp_nodelay(&cc->tcp, 1);
     rearm(cc);
     start_reading(cc);
-    flush(cc, true);
+    flush(cc);
 }
 
 /* ---- exchanges ---- */
@@ -637,7 +642,7 @@ struct http_client *http_client_send(struct http_client_pool *pool, struct slice
     buf_append_slice(&cc->out, head);
     if (cc->connected) {
         rearm(cc);
-        flush(cc, false);
+        flush_soon(cc);
         return (struct http_client *)cc;
     }
     cc->creq.data = cc;
@@ -666,7 +671,7 @@ bool http_client_write(struct http_client *x, struct slice chunk)
     } else {
         buf_append_slice(&cc->out, chunk);
     }
-    flush(cc, false);
+    flush_soon(cc);
     if (cc->out.len + cc->wout.len >= HTTP_OUT_HIGH_WATER) {
         cc->want_drain = true;
         return false;
@@ -682,7 +687,7 @@ void http_client_finish(struct http_client *x)
     cc->body_done = true;
     if (cc->chunked)
         buf_append(&cc->out, "0\r\n\r\n", 5);
-    flush(cc, false);
+    flush_soon(cc);
     if (cc->connected && !cc->deferred_err)
         rearm(cc);
 }

@@ -126,8 +126,9 @@ struct http_loop {
     char *rdbuf; /* shared read buffer, used by connections with nothing pending */
     struct http_conn *conns;
     size_t nconns;
-    uv_check_t flush_check; /* runs the flush_soon queue */
+    uv_check_t flush_check; /* runs the flush_soon queues */
     struct http_conn *flushq;
+    struct http_cconn *cflushq; /* upstream connections with bytes to send */
     atomic_bool want_drain, want_stop;
     bool drain_reported, listener_closed, stopped;
 
@@ -143,6 +144,10 @@ void http_loop_spares_free(struct http_loop *l);
 /* ---- upstream connections (client.c) ---- */
 
 struct http_cconn;
+/* Starts the loop's check phase run of both flush queues. */
+void http_loop_want_flush(struct http_loop *l);
+/* Sends what the queued upstream connections hold (the check phase). */
+void http_client_flush_queued(struct http_loop *l);
 /* Closes every upstream connection of the loop (the loop is stopping):
  * exchanges still running end with -ECANCELED. */
 void http_client_loop_stop(struct http_loop *l);

@@ -319,14 +319,23 @@ static void io_close(struct http_conn *c)
 static void on_flush_check(uv_check_t *h)
 {
     struct http_loop *l = h->data;
-    while (l->flushq) {
-        struct http_conn *c = l->flushq;
-        l->flushq = c->flush_next;
-        c->flush_next = NULL;
-        c->flush_queued = false;
-        io_flush(c);
+    /* A flush may queue another (an upstream's failure answers a client). */
+    while (l->flushq || l->cflushq) {
+        while (l->flushq) {
+            struct http_conn *c = l->flushq;
+            l->flushq = c->flush_next;
+            c->flush_next = NULL;
+            c->flush_queued = false;
+            io_flush(c);
+        }
+        http_client_flush_queued(l);
     }
     uv_check_stop(h);
+}
+
+void http_loop_want_flush(struct http_loop *l)
+{
+    uv_check_start(&l->flush_check, on_flush_check);
 }
 
 static void io_flush_soon(struct http_conn *c)
@@ -337,7 +346,7 @@ static void io_flush_soon(struct http_conn *c)
     c->flush_queued = true;
     c->flush_next = l->flushq;
     l->flushq = c;
-    uv_check_start(&l->flush_check, on_flush_check);
+    http_loop_want_flush(l);
 }
 
 static const struct http_conn_io uv_io = {

@@ -185,8 +185,12 @@ describe('gateway routing', () => {
 describe('gateway refuses request smuggling before forwarding', () => {
   let up;
   let gw;
+  // Every byte that reaches the upstream's sockets, whether node's parser
+  // would accept it as a request or not.
+  let upstreamBytes = 0;
   before(async () => {
     up = await fakeUpstream('a');
+    up.server.on('connection', (sock) => sock.on('data', (d) => (upstreamBytes += d.length)));
     // No health checks: their probes would count as requests that reached the upstream.
     gw = await startGateway({
       upstreams: { a: [up.addr] },
@@ -242,20 +246,42 @@ describe('gateway refuses request smuggling before forwarding', () => {
         '5 ;a=b\r\nhello\r\n0\r\n\r\n',
     );
     assert.match(r.data.toString(), /^HTTP\/1\.1 200 /);
+    assert.ok(upstreamBytes > 0, 'the byte counter sees what the upstream gets');
     const seen = up.seen.at(-1);
     assert.equal(seen.url, '/ext');
     assert.equal(seen.body.toString(), 'hello');
   });
 
+  test('a chunk broken after the head went up ends the upstream exchange: no request completes there, nothing after it goes', async () => {
+    const seen0 = up.seen.length;
+    const bytes0 = upstreamBytes;
+    const sock = net.connect(gw.port, '127.0.0.1');
+    let reply = '';
+    sock.on('data', (d) => (reply += d.toString('latin1')));
+    const closed = new Promise((r) => sock.on('close', r));
+    sock.write('POST /late HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n');
+    // A streaming proxy sends the head and the good chunk on as they come.
+    for (let i = 0; i < 250 && upstreamBytes === bytes0; i++) await sleep(20);
+    assert.ok(upstreamBytes > bytes0, 'the head went up');
+    await sleep(100);
+    const afterHead = upstreamBytes;
+    sock.write(`fffffffffffffffff1\r\nA\r\n0\r\n\r\n${smuggle}`);
+    await closed;
+    assert.match(reply, /^HTTP\/1\.1 400 /);
+    await sleep(100);
+    assert.equal(upstreamBytes, afterHead, 'nothing after the broken chunk went up');
+    assert.equal(up.seen.length, seen0, 'no request completed at the upstream');
+  });
+
   for (const [name, bytes] of Object.entries(cases)) {
     test(name, async () => {
-      const before0 = up.seen.length;
+      const before0 = upstreamBytes;
       const r = await rawRequest(gw.port, bytes);
       const text = r.data.toString();
       assert.match(text, /^HTTP\/1\.1 (400|413|501) /, `${name}: ${text.slice(0, 80)}`);
       assert.equal(r.closed, true);
       await sleep(50);
-      assert.equal(up.seen.length, before0, `${name} reached the upstream`);
+      assert.equal(upstreamBytes, before0, `${name}: bytes of it reached the upstream`);
     });
   }
 });
