@@ -1554,6 +1554,11 @@ void cache_fill_end(struct cache_fill *f, bool complete)
     fill_finish(f, e);
 }
 
+bool cache_fill_has_stored(const struct cache_fill *f)
+{
+    return f->stale != NULL;
+}
+
 struct cache_entry *cache_fill_error(struct cache_fill *f)
 {
     struct cache_entry *e = NULL;
@@ -1571,10 +1576,10 @@ struct cache_entry *cache_fill_error(struct cache_fill *f)
 
 /* ---- invalidation and purge ---- */
 
-/* Resolves a Location or Content-Location value against the request; false
- * unless it names the same host (RFC 9111 4.4 forbids other origins). */
-static bool same_host_target(struct slice host, struct slice target, struct slice v,
-                             struct buf *out)
+/* Resolves a Location or Content-Location value against the request, dot
+ * segments left in; false unless it names the same host. */
+static bool resolve_same_host(struct slice host, struct slice target, struct slice v,
+                              struct buf *out)
 {
     v = slice_trim(v);
     if (v.len == 0)
@@ -1606,6 +1611,58 @@ static bool same_host_target(struct slice host, struct slice target, struct slic
         plen--;
     buf_append(out, target.ptr, plen);
     buf_append_slice(out, v);
+    return true;
+}
+
+/* RFC 3986 5.2.4 on the path of out (its query left as it is): "." and
+ * ".." segments go, as a client resolving the reference would drop them. */
+static void remove_dot_segments(struct buf *out)
+{
+    char *q = memchr(out->ptr, '?', out->len);
+    char *in = out->ptr, *end = q ? q : out->ptr + out->len;
+    struct buf res = BUF_INIT;
+    while (in < end) {
+        size_t n = (size_t)(end - in);
+        if (n >= 3 && !memcmp(in, "../", 3)) {
+            in += 3;
+        } else if (n >= 2 && !memcmp(in, "./", 2)) {
+            in += 2;
+        } else if (n >= 3 && !memcmp(in, "/./", 3)) {
+            in += 2;
+        } else if (n == 2 && !memcmp(in, "/.", 2)) {
+            *++in = '/';
+        } else if ((n >= 4 && !memcmp(in, "/../", 4)) || (n == 3 && !memcmp(in, "/..", 3))) {
+            if (n == 3)
+                *(in += 2) = '/';
+            else
+                in += 3;
+            while (res.len && res.ptr[res.len - 1] != '/')
+                res.len--;
+            if (res.len)
+                res.len--;
+        } else if ((n == 1 && in[0] == '.') || (n == 2 && !memcmp(in, "..", 2))) {
+            in = end;
+        } else {
+            char *seg = memchr(in + 1, '/', n - 1);
+            if (!seg)
+                seg = end;
+            buf_append(&res, in, (size_t)(seg - in));
+            in = seg;
+        }
+    }
+    buf_append(&res, end, (size_t)(out->ptr + out->len - end));
+    buf_free(out);
+    *out = res;
+}
+
+/* Resolves a Location or Content-Location value against the request; false
+ * unless it names the same host (RFC 9111 4.4 forbids other origins). */
+static bool same_host_target(struct slice host, struct slice target, struct slice v,
+                             struct buf *out)
+{
+    if (!resolve_same_host(host, target, v, out))
+        return false;
+    remove_dot_segments(out);
     return true;
 }
 

@@ -161,6 +161,10 @@ void cache_fill_end(struct cache_fill *f, bool complete);
  * entry to serve if stale-if-error (or a background refresh) allows it, else
  * NULL (answer 502/504). Finishes and frees f either way. */
 struct cache_entry *cache_fill_error(struct cache_fill *f);
+/* Whether f was to revalidate or replace a stored response of its key: if
+ * the upstream fails and cache_fill_error gives nothing to serve, that one
+ * could not be reused (RFC 9111 4.2.4, 5.2.2.2). */
+bool cache_fill_has_stored(const struct cache_fill *f);
 
 /* Invalidation for an unsafe method's response (RFC 9111 4.4): on a 2xx or
  * 3xx answer, drops the stored responses for the target URI and for the

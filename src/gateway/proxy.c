@@ -1005,18 +1005,18 @@ static void up_end(void *ud, int status, bool connected)
             return;
         }
     }
-    bool revalidating = false;
+    bool had_stored = false;
     if (p->fill && !p->started) {
+        had_stored = cache_fill_has_stored(p->fill);
         p->serve = cache_fill_error(p->fill);
         p->fill = NULL;
         if (p->serve) {
             p->cst.hit = true;
             p->cst.detail = "stale-if-error";
         }
-        revalidating = p->cond_added;
     }
-    if (revalidating)
-        /* A stored response that must be revalidated before reuse, and
+    if (had_stored)
+        /* A stored response that had to be revalidated before reuse, and
          * could not be: RFC 9111 5.2.2.2 asks for a 504. */
         finish(p, 504, "The stored response could not be revalidated.", false);
     else if (status == -ETIMEDOUT)

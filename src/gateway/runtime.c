@@ -1,11 +1,13 @@
 /* The gateway's control side: configuration snapshots and their reload, the
  * active health checks, and the counters behind /metrics.
  *
- * One control thread wakes every TICK_MS: it reloads when asked (SIGHUP) and
- * runs the health checks that are due, all at once with non-blocking sockets
- * and poll(2), so one slow target never delays the others' checks. Loops see
- * a new configuration on their next request by comparing a generation
- * number; nothing on the request path takes the mutex except that switch. */
+ * One control thread wakes every TICK_MS: it reloads when asked (SIGHUP),
+ * starts the health checks that are due and advances the running ones, all
+ * with non-blocking sockets and poll(2); each check votes when it has its
+ * answer or its deadline passes, so one slow target never delays the others'
+ * checks or verdicts. Loops see a new configuration on their next request by
+ * comparing a generation number; nothing on the request path takes the mutex
+ * except that switch. */
 #include <errno.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -279,6 +281,16 @@ struct probe {
     char buf[32];
     size_t got;
     int verdict; /* -1 running, else an enum lb_health vote */
+    uint64_t deadline_ms;
+};
+
+/* The checks in flight, kept across ticks: each runs until its verdict or
+ * its own deadline and votes then, so a silent target delays neither the
+ * others' checks nor their verdicts. */
+struct health_checks {
+    struct probe probes[HEALTH_MAX];
+    struct pollfd pfds[HEALTH_MAX];
+    size_t n;
 };
 
 static int probe_open(const char *addr)
@@ -342,13 +354,24 @@ static void probe_step(struct probe *p, const char *req, size_t reqlen)
         return;
     }
     p->got += (size_t)n;
-    if (p->got < 12)
-        return;
-    p->buf[p->got] = '\0';
-    int status = 0;
-    if (strncmp(p->buf, "HTTP/1.", 7) != 0 || sscanf(p->buf + 9, "%3d", &status) != 1)
+    /* "HTTP/1.x 200" and the space or CR after the code, no laxer (RFC
+     * 9112 4): a longer code or a stray space is no 2xx. What cannot start
+     * a status line fails at once. */
+    if (memcmp(p->buf, "HTTP/1.", p->got < 7 ? p->got : 7) != 0) {
         p->verdict = LB_HEALTH_DOWN;
-    else if (status == 503)
+        return;
+    }
+    if (p->got < 13)
+        return;
+    const char *b = p->buf;
+    bool digits = true;
+    for (int i = 9; i < 12; i++)
+        digits &= b[i] >= '0' && b[i] <= '9';
+    int status = 0;
+    if (memcmp(b, "HTTP/1.", 7) != 0 || (b[7] != '0' && b[7] != '1') || b[8] != ' ' || !digits ||
+        (b[12] != ' ' && b[12] != '\r'))
+        p->verdict = LB_HEALTH_DOWN;
+    else if ((status = (b[9] - '0') * 100 + (b[10] - '0') * 10 + (b[11] - '0')) == 503)
         p->verdict = LB_HEALTH_DRAINING;
     else
         p->verdict = status >= 200 && status < 300 ? LB_HEALTH_UP : LB_HEALTH_DOWN;
@@ -384,89 +407,104 @@ static void health_vote(struct gw_stat *s, int vote, const struct gateway_config
     }
 }
 
-static void health_round(struct gateway *gw, struct gw_topo *t)
+/* Starts the checks that are due. */
+static void health_start_due(struct health_checks *hc, struct gw_topo *t, uint64_t now)
 {
     const struct gateway_config *gc = &t->gc;
     if (gc->health_interval_ms <= 0)
         return;
-    uint64_t now = mono_ms();
-    struct probe *probes = xcalloc(HEALTH_MAX, sizeof(*probes));
-    struct pollfd *pfds = xcalloc(HEALTH_MAX, sizeof(*pfds));
-    size_t np = 0;
     for (size_t u = 0; u < gc->nupstreams; u++)
-        for (size_t k = 0; k < gc->upstreams[u].ntargets && np < HEALTH_MAX; k++) {
+        for (size_t k = 0; k < gc->upstreams[u].ntargets && hc->n < HEALTH_MAX; k++) {
             struct gw_stat *s = t->targets[u][k];
-            if (s->next_check_ms > now)
-                continue;
-            bool dup = false;
-            for (size_t i = 0; i < np; i++)
-                dup |= probes[i].stat == s;
-            if (dup)
+            /* A target listed twice, or still being checked, is checked once. */
+            bool running = false;
+            for (size_t i = 0; i < hc->n && !running; i++)
+                running = hc->probes[i].stat == s;
+            if (running || s->next_check_ms > now)
                 continue;
             s->next_check_ms = now + (uint64_t)gc->health_interval_ms;
             int fd = probe_open(gc->upstreams[u].targets[k]);
-            probes[np] = (struct probe){.stat = s, .fd = fd, .verdict = -1};
-            if (fd < 0)
-                probes[np].verdict = LB_HEALTH_DOWN;
-            np++;
+            hc->probes[hc->n++] =
+                (struct probe){.stat = s,
+                               .fd = fd,
+                               .verdict = fd < 0 ? LB_HEALTH_DOWN : -1,
+                               .deadline_ms = now + (uint64_t)gc->health_timeout_ms};
         }
+}
+
+/* One tick of the active checks: starts those due, waits up to TICK_MS for
+ * the running ones, and applies each verdict (no answer by its deadline is
+ * a failure) as soon as it is known. */
+static void health_tick(struct gateway *gw, struct gw_topo *t, struct health_checks *hc)
+{
+    const struct gateway_config *gc = &t->gc;
+    health_start_due(hc, t, mono_ms());
     char req[512];
     /* The target address stands in for Host: cruder serve ignores it. */
     int reqlen = snprintf(req, sizeof(req),
                           "GET %s HTTP/1.1\r\nHost: gateway\r\nUser-Agent: cruder-gateway\r\n"
                           "Connection: close\r\n\r\n",
                           gateway_health_path(gc));
-    uint64_t deadline = now + (uint64_t)gc->health_timeout_ms;
-    for (;;) {
-        size_t nw = 0;
-        for (size_t i = 0; i < np; i++) {
-            if (probes[i].verdict >= 0)
-                continue;
-            pfds[nw].fd = probes[i].fd;
-            pfds[nw].events = probes[i].sent ? POLLIN : POLLOUT;
-            pfds[nw].revents = 0;
-            nw++;
-        }
-        uint64_t t_now = mono_ms();
-        if (!nw || t_now >= deadline || atomic_load(&gw->stop))
-            break;
-        int wait = (int)(deadline - t_now);
-        if (poll(pfds, nw, wait > TICK_MS ? TICK_MS : wait) < 0 && errno != EINTR)
-            break;
+    size_t nw = 0;
+    for (size_t i = 0; i < hc->n; i++) {
+        if (hc->probes[i].verdict >= 0)
+            continue;
+        hc->pfds[nw].fd = hc->probes[i].fd;
+        hc->pfds[nw].events = hc->probes[i].sent ? POLLIN : POLLOUT;
+        hc->pfds[nw].revents = 0;
+        nw++;
+    }
+    if (nw == 0 && hc->n == 0) {
+        usleep(TICK_MS * 1000);
+        return;
+    }
+    if (nw && poll(hc->pfds, nw, TICK_MS) > 0) {
         size_t j = 0;
-        for (size_t i = 0; i < np; i++) {
-            if (probes[i].verdict >= 0)
+        for (size_t i = 0; i < hc->n; i++) {
+            if (hc->probes[i].verdict >= 0)
                 continue;
-            if (pfds[j].revents)
-                probe_step(&probes[i], req, (size_t)reqlen);
+            if (hc->pfds[j].revents)
+                probe_step(&hc->probes[i], req, (size_t)reqlen);
             j++;
         }
     }
-    for (size_t i = 0; i < np; i++) {
-        if (probes[i].fd >= 0)
-            close(probes[i].fd);
-        if (atomic_load(&gw->stop))
+    uint64_t now = mono_ms();
+    for (size_t i = 0; i < hc->n;) {
+        struct probe *p = &hc->probes[i];
+        if (p->verdict < 0 && now < p->deadline_ms) {
+            i++;
             continue;
-        health_vote(probes[i].stat, probes[i].verdict >= 0 ? probes[i].verdict : LB_HEALTH_DOWN,
-                    gc);
+        }
+        if (p->fd >= 0)
+            close(p->fd);
+        if (!atomic_load(&gw->stop))
+            health_vote(p->stat, p->verdict >= 0 ? p->verdict : LB_HEALTH_DOWN, gc);
+        *p = hc->probes[--hc->n];
     }
-    free(probes);
-    free(pfds);
+}
+
+static void health_checks_close(struct health_checks *hc)
+{
+    for (size_t i = 0; i < hc->n; i++)
+        if (hc->probes[i].fd >= 0)
+            close(hc->probes[i].fd);
+    free(hc);
 }
 
 static void *control_main(void *arg)
 {
     struct gateway *gw = arg;
+    struct health_checks *checks = xcalloc(1, sizeof(*checks));
     while (!atomic_load(&gw->stop)) {
         if (reload_wanted) {
             reload_wanted = 0;
             do_reload(gw);
         }
         struct gw_topo *t = gw_topo_acquire(gw);
-        health_round(gw, t);
+        health_tick(gw, t, checks);
         gw_topo_release(t);
-        usleep(TICK_MS * 1000);
     }
+    health_checks_close(checks);
     return NULL;
 }
 

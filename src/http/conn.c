@@ -630,9 +630,28 @@ static void message_done(struct http_conn *c)
     dispatch(c, r);
 }
 
-static int parser_status(enum http_errno e)
+/* Whether the head being parsed starts as a request line with a method
+ * http-parser does not know: a token, then a space (RFC 9110 9.1), or a
+ * token so far when the parser gave up before the space arrived. */
+static bool unknown_method(const struct http_conn *c)
 {
-    return e == HPE_HEADER_OVERFLOW ? 431 : 400;
+    if (c->head_abs < c->view_abs)
+        return false;
+    const char *p = c->view + (c->head_abs - c->view_abs), *end = c->view + c->view_len;
+    const char *start = p;
+    while (p < end && is_tchar((unsigned char)*p))
+        p++;
+    return p > start && (p == end || *p == ' ');
+}
+
+static void parser_failed(struct http_conn *c, enum http_errno e)
+{
+    if (e == HPE_HEADER_OVERFLOW)
+        conn_fail(c, 431, http_errno_description(e));
+    else if (e == HPE_INVALID_METHOD && unknown_method(c))
+        conn_fail(c, 501, "The request method is not implemented.");
+    else
+        conn_fail(c, 400, http_errno_description(e));
 }
 
 static void process(struct http_conn *c)
@@ -665,7 +684,7 @@ static void process(struct http_conn *c)
             if (c->error)
                 conn_fail(c, c->error, c->error_msg);
             else
-                conn_fail(c, parser_status(e), http_errno_description(e));
+                parser_failed(c, e);
             break;
         }
         if (n < avail) {

@@ -733,6 +733,26 @@ Test(cache, location_and_content_location_of_the_same_host_are_invalidated)
     cache_free(c);
 }
 
+/* A reference is resolved as a client would (RFC 3986 5.2), dot segments
+ * removed, before its stored response is dropped. */
+Test(cache, location_with_dot_segments_is_resolved_before_invalidating)
+{
+    struct cache *c = mk(1 << 20);
+    const char *paths[] = {"/a/up", "/a/b/c", "/top", "/a/d?q=1"};
+    for (size_t i = 0; i < 4; i++)
+        fetch(c, paths[i], NULL, OK200("Cache-Control: max-age=60"));
+    fetch_as(c, "POST", "/a/b/post", NULL,
+             (struct upstream){201, "Location: ../up\nContent-Location: ./x/../c", NULL});
+    cr_assert_eq(fetch(c, "/a/up", NULL, OK200("")).outcome, CACHE_MISS);
+    cr_assert_eq(fetch(c, "/a/b/c", NULL, OK200("")).outcome, CACHE_MISS);
+    fetch_as(
+        c, "PUT", "/a/b/post", NULL,
+        (struct upstream){200, "Location: /a/../../top\nContent-Location: ../.././a/d?q=1", NULL});
+    cr_assert_eq(fetch(c, "/top", NULL, OK200("")).outcome, CACHE_MISS);
+    cr_assert_eq(fetch(c, "/a/d?q=1", NULL, OK200("")).outcome, CACHE_MISS);
+    cache_free(c);
+}
+
 /* ---- HEAD (RFC 9110 9.3.2, RFC 9111 4) ---- */
 
 Test(cache, head_is_answered_from_a_stored_get)

@@ -234,6 +234,17 @@ Test(http, ambiguous_framing)
     EXPECT("CONNECT x:1 HTTP/1.1\r\nHost: x\r\n\r\n", "400", true);
 }
 
+/* RFC 9110 9.1: a method the server does not recognise is 501; bytes that
+ * are no request line at all stay a 400. */
+Test(http, unknown_methods_are_not_implemented)
+{
+    EXPECT("FROBNICATE /a HTTP/1.1\r\nHost: x\r\n\r\n", "501", true);
+    EXPECT("GETX /a HTTP/1.1\r\nHost: x\r\n\r\n", "501", true);
+    EXPECT("\x16\x03\x01\x02\x00\x01", "400", true);
+    EXPECT(" GET /a HTTP/1.1\r\nHost: x\r\n\r\n", "400", true);
+    EXPECT("GET\t/a HTTP/1.1\r\nHost: x\r\n\r\n", "400", true);
+}
+
 Test(http, expect_continue)
 {
     struct buf out = BUF_INIT;
