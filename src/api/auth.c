@@ -232,7 +232,7 @@ void api_authenticate(struct http_request *req, api_auth_cb cb)
     struct auth_lookup *lk = arena_zalloc(&req->pool, sizeof(*lk));
     *lk = (struct auth_lookup){req, cb, auth, c, token, generation};
     char *id = arena_strndup(&req->pool, claims.id, strlen(claims.id));
-    api_ctx.store->ops->record_get(api_ctx.store, c, slice_cstr(id), true, req->loop,
+    api_ctx.store->ops->record_get(api_ctx.store, c, slice_cstr(id), STORE_FIELDS_ALL, req->loop,
                                    auth_lookup_done, lk);
 }
 
@@ -524,7 +524,7 @@ static void handle_auth_with_password(struct http_request *req)
         .page = 1,
         .per_page = 2,
         .skip_total = true,
-        .include_hidden = true,
+        .fields = STORE_FIELDS_ALL,
     };
     api_ctx.store->ops->record_list(api_ctx.store, &q, req->loop, login_found, lg);
     buf_free(&where);
@@ -577,8 +577,8 @@ static void refresh_authed(struct http_request *req, struct api_auth *auth)
     }
     struct refresh *rf = arena_zalloc(&req->pool, sizeof(*rf));
     *rf = (struct refresh){req, c, 0};
-    api_ctx.store->ops->record_get(api_ctx.store, c, slice_cstr(auth->record_id), true, req->loop,
-                                   refresh_loaded, rf);
+    api_ctx.store->ops->record_get(api_ctx.store, c, slice_cstr(auth->record_id), STORE_FIELDS_ALL,
+                                   req->loop, refresh_loaded, rf);
 }
 
 static void handle_auth_refresh(struct http_request *req)
@@ -620,7 +620,7 @@ static void impersonate_authed(struct http_request *req, struct api_auth *auth)
         return;
     struct refresh *rf = arena_zalloc(&req->pool, sizeof(*rf));
     *rf = (struct refresh){req, c, duration > 0 ? duration : token_duration(c)};
-    api_ctx.store->ops->record_get(api_ctx.store, c, req->params[1], true, req->loop,
+    api_ctx.store->ops->record_get(api_ctx.store, c, req->params[1], STORE_FIELDS_ALL, req->loop,
                                    refresh_loaded, rf);
 }
 

@@ -363,6 +363,7 @@ static void start_job(struct xrun *run, const struct collection *c, json_t *reco
         .page = 1,
         .per_page = EXPAND_MAX_IDS,
         .skip_total = true,
+        .fields = api_fields_for(run->auth),
     };
     run->pending++;
     api_ctx.store->ops->record_list(api_ctx.store, &q, run->req->loop, job_done, j);

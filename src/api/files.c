@@ -753,7 +753,8 @@ static bool sweep_referenced(void *ud, const char *coll, const char *rec, const 
         snprintf(s->coll, sizeof(s->coll), "%s", coll);
         snprintf(s->rec, sizeof(s->rec), "%s", rec);
         struct sweep_wait w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0, NULL};
-        s->store->ops->record_get(s->store, c, slice_cstr(rec), false, NULL, sweep_got, &w);
+        s->store->ops->record_get(s->store, c, slice_cstr(rec), STORE_FIELDS_PUBLIC, NULL,
+                                  sweep_got, &w);
         pthread_mutex_lock(&w.lock);
         while (!w.done)
             pthread_cond_wait(&w.cond, &w.lock);
@@ -1409,8 +1410,8 @@ static void dl_verify_token(struct download *d)
     }
     d->token = token;
     char *id = arena_strndup(&d->req->pool, claims.id, strlen(claims.id));
-    api_ctx.store->ops->record_get(api_ctx.store, d->auth_collection, slice_cstr(id), true,
-                                   d->req->loop, dl_token_owner, d);
+    api_ctx.store->ops->record_get(api_ctx.store, d->auth_collection, slice_cstr(id),
+                                   STORE_FIELDS_ALL, d->req->loop, dl_token_owner, d);
 }
 
 /* PocketBase makes thumbnails only of the sizes the field lists, and of
@@ -1487,8 +1488,8 @@ static void handle_download(struct http_request *req)
     }
     if (dl_cache_serve(d))
         return;
-    api_ctx.store->ops->record_get(api_ctx.store, d->collection, d->record_id, false, req->loop,
-                                   dl_record, d);
+    api_ctx.store->ops->record_get(api_ctx.store, d->collection, d->record_id, STORE_FIELDS_PUBLIC,
+                                   req->loop, dl_record, d);
 }
 
 /* ---- POST /api/files/token ---- */
@@ -1546,8 +1547,8 @@ static void token_authed(struct http_request *req, struct api_auth *auth)
     t->req = req;
     t->collection = c;
     char *id = arena_strndup(&req->pool, auth->record_id, strlen(auth->record_id));
-    api_ctx.store->ops->record_get(api_ctx.store, c, slice_cstr(id), true, req->loop, token_owner,
-                                   t);
+    api_ctx.store->ops->record_get(api_ctx.store, c, slice_cstr(id), STORE_FIELDS_ALL, req->loop,
+                                   token_owner, t);
 }
 
 static void handle_token(struct http_request *req)

@@ -91,10 +91,14 @@ int api_filter_compile(struct http_request *req, const struct api_auth *auth,
 /* PocketBase's loose guard: only superusers may write "@collection." or
  * "@request." in ?filter= or ?sort=. Answers 403 and returns false otherwise. */
 bool api_filter_admits(struct http_request *req, const struct api_auth *auth);
-/* Makes one record of c fit for this caller in place: hidden and password
- * fields removed, and on auth collections the email removed unless the
- * caller is a superuser, the record itself, or emailVisibility is on. */
+/* Makes one record of c fit for this caller in place: the password hash and
+ * tokenKey removed, hidden fields too unless the caller is a superuser, and
+ * on auth collections the email removed unless the caller is a superuser,
+ * the record itself, or emailVisibility is on. */
 void api_record_redact(const struct collection *c, const struct api_auth *auth, json_t *record);
+/* The fields the store renders for the caller: hidden ones too for a
+ * superuser, as PocketBase shows them. */
+enum store_fields api_fields_for(const struct api_auth *auth);
 
 /* ---- expand (expand.c) ---- */
 

@@ -717,6 +717,7 @@ static void list_authed(struct http_request *req, struct api_auth *auth)
         .page = rc->page,
         .per_page = rc->per_page,
         .skip_total = rc->skip_total,
+        .fields = api_fields_for(rc->auth),
     };
     api_ctx.store->ops->record_list(api_ctx.store, &q, req->loop, list_done, rc);
 }
@@ -768,8 +769,8 @@ static void view_done(void *arg, struct store_result *res)
 
 static void view_get(struct rec_call *rc)
 {
-    api_ctx.store->ops->record_get(api_ctx.store, rc->collection, rc->id, false, rc->req->loop,
-                                   view_done, rc);
+    api_ctx.store->ops->record_get(api_ctx.store, rc->collection, rc->id, api_fields_for(rc->auth),
+                                   rc->req->loop, view_done, rc);
 }
 
 /* The view rule's read: the record it admits, or none (404). The store
@@ -857,6 +858,7 @@ static void view_authed(struct http_request *req, struct api_auth *auth)
         .page = 1,
         .per_page = 1,
         .skip_total = true,
+        .fields = api_fields_for(auth),
     };
     api_ctx.store->ops->record_list(api_ctx.store, &q, req->loop, view_checked, rc);
 }
@@ -1130,8 +1132,8 @@ static void submit_write(struct rec_call *rc)
     bool create = req->method == HTTP_M_POST;
     struct store_guard guard = {rc->where.ptr, rc->params, create};
     api_ctx.store->ops->record_write(api_ctx.store, rc->collection, rc->id, create, rc->if_match,
-                                     rc->guarded ? &guard : NULL, merge_record, m, req->loop,
-                                     write_done, rc);
+                                     rc->guarded ? &guard : NULL, api_fields_for(rc->auth),
+                                     merge_record, m, req->loop, write_done, rc);
 }
 
 static void files_committed(void *arg, int status)
@@ -1295,7 +1297,7 @@ static void check_old_password(struct hashing *h, const char *old_plain)
         .page = 1,
         .per_page = 1,
         .skip_total = true,
-        .include_hidden = true,
+        .fields = STORE_FIELDS_ALL,
     };
     api_ctx.store->ops->record_list(api_ctx.store, &q, rc->req->loop, old_hash_loaded, h);
     buf_free(&where);

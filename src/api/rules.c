@@ -162,11 +162,18 @@ bool api_filter_admits(struct http_request *req, const struct api_auth *auth)
     return true;
 }
 
+enum store_fields api_fields_for(const struct api_auth *auth)
+{
+    return auth->superuser ? STORE_FIELDS_HIDDEN : STORE_FIELDS_PUBLIC;
+}
+
 void api_record_redact(const struct collection *c, const struct api_auth *auth, json_t *record)
 {
-    for (size_t i = 0; i < c->nfields; i++)
-        if (c->fields[i].hidden || c->fields[i].type == FIELD_PASSWORD)
-            json_object_del(record, c->fields[i].name);
+    for (size_t i = 0; i < c->nfields; i++) {
+        const struct field *f = &c->fields[i];
+        if (field_is_secret(c, f) || (f->hidden && !auth->superuser))
+            json_object_del(record, f->name);
+    }
     if (c->type != COLLECTION_AUTH || auth->superuser ||
         json_is_true(json_object_get(record, "emailVisibility")))
         return;

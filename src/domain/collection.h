@@ -146,6 +146,14 @@ const struct field *collection_field_by_id(const struct collection *c, struct sl
 /* True for select, relation and file fields that hold a JSON array of values
  * (maxSelect > 1); false for every other field. */
 bool field_is_multiple(const struct field *f);
+/* A field no API answer shows, not even to a superuser (who sees hidden
+ * fields): the password hash and an auth collection's tokenKey. Inline: the
+ * store's row rendering needs it without the rest of this module. */
+static inline bool field_is_secret(const struct collection *c, const struct field *f)
+{
+    return f->type == FIELD_PASSWORD ||
+           (c->type == COLLECTION_AUTH && strcmp(f->name, "tokenKey") == 0);
+}
 
 /* ---- JSON in and out ---- */
 

@@ -142,14 +142,17 @@ static double mean_ewma(const struct lb_set *s)
     return k ? sum / (double)k : 1.0;
 }
 
+/* t's latency EWMA as of now: it fades while no answer refreshes it. */
+static double faded_ewma(const struct lb_target *t, int fade_ms, uint64_t now)
+{
+    if (fade_ms > 0 && now > t->sampled_ms)
+        return t->ewma_ms * exp(-(double)(now - t->sampled_ms) / fade_ms);
+    return t->ewma_ms;
+}
+
 static double cost(const struct lb_set *s, const struct lb_target *t, double mean, uint64_t now)
 {
-    double lat = mean;
-    if (t->ewma_ms > 0) {
-        lat = t->ewma_ms;
-        if (s->params.ewma_fade_ms > 0 && now > t->sampled_ms)
-            lat *= exp(-(double)(now - t->sampled_ms) / s->params.ewma_fade_ms);
-    }
+    double lat = t->ewma_ms > 0 ? faded_ewma(t, s->params.ewma_fade_ms, now) : mean;
     return (t->outstanding + 1) * (lat + 0.001);
 }
 
@@ -283,8 +286,10 @@ bool lb_end(struct lb_target *t, const struct lb_params *p, struct lb_attempt a,
     if (a.trial)
         t->trial = false;
     if (outcome == LB_OK || outcome == LB_5XX) {
-        t->ewma_ms =
-            t->ewma_ms > 0 ? t->ewma_ms + p->ewma_decay * (latency_ms - t->ewma_ms) : latency_ms;
+        /* A new sample blends into the latency as faded so far, as the
+         * balancer saw it, not into the stale one it was measured against. */
+        double cur = faded_ewma(t, p->ewma_fade_ms, now_ms);
+        t->ewma_ms = cur > 0 ? cur + p->ewma_decay * (latency_ms - cur) : latency_ms;
         t->sampled_ms = now_ms;
     }
     /* Requests in flight when the target was ejected end late: they say

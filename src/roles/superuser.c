@@ -88,8 +88,8 @@ static int upsert(struct store *store, struct collection *c, const char *email,
     struct upsert_arg u = {c, json_pack("{s:s, s:s}", "email", email, "password", hash)};
     struct store_sync *sync = store_sync_new();
     const char *id = existing ? json_string_value(json_object_get(existing, "id")) : "";
-    store->ops->record_write(store, c, slice_cstr(id), existing == NULL, -1, NULL, upsert_merge, &u,
-                             NULL, store_sync_cb, sync);
+    store->ops->record_write(store, c, slice_cstr(id), existing == NULL, -1, NULL,
+                             STORE_FIELDS_PUBLIC, upsert_merge, &u, NULL, store_sync_cb, sync);
     struct store_result *res = store_sync_wait(sync);
     int status = 0;
     if (res->status != STORE_OK) {

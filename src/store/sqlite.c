@@ -144,7 +144,7 @@ static void entry_free(struct sq_entry *e)
     free(e->keys);
     free(e->fields);
     free(e->kinds);
-    free(e->hidden);
+    free(e->level);
     buf_free(&e->head);
     buf_free(&e->select);
     collection_release((struct collection *)e->c);
@@ -167,7 +167,7 @@ static struct sq_entry *entry_new(const struct collection *c)
     e->c = c;
     e->fields = xcalloc(c->nfields ? c->nfields : 1, sizeof(*e->fields));
     e->kinds = xcalloc(c->nfields ? c->nfields : 1, 1);
-    e->hidden = xcalloc(c->nfields ? c->nfields : 1, sizeof(bool));
+    e->level = xcalloc(c->nfields ? c->nfields : 1, 1);
     e->keys = xcalloc(c->nfields ? c->nfields : 1, sizeof(struct buf));
     for (size_t i = 0; i < c->nfields; i++) {
         const struct field *f = &c->fields[i];
@@ -176,7 +176,9 @@ static struct sq_entry *entry_new(const struct collection *c)
         size_t k = e->nfields++;
         e->fields[k] = f;
         e->kinds[k] = (unsigned char)sq_colkind(f);
-        e->hidden[k] = f->hidden || f->type == FIELD_PASSWORD;
+        e->level[k] = field_is_secret(c, f) ? STORE_FIELDS_ALL
+                      : f->hidden           ? STORE_FIELDS_HIDDEN
+                                            : STORE_FIELDS_PUBLIC;
         buf_append_char(&e->keys[k], ',');
         sq_json_string(&e->keys[k], f->name, strlen(f->name));
         buf_append_char(&e->keys[k], ':');
@@ -291,7 +293,7 @@ static void run_get(struct sqlite_store *st, struct sq_conn *conn, struct sq_job
     sqlite3_bind_text(s, 1, j->id.ptr, (int)j->id.len, SQLITE_STATIC);
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
-        sq_render_row(e, s, j->include_hidden, &j->res.json);
+        sq_render_row(e, s, j->fields, &j->res.json);
         j->res.version = sqlite3_column_int64(s, (int)e->nfields + 1);
         j->res.status = STORE_OK;
     } else if (rc == SQLITE_DONE) {
@@ -410,7 +412,7 @@ static void run_list(struct sqlite_store *st, struct sq_conn *conn, struct sq_jo
         if (!first)
             buf_append_char(&j->res.json, ',');
         first = false;
-        sq_render_row(e, s, j->include_hidden, &j->res.json);
+        sq_render_row(e, s, j->fields, &j->res.json);
         j->res.version = sqlite3_column_int64(s, (int)e->nfields + 1);
     }
     sqlite3_reset(s);
@@ -547,14 +549,14 @@ static int read_version(sqlite3 *db, struct sq_entry *e, struct slice id, int64_
 
 /* Renders the stored row of id into res (the write's answer). */
 static void render_stored(sqlite3 *db, struct sq_entry *e, struct slice id,
-                          struct store_result *res)
+                          enum store_fields fields, struct store_result *res)
 {
     sqlite3_stmt *s = entry_stmt(db, e, STMT_GET, res);
     if (!s)
         return;
     sqlite3_bind_text(s, 1, id.ptr, (int)id.len, SQLITE_STATIC);
     if (sqlite3_step(s) == SQLITE_ROW) {
-        sq_render_row(e, s, false, &res->json);
+        sq_render_row(e, s, fields, &res->json);
         res->version = sqlite3_column_int64(s, (int)e->nfields + 1);
         res->status = STORE_OK;
     } else {
@@ -932,7 +934,7 @@ static void run_write(struct sqlite_store *st, struct sq_job *j)
         }
     }
     if (rc == SQLITE_DONE)
-        render_stored(db, e, id, res);
+        render_stored(db, e, id, j->fields, res);
 out:
     json_decref(out);
 }
@@ -1148,13 +1150,13 @@ static void sq_save(struct store *s, const struct collection *prev, const struct
 }
 
 static void sq_get(struct store *s, const struct collection *c, struct slice id,
-                   bool include_hidden, void *target, store_cb cb, void *arg)
+                   enum store_fields fields, void *target, store_cb cb, void *arg)
 {
     struct sqlite_store *st = (struct sqlite_store *)s;
     struct sq_job *j = job_new(st, SQ_GET, target, cb, arg);
     j->c = c;
     job_set_id(j, id);
-    j->include_hidden = include_hidden;
+    j->fields = fields;
     submit(st, &st->rq, j);
 }
 
@@ -1170,7 +1172,7 @@ static void sq_list(struct store *s, const struct store_list_query *q, void *tar
     j->page = q->page;
     j->per_page = q->per_page;
     j->skip_total = q->skip_total;
-    j->include_hidden = q->include_hidden;
+    j->fields = q->fields;
     submit(st, &st->rq, j);
 }
 
@@ -1185,12 +1187,13 @@ static void job_set_guard(struct sq_job *j, const struct store_guard *guard)
 }
 
 static void sq_write(struct store *s, const struct collection *c, struct slice id, bool create,
-                     int64_t if_match, const struct store_guard *guard, store_merge_fn merge,
-                     void *merge_arg, void *target, store_cb cb, void *arg)
+                     int64_t if_match, const struct store_guard *guard, enum store_fields fields,
+                     store_merge_fn merge, void *merge_arg, void *target, store_cb cb, void *arg)
 {
     struct sqlite_store *st = (struct sqlite_store *)s;
     struct sq_job *j = job_new(st, SQ_WRITE, target, cb, arg);
     job_set_guard(j, guard);
+    j->fields = fields;
     j->c = c;
     if (!create)
         job_set_id(j, id);

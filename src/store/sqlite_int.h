@@ -32,7 +32,7 @@ struct sq_job {
     const struct collection *c; /* must outlive the callback (the caller's schema snapshot) */
     struct slice id;            /* points into idbuf or into heap owned by the job */
     char idbuf[32];
-    bool include_hidden;
+    enum store_fields fields;
     /* list */
     char *where_sql, *order_sql; /* copies, freed with the job */
     json_t *params;              /* a reference, dropped with the job */
@@ -85,8 +85,8 @@ struct sq_entry {
     const struct collection *c;
     const struct field **fields; /* every field but "id", in schema order */
     unsigned char *kinds;        /* enum sq_colkind per fields[i] */
-    bool *hidden;
-    struct buf *keys; /* ,"name": per fields[i] */
+    unsigned char *level;        /* the enum store_fields that renders fields[i] */
+    struct buf *keys;            /* ,"name": per fields[i] */
     size_t nfields;
     struct buf head;   /* {"collectionId":"...","collectionName":"...","id": */
     struct buf select; /* SELECT "id", <fields>, "_version" FROM "<name>" */
@@ -136,7 +136,7 @@ void sq_json_string(struct buf *out, const char *s, size_t n);
 void sq_json_double(struct buf *out, double d);
 /* Appends the current row of e->get (or a statement with the same columns) as
  * the record's JSON object. */
-void sq_render_row(const struct sq_entry *e, sqlite3_stmt *st, bool include_hidden,
+void sq_render_row(const struct sq_entry *e, sqlite3_stmt *st, enum store_fields fields,
                    struct buf *out);
 /* The current row of e->get as a new json_t object with every column. */
 json_t *sq_row_to_json(const struct sq_entry *e, sqlite3_stmt *st);

@@ -167,13 +167,14 @@ static void render_value(enum sq_colkind kind, sqlite3_stmt *st, int col, struct
     }
 }
 
-void sq_render_row(const struct sq_entry *e, sqlite3_stmt *st, bool include_hidden, struct buf *out)
+void sq_render_row(const struct sq_entry *e, sqlite3_stmt *st, enum store_fields fields,
+                   struct buf *out)
 {
     buf_append(out, e->head.ptr, e->head.len);
     const unsigned char *id = sqlite3_column_text(st, 0);
     sq_json_string(out, (const char *)id, id ? (size_t)sqlite3_column_bytes(st, 0) : 0);
     for (size_t i = 0; i < e->nfields; i++) {
-        if (e->hidden[i] && !include_hidden)
+        if (e->level[i] > fields)
             continue;
         buf_append(out, e->keys[i].ptr, e->keys[i].len);
         render_value((enum sq_colkind)e->kinds[i], st, (int)i + 1, out);

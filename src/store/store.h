@@ -62,6 +62,13 @@ typedef void (*store_post_fn)(void *target, void (*fn)(void *arg), void *arg);
  * block: no I/O, no hashing. */
 typedef int (*store_merge_fn)(void *arg, json_t *prev, json_t **out, json_t **errors);
 
+/* Which fields a record is rendered with. */
+enum store_fields {
+    STORE_FIELDS_PUBLIC = 0, /* what any caller may see */
+    STORE_FIELDS_HIDDEN,     /* and the hidden ones, as superusers see them */
+    STORE_FIELDS_ALL,        /* and the password hash and tokenKey: auth's own use */
+};
+
 struct store_list_query {
     const struct collection *collection;
     const char *where_sql; /* from filter_compile, NULL for all rows */
@@ -70,7 +77,7 @@ struct store_list_query {
     int64_t page;          /* from 1 */
     int64_t per_page;
     bool skip_total;
-    bool include_hidden; /* auth needs the password hash and tokenKey */
+    enum store_fields fields;
 };
 
 /* A condition a write must meet, checked inside its transaction (an API rule
@@ -138,7 +145,7 @@ struct store_ops {
                             const struct collection *next, void *target, store_cb cb, void *arg);
 
     void (*record_get)(struct store *s, const struct collection *c, struct slice id,
-                       bool include_hidden, void *target, store_cb cb, void *arg);
+                       enum store_fields fields, void *target, store_cb cb, void *arg);
     void (*record_list)(struct store *s, const struct store_list_query *q, void *target,
                         store_cb cb, void *arg);
     /* create: inserts the record merge(NULL) returns (its "id" is set by
@@ -147,10 +154,12 @@ struct store_ops {
      * it a compare-and-set on the version: STORE_PRECONDITION when it differs.
      * An update of a missing id is STORE_NOT_FOUND; a create whose id exists
      * is STORE_UNIQUE on "id". A guard (may be NULL) is checked inside the same
-     * transaction: STORE_FORBIDDEN, with nothing changed, when it fails. */
+     * transaction: STORE_FORBIDDEN, with nothing changed, when it fails. The
+     * stored record is answered with `fields`. */
     void (*record_write)(struct store *s, const struct collection *c, struct slice id, bool create,
-                         int64_t if_match, const struct store_guard *guard, store_merge_fn merge,
-                         void *merge_arg, void *target, store_cb cb, void *arg);
+                         int64_t if_match, const struct store_guard *guard,
+                         enum store_fields fields, store_merge_fn merge, void *merge_arg,
+                         void *target, store_cb cb, void *arg);
     /* Deletes record `id` (if_match and guard as for writes), and in the same
      * transaction what references it through relation fields of the current
      * schema snapshot (schema_current): the id is removed from those fields;

@@ -291,3 +291,89 @@ describe('view, update, delete with validators', () => {
     assert.equal((await su.patch(`/api/collections/books/records/${rec.id}`, { pages: 1 })).status, 404);
   });
 });
+
+// PocketBase shows hidden fields to superusers only, and the password hash
+// and tokenKey to nobody (apis/record_helpers.go autoResolveRecordsFlags,
+// core Record.PublicExport).
+describe('hidden fields', () => {
+  let memberId;
+  let noteId;
+  let member;
+  before(async () => {
+    let r = await su.post('/api/collections', {
+      name: 'members',
+      type: 'auth',
+      listRule: '',
+      viewRule: '',
+      fields: [{ name: 'note', type: 'text', hidden: true }],
+    });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    r = await su.post('/api/collections/members/records', {
+      email: 'm@example.com', password: 'member-pass-1', passwordConfirm: 'member-pass-1', note: 'vip',
+    });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    memberId = r.body.id;
+    assert.equal(r.body.note, 'vip', 'a superuser create answers the hidden field');
+    r = await su.post('/api/collections', {
+      name: 'notes',
+      listRule: '',
+      viewRule: '',
+      fields: [
+        { name: 'text', type: 'text' },
+        { name: 'secret', type: 'text', hidden: true },
+        { name: 'owner', type: 'relation', collectionId: (await su.get('/api/collections/members')).body.id, maxSelect: 1 },
+      ],
+    });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    r = await su.post('/api/collections/notes/records', { text: 'hi', secret: 's3', owner: memberId });
+    noteId = r.body.id;
+    assert.equal(r.body.secret, 's3');
+    const auth = await anon.post('/api/collections/members/auth-with-password', {
+      identity: 'm@example.com', password: 'member-pass-1',
+    });
+    assert.equal(auth.status, 200, JSON.stringify(auth.body));
+    assert.equal(auth.body.record.note, undefined, 'a member does not see its own hidden field');
+    member = client(srv, auth.body.token);
+  });
+
+  test('a superuser sees them in views, lists, expands and writes; others never', async () => {
+    const view = `/api/collections/notes/records/${noteId}`;
+    assert.equal((await su.get(view)).body.secret, 's3');
+    assert.equal((await su.get('/api/collections/notes/records')).body.items[0].secret, 's3');
+    assert.equal((await su.get(`${view}?fields=secret`)).body.secret, 's3');
+    const up = await su.patch(view, { text: 'hello' });
+    assert.equal(up.body.secret, 's3');
+    for (const c of [anon, member]) {
+      assert.equal((await c.get(view)).body.secret, undefined);
+      assert.equal((await c.get('/api/collections/notes/records')).body.items[0].secret, undefined);
+      assert.equal((await c.get(`${view}?expand=owner`)).body.expand.owner.note, undefined);
+    }
+    const expanded = await su.get(`${view}?expand=owner`);
+    assert.equal(expanded.body.expand.owner.note, 'vip');
+    assert.equal(expanded.body.expand.owner.password, undefined);
+    assert.equal(expanded.body.expand.owner.tokenKey, undefined);
+  });
+
+  test('an auth record shows a superuser its hidden fields, never the password hash or tokenKey', async () => {
+    for (const r of [
+      (await su.get(`/api/collections/members/records/${memberId}`)).body,
+      (await su.get('/api/collections/members/records')).body.items[0],
+    ]) {
+      assert.equal(r.note, 'vip');
+      assert.equal(r.email, 'm@example.com');
+      assert.equal(r.password, undefined);
+      assert.equal(r.tokenKey, undefined);
+    }
+    const own = (await member.get(`/api/collections/members/records/${memberId}`)).body;
+    assert.equal(own.note, undefined);
+    assert.equal(own.password, undefined);
+    assert.equal(own.tokenKey, undefined);
+  });
+
+  test('only a superuser may filter on a hidden field', async () => {
+    const r = await su.get(`/api/collections/notes/records?filter=${encodeURIComponent("secret = 's3'")}`);
+    assert.equal(r.body.totalItems, 1);
+    const m = await member.get(`/api/collections/notes/records?filter=${encodeURIComponent("secret = 's3'")}`);
+    assert.equal(m.status, 400);
+  });
+});

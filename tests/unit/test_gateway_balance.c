@@ -129,6 +129,22 @@ Test(gateway_balance, p2c_tries_a_once_slow_target_again_as_its_latency_fades)
     lb_set_free(&f.set);
 }
 
+/* Regression: a new sample blended into the unfaded EWMA, so one late answer
+ * after a stall (SIGSTOP, then SIGCONT) kept the target out for 15-25 s:
+ * each rare pick brought the latency back up to most of its old excess. */
+Test(gateway_balance, a_fast_answer_after_a_long_fade_counts_against_the_faded_latency)
+{
+    struct fixture f;
+    setup(&f, GATEWAY_BALANCE_P2C, 2);
+    f.set.params.ewma_fade_ms = 1000;
+    lb_end(&f.t[0], &f.set.params, lb_begin(&f.t[0], 0), LB_OK, 1000, 0);
+    /* 5 s later the late answer has faded to about 7 ms; one fast answer
+     * then leaves it near 4 ms, not back at 500 ms. */
+    lb_end(&f.t[0], &f.set.params, lb_begin(&f.t[0], 5000), LB_OK, 2, 5000);
+    cr_expect_lt(f.t[0].ewma_ms, 10, "ewma %.1f ms (the unfaded blend gave 501)", f.t[0].ewma_ms);
+    lb_set_free(&f.set);
+}
+
 Test(gateway_balance, hash_is_sticky_and_bounded)
 {
     struct fixture f;

@@ -469,27 +469,31 @@ static int state_of(struct gateway *gw, size_t k)
 
 /* Ticks the checks until done() or a bound; returns the ms it took. */
 static uint64_t tick_until(struct gateway *gw, struct health_checks *hc,
-                           bool (*done)(struct gateway *), uint64_t bound_ms)
+                           bool (*done)(struct gateway *, struct health_checks *),
+                           uint64_t bound_ms)
 {
     uint64_t t0 = mono_ms();
-    while (!done(gw) && mono_ms() - t0 < bound_ms)
+    while (!done(gw, hc) && mono_ms() - t0 < bound_ms)
         health_tick(gw, gw->current, hc);
     return mono_ms() - t0;
 }
 
-static bool others_decided(struct gateway *gw)
+/* Every check has voted but the silent target's. */
+static bool others_decided(struct gateway *gw, struct health_checks *hc)
 {
-    return state_of(gw, 1) == LB_HEALTH_DOWN && state_of(gw, 3) == LB_HEALTH_DRAINING;
+    return hc->n == 1 && hc->probes[0].stat == gw->current->targets[0][0];
 }
 
-static bool silent_down(struct gateway *gw)
+static bool silent_down(struct gateway *gw, struct health_checks *hc)
 {
+    (void)hc;
     return state_of(gw, 0) == LB_HEALTH_DOWN;
 }
 
-static bool never(struct gateway *gw)
+static bool never(struct gateway *gw, struct health_checks *hc)
 {
     (void)gw;
+    (void)hc;
     return false;
 }
 
@@ -524,13 +528,14 @@ Test(gateway_health, checks_run_side_by_side_and_a_silent_target_delays_no_other
     uint64_t took = tick_until(gw, hc, others_decided, 2500);
     /* The answering and refusing targets are decided long before the silent
      * one's deadline, which is still running. */
-    cr_assert(others_decided(gw), "not decided in %llu ms", (unsigned long long)took);
+    cr_assert(others_decided(gw, hc), "not decided in %llu ms", (unsigned long long)took);
+    cr_assert_eq(state_of(gw, 1), LB_HEALTH_DOWN, "refused");
     cr_assert_eq(state_of(gw, 2), LB_HEALTH_UP, "200");
+    cr_assert_eq(state_of(gw, 3), LB_HEALTH_DRAINING, "503");
     cr_assert_eq(state_of(gw, 0), LB_HEALTH_UP, "the silent one's check still runs");
-    cr_assert_eq(hc->n, 1);
     tick_until(gw, hc, silent_down, 6000);
     took = mono_ms() - t0;
-    cr_assert(silent_down(gw));
+    cr_assert(silent_down(gw, hc));
     cr_assert_geq(took, 2990, "the silent one failed after %llu ms", (unsigned long long)took);
     cr_assert_eq(hc->n, 0);
     cr_assert_eq(atomic_load(&ok.served), 1);
@@ -565,8 +570,9 @@ Test(gateway_health, checks_run_side_by_side_and_a_silent_target_delays_no_other
     close(refused);
 }
 
-static bool up0(struct gateway *gw)
+static bool up0(struct gateway *gw, struct health_checks *hc)
 {
+    (void)hc;
     return state_of(gw, 0) == LB_HEALTH_UP;
 }
 
@@ -587,7 +593,7 @@ Test(gateway_health, answering_targets_are_decided_without_waiting_for_the_timeo
     atomic_store(&gw->current->targets[0][0]->health, LB_HEALTH_DOWN);
     struct health_checks *hc = xcalloc(1, sizeof(*hc));
     uint64_t took = tick_until(gw, hc, up0, 5000);
-    cr_assert(up0(gw), "not up after %llu ms", (unsigned long long)took);
+    cr_assert(up0(gw, hc), "not up after %llu ms", (unsigned long long)took);
     cr_assert_eq(atomic_load(&ok.served), 2, "two passes bring it up");
     health_checks_close(hc);
     gateway_free(gw);

@@ -292,15 +292,16 @@ static void write_rec(const struct collection *c, const char *id, bool create, i
 {
     json_t *patch = json_loads(body, 0, NULL);
     cr_assert_not_null(patch, "bad test JSON %s", body);
-    st->ops->record_write(st, c, slice_cstr(id), create, if_match, NULL, merge_set, patch, NULL,
-                          on_result, g);
+    st->ops->record_write(st, c, slice_cstr(id), create, if_match, NULL, STORE_FIELDS_PUBLIC,
+                          merge_set, patch, NULL, on_result, g);
     got_wait(g);
     json_decref(patch);
 }
 
 static void get_rec(const struct collection *c, const char *id, bool hidden, struct got *g)
 {
-    st->ops->record_get(st, c, slice_cstr(id), hidden, NULL, on_result, g);
+    st->ops->record_get(st, c, slice_cstr(id), hidden ? STORE_FIELDS_ALL : STORE_FIELDS_PUBLIC,
+                        NULL, on_result, g);
     got_wait(g);
 }
 
@@ -429,8 +430,8 @@ Test(store, update_if_match_not_found_invalid)
     cr_assert_eq(g.status, STORE_NOT_FOUND);
     got_free(&g);
 
-    st->ops->record_write(st, c, slice_cstr("bbbbbbbbbbbbbb1"), false, -1, NULL, merge_reject, NULL,
-                          NULL, on_result, &g);
+    st->ops->record_write(st, c, slice_cstr("bbbbbbbbbbbbbb1"), false, -1, NULL,
+                          STORE_FIELDS_PUBLIC, merge_reject, NULL, NULL, on_result, &g);
     got_wait(&g);
     cr_assert_eq(g.status, STORE_INVALID);
     cr_assert_str_eq(g.errors, "{\"title\":{\"code\":\"validation_required\","
@@ -681,8 +682,8 @@ static void *gc_thread(void *p)
 {
     intptr_t base = (intptr_t)p;
     for (intptr_t i = 0; i < 50; i++)
-        st->ops->record_write(st, gc_coll, SLICE_NULL, true, -1, NULL, merge_slow_first,
-                              (void *)(base + i), NULL, gc_done, &gc);
+        st->ops->record_write(st, gc_coll, SLICE_NULL, true, -1, NULL, STORE_FIELDS_PUBLIC,
+                              merge_slow_first, (void *)(base + i), NULL, gc_done, &gc);
     return NULL;
 }
 
@@ -752,14 +753,14 @@ Test(store, full_write_queue_answers_busy)
     struct collection *c = posts_coll(false);
     cr_assert_eq(save(NULL, c), STORE_OK);
     struct got a = {0}, b = {0}, d = {0};
-    st->ops->record_write(st, c, SLICE_NULL, true, -1, NULL, merge_block, NULL, NULL, on_result,
-                          &a);
+    st->ops->record_write(st, c, SLICE_NULL, true, -1, NULL, STORE_FIELDS_PUBLIC, merge_block, NULL,
+                          NULL, on_result, &a);
     while (!atomic_load(&busy_started))
         usleep(1000);
-    st->ops->record_write(st, c, SLICE_NULL, true, -1, NULL, merge_block, NULL, NULL, on_result,
-                          &b);
-    st->ops->record_write(st, c, SLICE_NULL, true, -1, NULL, merge_block, NULL, NULL, on_result,
-                          &d);
+    st->ops->record_write(st, c, SLICE_NULL, true, -1, NULL, STORE_FIELDS_PUBLIC, merge_block, NULL,
+                          NULL, on_result, &b);
+    st->ops->record_write(st, c, SLICE_NULL, true, -1, NULL, STORE_FIELDS_PUBLIC, merge_block, NULL,
+                          NULL, on_result, &d);
     got_wait(&d);
     cr_assert_eq(d.status, STORE_BUSY);
     cr_assert_eq(a.done, 0, "BUSY must not wait for the writer");
@@ -796,7 +797,8 @@ Test(store, reopen_finds_everything)
                "\"done\":false,\"tags\":[\"x\"],\"meta\":null}");
     create_ok(list[0], "{\"id\":\"ggggggggggggg02\"}");
     struct got g = {0};
-    st->ops->record_get(st, list[0], slice_cstr("ggggggggggggg02"), false, NULL, on_result, &g);
+    st->ops->record_get(st, list[0], slice_cstr("ggggggggggggg02"), STORE_FIELDS_PUBLIC, NULL,
+                        on_result, &g);
     got_wait(&g);
     got_free(&g);
     st->ops->close(st);
@@ -829,8 +831,8 @@ static int guarded_write(const struct collection *c, const char *id, bool create
 {
     json_t *patch = json_loads(body, 0, NULL);
     struct got g = {0};
-    st->ops->record_write(st, c, slice_cstr(id), create, -1, gd, merge_set, patch, NULL, on_result,
-                          &g);
+    st->ops->record_write(st, c, slice_cstr(id), create, -1, gd, STORE_FIELDS_PUBLIC, merge_set,
+                          patch, NULL, on_result, &g);
     got_wait(&g);
     json_decref(patch);
     int s = g.status;
