@@ -82,15 +82,21 @@ static bool require_superuser(struct http_request *req, const struct api_auth *a
     return false;
 }
 
-/* The schema with `next` in place of `prev` (either may be NULL). */
+/* The schema with `next` in place of `prev` (either may be NULL). They are
+ * matched by id, not pointer: the collections watch may have republished
+ * the schema meanwhile (a copy of prev as it was, or next already read back
+ * from the store), and a stale copy left beside next would shadow it. */
 static void publish_replacing(const struct collection *prev, struct collection *next)
 {
     struct schema *s = schema_current();
     struct collection **list = xcalloc(s->ncollections + 1, sizeof(*list));
     size_t n = 0;
-    for (size_t i = 0; i < s->ncollections; i++)
-        if (s->collections[i] != prev)
-            list[n++] = s->collections[i];
+    for (size_t i = 0; i < s->ncollections; i++) {
+        const char *id = s->collections[i]->id;
+        if ((prev && strcmp(id, prev->id) == 0) || (next && strcmp(id, next->id) == 0))
+            continue;
+        list[n++] = s->collections[i];
+    }
     if (next)
         list[n++] = next;
     schema_publish(list, n);

@@ -1339,6 +1339,11 @@ static int conn_open(const char *path, bool readonly, const char *sync, struct s
     if (sqlite3_open_v2(path, &conn->db, flags, NULL) != SQLITE_OK)
         goto fail;
     sqlite3_extended_result_codes(conn->db, 1);
+    /* A double-quoted name that is no column is an error, never a string of
+     * that name (SQLite's legacy fallback): a statement built for a field the
+     * table lacks fails instead of answering the field's name as its value. */
+    sqlite3_db_config(conn->db, SQLITE_DBCONFIG_DQS_DML, 0, (int *)NULL);
+    sqlite3_db_config(conn->db, SQLITE_DBCONFIG_DQS_DDL, 0, (int *)NULL);
     /* A reader may meet a checkpoint or WAL recovery in progress. */
     sqlite3_busy_timeout(conn->db, 5000);
     if (!readonly) {

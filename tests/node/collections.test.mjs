@@ -139,6 +139,28 @@ describe('create, view, list, update, delete', () => {
     assert.equal('views' in got.body, false);
   });
 
+  // Regression: a save replaced its collection in the schema by pointer, so
+  // when the collections watch had republished the schema meanwhile (it reads
+  // the store every 200 ms after any save) a stale copy stayed beside the new
+  // one and shadowed it: a read right after a rename missed the field.
+  test('each change is seen by the very next request, whatever the collections watch does', async () => {
+    const made = await su.post('/api/collections', {
+      name: 'renames', listRule: '', viewRule: '', fields: [{ name: 'f0', type: 'text' }],
+    });
+    assert.equal(made.status, 200, JSON.stringify(made.body));
+    const rec = (await su.post('/api/collections/renames/records', { f0: 'kept' })).body.id;
+    for (let i = 1; i <= 40; i++) {
+      const col = (await su.get('/api/collections/renames')).body;
+      const fields = col.fields.map((f) => (f.name === `f${i - 1}` ? { ...f, name: `f${i}` } : f));
+      assert.equal((await su.patch('/api/collections/renames', { fields })).status, 200);
+      const got = await su.get(`/api/collections/renames/records/${rec}`);
+      assert.equal(got.body[`f${i}`], 'kept', `rename ${i}: ${JSON.stringify(got.body)}`);
+      // Now and then wait for the watch's look, so some renames race it.
+      if (i % 4 === 0) await new Promise((r) => setTimeout(r, 150 + (i % 3) * 40));
+    }
+    assert.equal((await su.del('/api/collections/renames')).status, 204);
+  });
+
   test('a field type cannot change', async () => {
     const col = (await su.get('/api/collections/posts')).body;
     const fields = col.fields.map((f) => (f.name === 'title' ? { ...f, type: 'number' } : f));

@@ -554,6 +554,14 @@ Test(store, list_paging_total_where_order)
     json_decref(arr);
     got_free(&g);
     json_decref(params);
+
+    /* A name that is no column is an error, not SQLite's legacy string of
+     * that name (which would match every row whose title is "nosuch"). */
+    q = (struct store_list_query){
+        .collection = c, .where_sql = "(\"nosuch\" = 'nosuch')", .page = 1, .per_page = 9};
+    list_rec(&q, &g);
+    cr_assert_eq(g.status, STORE_IO);
+    got_free(&g);
     collection_release(c);
 }
 
