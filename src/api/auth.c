@@ -349,13 +349,11 @@ static void answer_with_token(struct http_request *req, const struct collection 
  * and returns NULL otherwise. The result is retained. */
 static struct collection *auth_collection(struct http_request *req)
 {
-    struct schema *s = schema_current();
-    struct collection *c = schema_find(s, req->params[0]);
-    if (c && c->type == COLLECTION_AUTH)
-        collection_retain(c);
-    else
+    struct collection *c = api_collection_find(req->params[0]);
+    if (c && c->type != COLLECTION_AUTH) {
+        collection_release(c);
         c = NULL;
-    schema_release(s);
+    }
     if (!c)
         api_error(req, 404, "Missing or invalid auth collection context.", NULL);
     return c;

@@ -199,11 +199,7 @@ static void ensure_auth_secret(struct collection *c)
 /* The collection named in the path, retained; answers 404 if absent. */
 static struct collection *path_collection(struct http_request *req)
 {
-    struct schema *s = schema_current();
-    struct collection *c = schema_find(s, req->params[0]);
-    if (c)
-        collection_retain(c);
-    schema_release(s);
+    struct collection *c = api_collection_find(req->params[0]);
     if (!c)
         api_error(req, 404, "The requested resource wasn't found.", NULL);
     return c;

@@ -124,6 +124,11 @@ bool api_expand_public(struct arena *pool, const struct collection *c, struct sl
 
 /* ---- route groups ---- */
 
+/* The collection named id_or_name, retained (release it), or NULL: when this
+ * process does not know it, the stored collections are looked at once more
+ * (api_set_recheck) before NULL is the answer. */
+struct collection *api_collection_find(struct slice id_or_name);
+
 /* ---- shared caches (docs/caching.md) ---- */
 
 /* Appends, comma-separated after what tags holds, the tags of every cached

@@ -1596,11 +1596,7 @@ static void delete_authed(struct http_request *req, struct api_auth *auth)
  * NULL if there is no such collection. */
 static struct rec_call *begin(struct http_request *req, enum collection_rule rule)
 {
-    struct schema *s = schema_current();
-    struct collection *c = schema_find(s, req->params[0]);
-    if (c)
-        collection_retain(c);
-    schema_release(s);
+    struct collection *c = api_collection_find(req->params[0]);
     if (!c) {
         api_error(req, 404, "Missing collection context.", NULL);
         return NULL;
@@ -1710,9 +1706,9 @@ static void handle_write(struct http_request *req, enum collection_rule rule)
         api_error(req, 413, "Request body too large.", NULL);
         return;
     }
-    struct schema *s = schema_current();
-    bool known = schema_find(s, req->params[0]) != NULL;
-    schema_release(s);
+    struct collection *found = api_collection_find(req->params[0]);
+    bool known = found != NULL;
+    collection_release(found);
     struct rec_call *rc;
     if (known) {
         if (!(rc = begin(req, rule)))

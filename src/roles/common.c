@@ -90,11 +90,19 @@ struct collections_watch {
     bool stop;
     struct store *store;
     int interval_ms;
+    /* One look at a time, by the watch's thread or a loop's (look_now): the
+     * store's version read uses one connection. Under look_mu: */
+    pthread_mutex_t look_mu;
+    int64_t version; /* what was last published */
+    bool warned;
 };
 
-/* One look at the stored collections; version is what was last published. */
-static void watch_once(struct collections_watch *w, int64_t *version, bool *warned)
+/* One look at the stored collections; true if it published a change.
+ * Call with look_mu held. */
+static bool watch_once(struct collections_watch *w)
 {
+    int64_t *version = &w->version;
+    bool *warned = &w->warned;
     struct schema *s = schema_current();
     uint64_t seen = s->version;
     schema_release(s);
@@ -107,25 +115,37 @@ static void watch_once(struct collections_watch *w, int64_t *version, bool *warn
         log_warn("collections watch: %s", err);
     *warned = rc < 0;
     if (rc <= 0)
-        return;
+        return false;
     /* A save of this process published meanwhile: its snapshot may be newer
      * than what was read, so look again next time. */
-    if (!schema_publish_if(seen, list, n))
+    bool published = schema_publish_if(seen, list, n);
+    if (!published)
         *version = was;
     for (size_t i = 0; i < n; i++)
         collection_release(list[i]);
     free(list);
+    return published;
+}
+
+bool roles_watch_look_now(void *arg)
+{
+    struct collections_watch *w = arg;
+    if (pthread_mutex_trylock(&w->look_mu) != 0)
+        return false;
+    bool changed = watch_once(w);
+    pthread_mutex_unlock(&w->look_mu);
+    return changed;
 }
 
 static void *watch_main(void *arg)
 {
     struct collections_watch *w = arg;
-    int64_t version = 0;
-    bool warned = false;
     pthread_mutex_lock(&w->mu);
     while (!w->stop) {
         pthread_mutex_unlock(&w->mu);
-        watch_once(w, &version, &warned);
+        pthread_mutex_lock(&w->look_mu);
+        watch_once(w);
+        pthread_mutex_unlock(&w->look_mu);
         pthread_mutex_lock(&w->mu);
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
@@ -149,6 +169,7 @@ struct collections_watch *roles_watch_collections(struct store *store, int inter
     w->interval_ms = interval_ms;
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
+    pthread_mutex_init(&w->look_mu, NULL);
     if (pthread_create(&w->thread, NULL, watch_main, w) != 0)
         core_assert(!"cannot start the collections watch");
     return w;
@@ -163,6 +184,7 @@ void roles_watch_stop(struct collections_watch *w)
     pthread_join(w->thread, NULL);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->look_mu);
     free(w);
 }
 

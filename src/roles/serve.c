@@ -121,12 +121,13 @@ int role_serve(int argc, char **argv)
     workpool_start(ncpu > 0 ? (int)ncpu : 2, 4096);
     /* Other processes on the same data (scripts/cluster.sh) change
      * collections too. A look is one indexed row unless something changed,
-     * so it is cheap to look often: a collection another process has just
-     * created answers 404 here until the next look. */
+     * so it is cheap to look often; a request naming a collection unknown
+     * here looks at once, so one another process has just created is found. */
     struct collections_watch *watch = roles_watch_collections(store, 200);
 
     struct http_router *router = http_router_new();
     api_register(router, store, &cfg);
+    api_set_recheck(roles_watch_look_now, watch);
     struct http_server *srv;
     int status = 0;
     if (http_server_start(&cfg, router, &srv, err, sizeof(err))) {
