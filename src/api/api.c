@@ -2,7 +2,6 @@
  * endpoints. */
 #include "api/api.h"
 
-#include <stdatomic.h>
 #include <string.h>
 
 #include "api/files.h"
@@ -12,33 +11,26 @@
 /* When the API was set up: the process's start, for uptime. */
 static int64_t started_ms;
 
-/* api_set_recheck's look, and when one last ran (any loop's thread). */
-static bool (*recheck_look)(void *arg);
+/* api_set_recheck's look. */
+static bool (*recheck_look)(void *arg, uint64_t since_ns);
 static void *recheck_arg;
-static _Atomic uint64_t recheck_last_ms;
 
-void api_set_recheck(bool (*look)(void *arg), void *arg)
+void api_set_recheck(bool (*look)(void *arg, uint64_t since_ns), void *arg)
 {
     recheck_look = look;
     recheck_arg = arg;
 }
 
-struct collection *api_collection_find(struct slice id_or_name)
+struct collection *api_collection_find(const struct http_request *req)
 {
     for (int pass = 0;; pass++) {
         struct schema *s = schema_current();
-        struct collection *c = schema_find(s, id_or_name);
+        struct collection *c = schema_find(s, req->params[0]);
         if (c)
             collection_retain(c);
         schema_release(s);
-        if (c || pass == 1 || !recheck_look)
+        if (c || pass == 1 || !recheck_look || !recheck_look(recheck_arg, req->start_ns))
             return c;
-        /* At most one look per 10 ms for the whole process: a flood of
-         * made-up names costs a row read now and then, not one each. */
-        uint64_t now = time_mono_ms(), last = atomic_load(&recheck_last_ms);
-        if (now - last < 10 || !atomic_compare_exchange_strong(&recheck_last_ms, &last, now) ||
-            !recheck_look(recheck_arg))
-            return NULL;
     }
 }
 

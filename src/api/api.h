@@ -11,11 +11,11 @@
 
 /* Registers every route on r. The store and config must outlive the server. */
 void api_register(struct http_router *r, struct store *store, const struct config *cfg);
-/* Lets a request naming a collection this process does not know make
- * look(arg) read the stored collections once more before its 404 (another
- * process on the same data may have just created it). look returns whether
- * the published collections changed; it runs at most once per 10 ms. Set it
- * before the server starts, or not at all (one process alone). */
-void api_set_recheck(bool (*look)(void *arg), void *arg);
+/* Lets a request naming a collection this process does not know have the
+ * stored collections read once more before its 404 (another process on the
+ * same data may have just created it): look(arg, request start) returns
+ * whether to look the name up again (roles_watch_look_since). Set it before
+ * the server starts, or not at all (one process alone). */
+void api_set_recheck(bool (*look)(void *arg, uint64_t since_ns), void *arg);
 
 #endif

@@ -349,7 +349,7 @@ static void answer_with_token(struct http_request *req, const struct collection 
  * and returns NULL otherwise. The result is retained. */
 static struct collection *auth_collection(struct http_request *req)
 {
-    struct collection *c = api_collection_find(req->params[0]);
+    struct collection *c = api_collection_find(req);
     if (c && c->type != COLLECTION_AUTH) {
         collection_release(c);
         c = NULL;

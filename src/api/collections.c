@@ -199,7 +199,7 @@ static void ensure_auth_secret(struct collection *c)
 /* The collection named in the path, retained; answers 404 if absent. */
 static struct collection *path_collection(struct http_request *req)
 {
-    struct collection *c = api_collection_find(req->params[0]);
+    struct collection *c = api_collection_find(req);
     if (!c)
         api_error(req, 404, "The requested resource wasn't found.", NULL);
     return c;

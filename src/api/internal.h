@@ -124,10 +124,10 @@ bool api_expand_public(struct arena *pool, const struct collection *c, struct sl
 
 /* ---- route groups ---- */
 
-/* The collection named id_or_name, retained (release it), or NULL: when this
- * process does not know it, the stored collections are looked at once more
- * (api_set_recheck) before NULL is the answer. */
-struct collection *api_collection_find(struct slice id_or_name);
+/* The collection req's path names (params[0]), retained (release it), or
+ * NULL: when this process does not know it, the stored collections are
+ * looked at once more (api_set_recheck) before NULL is the answer. */
+struct collection *api_collection_find(const struct http_request *req);
 
 /* ---- shared caches (docs/caching.md) ---- */
 

@@ -1596,7 +1596,7 @@ static void delete_authed(struct http_request *req, struct api_auth *auth)
  * NULL if there is no such collection. */
 static struct rec_call *begin(struct http_request *req, enum collection_rule rule)
 {
-    struct collection *c = api_collection_find(req->params[0]);
+    struct collection *c = api_collection_find(req);
     if (!c) {
         api_error(req, 404, "Missing collection context.", NULL);
         return NULL;
@@ -1706,7 +1706,7 @@ static void handle_write(struct http_request *req, enum collection_rule rule)
         api_error(req, 413, "Request body too large.", NULL);
         return;
     }
-    struct collection *found = api_collection_find(req->params[0]);
+    struct collection *found = api_collection_find(req);
     bool known = found != NULL;
     collection_release(found);
     struct rec_call *rc;

@@ -8,6 +8,7 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "core/timefmt.h"
 #include "domain/auth.h"
 #include "domain/schema.h"
 #include "roles/roles.h"
@@ -95,12 +96,14 @@ struct collections_watch {
     pthread_mutex_t look_mu;
     int64_t version; /* what was last published */
     bool warned;
+    uint64_t look_began_ns; /* CLOCK_MONOTONIC when the last look began */
 };
 
 /* One look at the stored collections; true if it published a change.
  * Call with look_mu held. */
 static bool watch_once(struct collections_watch *w)
 {
+    w->look_began_ns = time_mono_ns();
     int64_t *version = &w->version;
     bool *warned = &w->warned;
     struct schema *s = schema_current();
@@ -127,14 +130,16 @@ static bool watch_once(struct collections_watch *w)
     return published;
 }
 
-bool roles_watch_look_now(void *arg)
+bool roles_watch_look_since(void *arg, uint64_t since_ns)
 {
     struct collections_watch *w = arg;
-    if (pthread_mutex_trylock(&w->look_mu) != 0)
-        return false;
-    bool changed = watch_once(w);
+    pthread_mutex_lock(&w->look_mu);
+    /* A look that began after the request read what the request may name:
+     * concurrent misses share it (a flood of made-up names costs one look
+     * at a time, not one each). */
+    bool looked = w->look_began_ns > since_ns || watch_once(w);
     pthread_mutex_unlock(&w->look_mu);
-    return changed;
+    return looked;
 }
 
 static void *watch_main(void *arg)

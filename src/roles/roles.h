@@ -34,11 +34,13 @@ int roles_open_store(const struct config *cfg, store_post_fn post, struct store 
 struct collections_watch;
 struct collections_watch *roles_watch_collections(struct store *store, int interval_ms);
 void roles_watch_stop(struct collections_watch *w);
-/* One look now, from any thread, unless a look is already running (then it
- * returns false at once): true if it published collections that changed.
- * Blocks on the store's read of one row, and of the collections when they
- * changed. w is a struct collections_watch (void * for api_set_recheck). */
-bool roles_watch_look_now(void *w);
+/* For a request that began at since_ns (CLOCK_MONOTONIC) and named a
+ * collection this process does not know: makes sure a look at the stored
+ * collections has begun since then, taking one now unless another thread's
+ * did (waiting for a look in progress). True when the caller should look
+ * its collection up again. Blocks on the store's read of one row, and of
+ * the collections when they changed. w is a struct collections_watch. */
+bool roles_watch_look_since(void *w, uint64_t since_ns);
 
 /* Blocking use of the asynchronous store, for admin commands and start-up:
  * pass store_sync_post as the store's post function and a store_sync as the

@@ -127,7 +127,7 @@ int role_serve(int argc, char **argv)
 
     struct http_router *router = http_router_new();
     api_register(router, store, &cfg);
-    api_set_recheck(roles_watch_look_now, watch);
+    api_set_recheck(roles_watch_look_since, watch);
     struct http_server *srv;
     int status = 0;
     if (http_server_start(&cfg, router, &srv, err, sizeof(err))) {
