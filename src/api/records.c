@@ -198,28 +198,37 @@ void api_collection_tags(const char *cid, struct buf *tags)
     append_tag(tags, cid, SLICE_LIT("/*"));
 }
 
-/* Appends the tags a write of record id of collection cid invalidates: the
- * collection's lists and anything expanding it ("<cid>"), and the record's
- * own view ("<cid>/<id>"). */
-static void write_tags(const char *cid, struct slice id, struct buf *tags)
+/* The record's own view: "<cid>/<id>", for an id a tag can carry. */
+static void append_record_tag(struct buf *tags, const char *cid, struct slice id)
 {
-    append_tag(tags, cid, SLICE_NULL);
     if (tag_safe(id)) {
         append_tag(tags, cid, SLICE_LIT("/"));
         buf_append_slice(tags, id);
     }
 }
 
+/* Appends the tags a write of record id of collection cid invalidates: the
+ * collection's lists and anything expanding it ("<cid>"), and the record's
+ * own view. */
+static void write_tags(const char *cid, struct slice id, struct buf *tags)
+{
+    append_tag(tags, cid, SLICE_NULL);
+    append_record_tag(tags, cid, id);
+}
+
 /* A delete's cascade: the records it deleted or updated, one collection
- * after another as the store lists them. A collection with many is tagged
- * whole. */
+ * after another as the store lists them. Each collection is named once; past
+ * 15 of its records, or once the field holds 4 KiB (it must fit the
+ * gateway's header limit however wide the cascade), a collection is tagged
+ * whole instead of record by record. */
 struct cascade_tags {
     struct buf *tags;
     char cid[64];
     size_t n;
+    bool whole;
 };
 
-enum { CASCADE_TAGS_PER_COLLECTION = 16 };
+enum { CASCADE_TAGS_PER_COLLECTION = 16, CASCADE_TAG_BYTES = 4096 };
 
 static void add_cascaded(const char *cid, const char *rid, unsigned flags, void *arg)
 {
@@ -228,11 +237,17 @@ static void add_cascaded(const char *cid, const char *rid, unsigned flags, void 
     if (strcmp(ct->cid, cid) != 0) {
         snprintf(ct->cid, sizeof(ct->cid), "%s", cid);
         ct->n = 0;
+        ct->whole = false;
+        append_tag(ct->tags, cid, SLICE_NULL);
     }
-    if (++ct->n < CASCADE_TAGS_PER_COLLECTION)
-        write_tags(cid, slice_cstr(rid), ct->tags);
-    else if (ct->n == CASCADE_TAGS_PER_COLLECTION)
+    if (ct->whole)
+        return;
+    if (++ct->n < CASCADE_TAGS_PER_COLLECTION && ct->tags->len < CASCADE_TAG_BYTES) {
+        append_record_tag(ct->tags, cid, slice_cstr(rid));
+    } else {
         append_tag(ct->tags, cid, SLICE_LIT("/*"));
+        ct->whole = true;
+    }
 }
 
 /* The caching fields of an answer (docs/caching.md). A GET (or HEAD) view or list
@@ -274,8 +289,7 @@ static void cache_fields(const struct rec_call *rc, int status, const struct sto
         if (list) {
             append_tag(&tags, c->id, SLICE_NULL);
         } else {
-            append_tag(&tags, c->id, SLICE_LIT("/"));
-            buf_append_slice(&tags, rc->id);
+            append_record_tag(&tags, c->id, rc->id);
             append_tag(&tags, c->id, SLICE_LIT("/*"));
         }
         shared = !rc->expand.len || api_expand_public(&req->pool, c, rc->expand, &tags);
@@ -1592,15 +1606,11 @@ static void delete_authed(struct http_request *req, struct api_auth *auth)
 
 /* ---- entry points ---- */
 
-/* Sets up the call for the collection in the path; answers 404 and returns
- * NULL if there is no such collection. */
-static struct rec_call *begin(struct http_request *req, enum collection_rule rule)
+/* Sets up the call on collection c (retained; the call takes it); answers
+ * and returns NULL on a malformed If-Match. */
+static struct rec_call *begin_on(struct http_request *req, enum collection_rule rule,
+                                 struct collection *c)
 {
-    struct collection *c = api_collection_find(req);
-    if (!c) {
-        api_error(req, 404, "Missing collection context.", NULL);
-        return NULL;
-    }
     /* Not in the request's pool: that is freed when the answer is sent, and
      * the call ends after it. */
     struct rec_call *rc = xcalloc(1, sizeof(*rc));
@@ -1620,6 +1630,18 @@ static struct rec_call *begin(struct http_request *req, enum collection_rule rul
     }
     req->user = rc;
     return rc;
+}
+
+/* Sets up the call for the collection in the path; answers 404 and returns
+ * NULL if there is no such collection. */
+static struct rec_call *begin(struct http_request *req, enum collection_rule rule)
+{
+    struct collection *c = api_collection_find(req);
+    if (!c) {
+        api_error(req, 404, "Missing collection context.", NULL);
+        return NULL;
+    }
+    return begin_on(req, rule, c);
 }
 
 static void handle_list(struct http_request *req)
@@ -1708,10 +1730,9 @@ static void handle_write(struct http_request *req, enum collection_rule rule)
     }
     struct collection *found = api_collection_find(req);
     bool known = found != NULL;
-    collection_release(found);
     struct rec_call *rc;
     if (known) {
-        if (!(rc = begin(req, rule)))
+        if (!(rc = begin_on(req, rule, found)))
             return;
     } else {
         /* Answered after the body, so that a well-framed request on a

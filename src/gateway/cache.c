@@ -1808,7 +1808,7 @@ bool cache_entry_not_modified(const struct cache_entry *e, const struct cache_re
 static void append_param(struct buf *out, struct slice name, const char *value)
 {
     buf_append_slice(out, name);
-    buf_append(out, value, strlen(value));
+    buf_append_cstr(out, value);
 }
 
 static void append_int_param(struct buf *out, struct slice name, int64_t v)

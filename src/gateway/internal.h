@@ -20,8 +20,9 @@ struct gw_stat {
     atomic_int health;    /* enum lb_health, written by the health checker */
     atomic_bool listed;   /* in the current configuration */
     atomic_uint up_epoch; /* counts the checker's transitions to up */
-    int passes, fails;    /* health checker only */
+    int passes, fails;    /* health checker only, as are: */
     uint64_t next_check_ms;
+    bool checking; /* a check of it is running */
     atomic_ullong requests[GW_CLASSES];
     atomic_ullong latency[GW_BUCKETS + 1];
     atomic_ullong latency_sum_us;

@@ -417,11 +417,9 @@ static void health_start_due(struct health_checks *hc, struct gw_topo *t, uint64
         for (size_t k = 0; k < gc->upstreams[u].ntargets && hc->n < HEALTH_MAX; k++) {
             struct gw_stat *s = t->targets[u][k];
             /* A target listed twice, or still being checked, is checked once. */
-            bool running = false;
-            for (size_t i = 0; i < hc->n && !running; i++)
-                running = hc->probes[i].stat == s;
-            if (running || s->next_check_ms > now)
+            if (s->checking || s->next_check_ms > now)
                 continue;
+            s->checking = true;
             s->next_check_ms = now + (uint64_t)gc->health_interval_ms;
             int fd = probe_open(gc->upstreams[u].targets[k]);
             hc->probes[hc->n++] =
@@ -477,6 +475,7 @@ static void health_tick(struct gateway *gw, struct gw_topo *t, struct health_che
         }
         if (p->fd >= 0)
             close(p->fd);
+        p->stat->checking = false;
         if (!atomic_load(&gw->stop))
             health_vote(p->stat, p->verdict >= 0 ? p->verdict : LB_HEALTH_DOWN, gc);
         *p = hc->probes[--hc->n];

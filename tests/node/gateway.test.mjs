@@ -474,7 +474,7 @@ describe('listen addresses', () => {
     }
   });
 
-  test('a bad or excess address in the list stops the gateway with the reason', () => {
+  test('a bad, excess or taken address in the list stops the gateway with the reason', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cruder-gw-listen-'));
     try {
       const conf = path.join(dir, 'gateway.conf');
@@ -491,6 +491,16 @@ describe('listen addresses', () => {
       r = run(Array.from({ length: 9 }, () => '127.0.0.1:0').join(','));
       assert.equal(r.status, 1, r.stderr);
       assert.match(r.stderr, /at most 8 listen addresses/);
+      // The second address is taken: nothing is left listening on the first.
+      const taken = net.createServer();
+      await new Promise((res) => taken.listen(0, '127.0.0.1', res));
+      try {
+        r = run(`127.0.0.1:0, 127.0.0.1:${taken.address().port}`);
+        assert.equal(r.status, 1, r.stderr);
+        assert.match(r.stderr, /cannot listen on .*Address already in use/);
+      } finally {
+        taken.close();
+      }
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -176,6 +176,31 @@ describe('answers of cruder serve', () => {
     assert.equal(bad.headers.get('cache-tag'), null);
   });
 
+  test('a wide cascade names its collections whole once its tags reach 4 KiB', async () => {
+    const root = (await su.post('/api/collections', { name: 'root', listRule: '', viewRule: '' })).body.id;
+    const top = (await su.post('/api/collections/root/records', {})).body.id;
+    const kids = [];
+    for (let k = 0; k < 10; k++) {
+      const name = `leaf${k}`;
+      const made = await su.post('/api/collections', {
+        name, fields: [{ name: 'up', type: 'relation', collectionId: root, maxSelect: 1, cascadeDelete: true }],
+      });
+      kids.push(made.body.id);
+      for (let i = 0; i < 14; i++) assert.equal((await su.post(`/api/collections/${name}/records`, { up: top })).status, 200);
+    }
+    const d = await fetch(`${srv.url}/api/collections/root/records/${top}`, { method: 'DELETE', headers: { authorization: suToken } });
+    assert.equal(d.status, 204);
+    const field = d.headers.get('cache-tag');
+    assert.ok(field.length < 4096 + 200, `${field.length} bytes`);
+    const tags = field.split(', ');
+    for (const cid of kids) assert.ok(tags.includes(cid), `${cid} named`);
+    // The first collections are tagged record by record, the last ones whole.
+    assert.equal(tags.filter((t) => t.startsWith(`${kids[0]}/`)).length, 14);
+    assert.ok(tags.includes(`${kids.at(-1)}/*`));
+    for (let k = 0; k < 10; k++) assert.equal((await su.del(`/api/collections/leaf${k}`)).status, 204);
+    assert.equal((await su.del('/api/collections/root')).status, 204);
+  });
+
   test("a collection's update and delete name every tag of its answers", async () => {
     const made = await su.post('/api/collections', { name: 'scratch', listRule: '', viewRule: '' });
     assert.equal(made.status, 200);
@@ -219,6 +244,7 @@ describe('answers of cruder serve', () => {
     d = await fetch(`${srv.url}/api/collections/parents/records/${dad}`, { method: 'DELETE', headers: { authorization: suToken } });
     assert.equal(d.status, 204);
     const tags = d.headers.get('cache-tag').split(', ');
+    assert.equal(new Set(tags).size, tags.length, 'no tag twice');
     assert.deepEqual(tags.slice(0, 3), [parents, `${parents}/${dad}`, kids]);
     assert.equal(tags.filter((t) => t.startsWith(`${kids}/`) && t !== `${kids}/*`).length, 15);
     assert.equal(tags.at(-1), `${kids}/*`);
