@@ -488,6 +488,9 @@ describe('listen addresses', () => {
       r = run('127.0.0.1:0,');
       assert.equal(r.status, 1, r.stderr);
       assert.match(r.stderr, /cannot parse listen address ""/);
+      r = run(`127.0.0.1:0, ${'1'.repeat(100)}:80`);
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(r.stderr, /listen address too long/);
       r = run(Array.from({ length: 9 }, () => '127.0.0.1:0').join(','));
       assert.equal(r.status, 1, r.stderr);
       assert.match(r.stderr, /at most 8 listen addresses/);
